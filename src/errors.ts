@@ -1,0 +1,215 @@
+/**
+ * Every error failover-proxy hands to a caller is a {@link FailoverProxyError}
+ * with a stable `code`. Match on `code`, never on `message`: messages may be
+ * reworded, codes will not change. The list is in `docs/errors.md`.
+ *
+ * Like undici, each class is branded with a `Symbol.for(...)` so `instanceof`
+ * still works when two copies of the package end up in one process (an app and
+ * a plugin each bundling their own).
+ *
+ * @module
+ */
+
+const kBase = Symbol.for('failover-proxy.error');
+
+/** Stable codes of every error this package raises. */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'UNKNOWN_BACKEND'
+  | 'DUPLICATE_BACKEND'
+  | 'NO_HEALTHY_BACKEND'
+  | 'CONNECT_TIMEOUT'
+  | 'CONNECT_FAILED'
+  | 'MAX_CONNECTIONS'
+  | 'BACKEND_DOWN'
+  | 'POOL_CLOSED'
+  | 'PROBE_CLOSED'
+  | 'PROBE_TIMEOUT'
+  | 'PROBE_CONNECT_FAILED'
+  | 'PROBE_TLS_FAILED'
+  | 'PROBE_BAD_RESPONSE'
+  | 'PROBE_CHECK_FAILED';
+
+/**
+ * Base class of every error raised by failover-proxy.
+ *
+ * @example
+ * ```ts
+ * try { await pool.pin(socket); }
+ * catch (err) {
+ *   if (err instanceof FailoverProxyError && err.code === 'NO_HEALTHY_BACKEND') retryLater();
+ * }
+ * ```
+ */
+export class FailoverProxyError extends Error {
+  /** A stable, machine-readable code. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this === FailoverProxyError) {
+      return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kBase] === true;
+    }
+    // Subclasses: brand check by code set on the prototype, so copies still match.
+    const brand = (this.prototype as { [kBrand]?: symbol })[kBrand];
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      brand !== undefined &&
+      (value as Record<symbol, unknown>)[brand] === true
+    );
+  }
+}
+Object.defineProperty(FailoverProxyError.prototype, kBase, { value: true });
+
+const kBrand = Symbol('failover-proxy.brand-key');
+
+/** Gives `ctor` a cross-copy brand, so `instanceof ctor` survives duplication of the package. */
+function brand(ctor: { prototype: object }, name: string): void {
+  const sym = Symbol.for(`failover-proxy.error.${name}`);
+  Object.defineProperty(ctor.prototype, sym, { value: true });
+  Object.defineProperty(ctor.prototype, kBrand, { value: sym });
+}
+
+/** A value passed by the caller is out of range or of the wrong type. */
+export class InvalidArgumentError extends FailoverProxyError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+brand(InvalidArgumentError, 'InvalidArgumentError');
+
+/** The backend id is not in the pool. */
+export class UnknownBackendError extends FailoverProxyError {
+  constructor(readonly backendId: string) {
+    super('UNKNOWN_BACKEND', `Unknown backend \`${backendId}\``);
+  }
+}
+brand(UnknownBackendError, 'UnknownBackendError');
+
+/** A backend with the same id is already in the pool. */
+export class DuplicateBackendError extends FailoverProxyError {
+  constructor(readonly backendId: string) {
+    super('DUPLICATE_BACKEND', `Backend \`${backendId}\` is already in the pool`);
+  }
+}
+brand(DuplicateBackendError, 'DuplicateBackendError');
+
+/** Why no backend could be given to a connection. */
+export type NoHealthyBackendReason = 'queue-disabled' | 'queue-full' | 'queue-timeout' | 'retries-exhausted';
+
+/** No backend is up (or every one tried failed), and waiting did not help. */
+export class NoHealthyBackendError extends FailoverProxyError {
+  constructor(
+    readonly reason: NoHealthyBackendReason,
+    options?: { cause?: unknown },
+  ) {
+    super('NO_HEALTHY_BACKEND', `No healthy backend (${reason})`, options);
+  }
+}
+brand(NoHealthyBackendError, 'NoHealthyBackendError');
+
+/** Dialling a backend took longer than `connectTimeout`. */
+export class ConnectTimeoutError extends FailoverProxyError {
+  constructor(
+    readonly backendId: string,
+    readonly timeout: number,
+  ) {
+    super('CONNECT_TIMEOUT', `Connecting to backend \`${backendId}\` timed out after ${timeout} ms`);
+  }
+}
+brand(ConnectTimeoutError, 'ConnectTimeoutError');
+
+/** Dialling a backend failed (refused, unreachable, reset, TLS error). `cause` is the socket error. */
+export class ConnectError extends FailoverProxyError {
+  constructor(
+    readonly backendId: string,
+    options: { cause: unknown },
+  ) {
+    const detail = (options.cause as { code?: string; message?: string } | undefined)?.code ?? (options.cause as Error | undefined)?.message;
+    super('CONNECT_FAILED', `Connecting to backend \`${backendId}\` failed${detail ? `: ${detail}` : ''}`, options);
+  }
+}
+brand(ConnectError, 'ConnectError');
+
+/** The pool (or the backend) already holds `maxConnections` and the excess is refused. */
+export class MaxConnectionsError extends FailoverProxyError {
+  constructor(
+    readonly limit: number,
+    readonly backendId?: string,
+  ) {
+    super(
+      'MAX_CONNECTIONS',
+      backendId === undefined ? `The pool holds its maximum of ${limit} connections` : `Backend \`${backendId}\` holds its maximum of ${limit} connections`,
+    );
+  }
+}
+brand(MaxConnectionsError, 'MaxConnectionsError');
+
+/**
+ * A connection was torn down because its backend left service (probe failure,
+ * removal, drain deadline). Streams in flight on it fail with this error, so a
+ * caller can tell "backend died, retry elsewhere" from a bug.
+ */
+export class BackendDownError extends FailoverProxyError {
+  constructor(
+    readonly backendId: string,
+    readonly reason: string,
+  ) {
+    super('BACKEND_DOWN', `Backend \`${backendId}\` left service (${reason})`);
+  }
+}
+brand(BackendDownError, 'BackendDownError');
+
+/** The pool was closed; no new work is accepted. */
+export class PoolClosedError extends FailoverProxyError {
+  constructor() {
+    super('POOL_CLOSED', 'The pool is closed');
+  }
+}
+brand(PoolClosedError, 'PoolClosedError');
+
+/** The probe was stopped; it schedules nothing more. */
+export class ProbeClosedError extends FailoverProxyError {
+  constructor() {
+    super('PROBE_CLOSED', 'The probe is stopped');
+  }
+}
+brand(ProbeClosedError, 'ProbeClosedError');
+
+/** The layer of a check that failed, as HAProxy reports L4/L6/L7 results. */
+export type CheckLayer = 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom';
+
+const layerCodes = {
+  connect: 'PROBE_CONNECT_FAILED',
+  tls: 'PROBE_TLS_FAILED',
+  protocol: 'PROBE_BAD_RESPONSE',
+  timeout: 'PROBE_TIMEOUT',
+  custom: 'PROBE_CHECK_FAILED',
+} as const satisfies Record<CheckLayer, ErrorCode>;
+
+/**
+ * A health check failed. `layer` says where: the TCP connect, the TLS
+ * handshake, the protocol (status or body), the timeout, or a custom check.
+ */
+export class CheckError extends FailoverProxyError {
+  constructor(
+    readonly layer: CheckLayer,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(layerCodes[layer], message, options);
+  }
+}
+brand(CheckError, 'CheckError');
+
+/** Node's socket error codes, when present, without trusting the shape of `err`. */
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

@@ -1,0 +1,19 @@
+import { defineConfig } from 'tsup';
+
+// p-queue 9 is ESM-only. Node >= 20.19 can require() ESM, but 20.0–20.18 cannot,
+// so the CommonJS build carries its own copy of p-queue (and its two small
+// dependencies) while the ESM build imports the installed one.
+const shared = {
+  entry: ['src/index.ts'],
+  target: 'node20',
+  platform: 'node',
+  sourcemap: true,
+  dts: true,
+  treeshake: true,
+  tsconfig: 'tsconfig.build.json',
+} as const;
+
+export default defineConfig([
+  { ...shared, format: ['esm'], clean: true },
+  { ...shared, format: ['cjs'], noExternal: ['p-queue', 'p-timeout'] },
+]);
