@@ -1,9 +1,11 @@
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
 
 // p-queue 9 is ESM-only. Node >= 20.19 can require() ESM, but 20.0–20.18 cannot,
 // so the CommonJS build carries its own copy of p-queue (and its two small
 // dependencies) while the ESM build imports the installed one.
-const shared = {
+
+
+const shared: Options = {
   entry: ['src/index.ts'],
   target: 'node20',
   platform: 'node',
@@ -11,7 +13,7 @@ const shared = {
   dts: true,
   treeshake: true,
   tsconfig: 'tsconfig.build.json',
-} as const;
+};
 
 export default defineConfig([
   { ...shared, format: ['esm'], clean: true },

@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'CONNECT_FAILED'
   | 'MAX_CONNECTIONS'
   | 'BACKEND_DOWN'
+  | 'CLIENT_CLOSED'
   | 'POOL_CLOSED'
   | 'PROBE_CLOSED'
   | 'PROBE_TIMEOUT'
@@ -165,6 +166,14 @@ export class BackendDownError extends FailoverProxyError {
   }
 }
 brand(BackendDownError, 'BackendDownError');
+
+/** The client went away while its upstream was still being chosen or dialled; the dial was cancelled. */
+export class ClientClosedError extends FailoverProxyError {
+  constructor(options?: { cause?: unknown }) {
+    super('CLIENT_CLOSED', 'The client closed before an upstream was connected', options);
+  }
+}
+brand(ClientClosedError, 'ClientClosedError');
 
 /** The pool was closed; no new work is accepted. */
 export class PoolClosedError extends FailoverProxyError {

@@ -1,0 +1,281 @@
+/**
+ * Options of {@link PinnedConnection} and {@link UpstreamPool}: documented
+ * types, one frozen defaults object each, and one `resolve…Options()` that
+ * validates and merges with `??` (so `0` stays expressible).
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import type { Backend, BackendSpec, UpstreamTlsOptions } from './backend.js';
+import type { Balancer, BalancerName, PickFunction } from './balancers/balancer.js';
+import { systemClock, type Clock } from './clock.js';
+import * as v from './validate.js';
+
+/** Socket settings applied to both sides of a {@link PinnedConnection}. */
+export interface PinnedConnectionOptions {
+  /**
+   * TCP keepalive on both sockets, so a peer that vanished is eventually
+   * noticed by the kernel even when no probe is watching.
+   * @default true
+   */
+  readonly keepAlive?: boolean | undefined;
+  /**
+   * Idle time before the first keepalive probe, in ms.
+   * @default 30000
+   */
+  readonly keepAliveInitialDelay?: number | undefined;
+  /**
+   * Disable Nagle's algorithm on both sockets (latency over batching, as
+   * interactive protocols such as the Kubernetes API want).
+   * @default true
+   */
+  readonly noDelay?: boolean | undefined;
+  /**
+   * Tear the connection down with reason `idle-timeout` after this many ms
+   * without a byte in either direction. `0` disables it: Kubernetes watches are
+   * legitimately silent for minutes.
+   * @default 0
+   */
+  readonly idleTimeout?: number | undefined;
+}
+
+/** @internal */
+export interface ResolvedPinnedConnectionOptions {
+  readonly keepAlive: boolean;
+  readonly keepAliveInitialDelay: number;
+  readonly noDelay: boolean;
+  readonly idleTimeout: number;
+}
+
+/** Defaults of {@link PinnedConnectionOptions}. */
+export const pinnedConnectionDefaults: ResolvedPinnedConnectionOptions = Object.freeze({
+  keepAlive: true,
+  keepAliveInitialDelay: 30_000,
+  noDelay: true,
+  idleTimeout: 0,
+});
+
+const connectionKeys = ['keepAlive', 'keepAliveInitialDelay', 'noDelay', 'idleTimeout'] as const;
+
+/** Validates connection options and fills in defaults. Throws `INVALID_ARGUMENT`. */
+export function resolvePinnedConnectionOptions(
+  options: PinnedConnectionOptions = {},
+  name = 'options',
+): ResolvedPinnedConnectionOptions {
+  const raw = v.object(name, options);
+  v.knownKeys(name, raw, [...connectionKeys, 'backend', 'id', 'clock']);
+  const d = pinnedConnectionDefaults;
+  return Object.freeze({
+    keepAlive: v.boolean(`${name}.keepAlive`, options.keepAlive ?? d.keepAlive),
+    keepAliveInitialDelay: v.integer(
+      `${name}.keepAliveInitialDelay`,
+      options.keepAliveInitialDelay ?? d.keepAliveInitialDelay,
+      0,
+    ),
+    noDelay: v.boolean(`${name}.noDelay`, options.noDelay ?? d.noDelay),
+    idleTimeout: v.integer(`${name}.idleTimeout`, options.idleTimeout ?? d.idleTimeout, 0, 2 ** 31 - 1),
+  });
+}
+
+/**
+ * Opens a socket to a backend. Resolve once the socket is connected (for TLS,
+ * once the handshake is done); reject with an error when it cannot be. Honour
+ * `signal`: when it aborts, destroy the socket and reject.
+ *
+ * The pool enforces `connectTimeout` around the whole call, so a dialler need
+ * not. Inject one to add a SOCKS hop, a custom TLS policy, or a test double.
+ */
+export type DialFunction = (backend: Backend, options: { readonly signal: AbortSignal }) => Promise<Socket>;
+
+/** Bounds of the queue of clients waiting while no backend is up. */
+export interface QueueOptions {
+  /**
+   * How many clients may wait at once; the next one is closed with
+   * `NO_HEALTHY_BACKEND` (reason `queue-full`). `0` disables waiting.
+   * @default 1024
+   */
+  readonly max?: number | undefined;
+  /**
+   * How long a client may wait, in ms, before it is closed with
+   * `NO_HEALTHY_BACKEND` (reason `queue-timeout`).
+   * @default 10000
+   */
+  readonly timeout?: number | undefined;
+}
+
+/** Options of {@link UpstreamPool}. */
+export interface UpstreamPoolOptions {
+  /** Backends to start with; more can be added with `add()`. */
+  readonly backends?: readonly BackendSpec[] | undefined;
+  /**
+   * How a backend is chosen per connection: a built-in strategy by name, a
+   * {@link Balancer}, or a plain function.
+   * @default 'least-connections'
+   */
+  readonly balancer?: BalancerName | Balancer | PickFunction | undefined;
+  /**
+   * State of a newly added backend: `'up'` (assume healthy until a probe says
+   * otherwise) or `'probe'` (down, reason `awaiting-probe`, until the first probe passes).
+   * @default 'up'
+   */
+  readonly initialState?: 'up' | 'probe' | undefined;
+  /**
+   * Time allowed to dial a backend (TCP connect, plus TLS handshake when the
+   * pool re-originates TLS), in ms. A timeout counts as a connect failure.
+   * @default 3000
+   */
+  readonly connectTimeout?: number | undefined;
+  /**
+   * Further backends to try after a failed dial (each backend at most once per connection).
+   * @default 2
+   */
+  readonly retries?: number | undefined;
+  /** Waiting room for clients that arrive while no backend is up. */
+  readonly queue?: QueueOptions | undefined;
+  /**
+   * Connections the pool holds at most (open plus being dialled); beyond it
+   * clients are refused with `MAX_CONNECTIONS`. Per-backend caps are set on
+   * the backend (`maxConnections`) and make the picker skip a full backend.
+   * @default Infinity
+   */
+  readonly maxConnections?: number | undefined;
+  /**
+   * Reset (RST) the client side of connections torn down because their
+   * backend left service (down, maintenance, removed, drain deadline), so
+   * clients notice at once even if they are only writing. Clean closes
+   * forwarded from either peer are never turned into resets.
+   * @default true
+   */
+  readonly resetOnTeardown?: boolean | undefined;
+  /** Socket settings for every pinned connection. */
+  readonly connection?: PinnedConnectionOptions | undefined;
+  /** Dial every backend over TLS with these settings (a backend's own `tls` wins). */
+  readonly tls?: UpstreamTlsOptions | undefined;
+  /**
+   * Send a PROXY protocol header on each upstream connection opened by
+   * `pin()`, so the backend learns the client's address.
+   * @default false
+   */
+  readonly proxyProtocol?: false | 'v1' | 'v2' | undefined;
+  /**
+   * Replaces the built-in dialler (plain TCP, or TLS when configured).
+   * @default dialBackend
+   */
+  readonly dial?: DialFunction | undefined;
+  /**
+   * Default deadline of `close()`, in ms: connections still open then are
+   * destroyed with reason `pool-closed`.
+   * @default 5000
+   */
+  readonly closeTimeout?: number | undefined;
+  /** Time source for `since` stamps and timers (tests inject a fake one). */
+  readonly clock?: Clock | undefined;
+  /**
+   * Random source for `random-two`.
+   * @default Math.random
+   */
+  readonly random?: (() => number) | undefined;
+}
+
+/** @internal */
+export interface ResolvedQueueOptions {
+  readonly max: number;
+  readonly timeout: number;
+}
+
+/** @internal */
+export interface ResolvedUpstreamPoolOptions {
+  readonly backends: readonly BackendSpec[];
+  readonly balancer: BalancerName | Balancer | PickFunction;
+  readonly initialState: 'up' | 'probe';
+  readonly connectTimeout: number;
+  readonly retries: number;
+  readonly queue: ResolvedQueueOptions;
+  readonly maxConnections: number;
+  readonly resetOnTeardown: boolean;
+  readonly connection: ResolvedPinnedConnectionOptions;
+  readonly tls: UpstreamTlsOptions | undefined;
+  readonly proxyProtocol: false | 'v1' | 'v2';
+  readonly dial: DialFunction | undefined;
+  readonly closeTimeout: number;
+  readonly clock: Clock;
+  readonly random: () => number;
+}
+
+/** Defaults of {@link UpstreamPoolOptions}. */
+export const upstreamPoolDefaults = Object.freeze({
+  balancer: 'least-connections',
+  initialState: 'up',
+  connectTimeout: 3000,
+  retries: 2,
+  queue: Object.freeze({ max: 1024, timeout: 10_000 }),
+  maxConnections: Infinity,
+  resetOnTeardown: true,
+  proxyProtocol: false,
+  closeTimeout: 5000,
+} as const);
+
+const poolKeys = [
+  'backends',
+  'balancer',
+  'initialState',
+  'connectTimeout',
+  'retries',
+  'queue',
+  'maxConnections',
+  'resetOnTeardown',
+  'connection',
+  'tls',
+  'proxyProtocol',
+  'dial',
+  'closeTimeout',
+  'clock',
+  'random',
+] as const;
+
+const MAX_TIMER = 2 ** 31 - 1;
+
+/** Validates pool options and fills in defaults. Throws `INVALID_ARGUMENT`. */
+export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): ResolvedUpstreamPoolOptions {
+  const raw = v.object('options', options);
+  v.knownKeys('', raw, poolKeys);
+  const d = upstreamPoolDefaults;
+
+  if (options.backends !== undefined && !Array.isArray(options.backends)) {
+    throw v.invalid('backends', 'an array of backends', options.backends);
+  }
+  const balancer = options.balancer ?? d.balancer;
+  if (typeof balancer !== 'string' && typeof balancer !== 'function' && typeof (balancer as Balancer | null)?.pick !== 'function') {
+    throw v.invalid('balancer', "a strategy name, a Balancer or a function", balancer);
+  }
+  const queue = options.queue === undefined ? {} : v.object('queue', options.queue);
+  v.knownKeys('queue', queue, ['max', 'timeout']);
+  if (options.tls !== undefined) v.object('tls', options.tls);
+  const proxyProtocol = options.proxyProtocol ?? d.proxyProtocol;
+  if (proxyProtocol !== false) v.oneOf('proxyProtocol', proxyProtocol, ['v1', 'v2']);
+  const clock = options.clock ?? systemClock;
+  if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw v.invalid('clock', 'a Clock ({ now, setTimeout, clearTimeout })', clock);
+  }
+
+  return Object.freeze({
+    backends: options.backends ?? [],
+    balancer,
+    initialState: v.oneOf('initialState', options.initialState ?? d.initialState, ['up', 'probe']),
+    connectTimeout: v.integer('connectTimeout', options.connectTimeout ?? d.connectTimeout, 1, MAX_TIMER),
+    retries: v.integer('retries', options.retries ?? d.retries, 0, 1000),
+    queue: Object.freeze({
+      max: v.integer('queue.max', (queue as QueueOptions).max ?? d.queue.max, 0, Infinity),
+      timeout: v.integer('queue.timeout', (queue as QueueOptions).timeout ?? d.queue.timeout, 1, MAX_TIMER),
+    }),
+    maxConnections: v.integer('maxConnections', options.maxConnections ?? d.maxConnections, 1, Infinity),
+    resetOnTeardown: v.boolean('resetOnTeardown', options.resetOnTeardown ?? d.resetOnTeardown),
+    connection: resolvePinnedConnectionOptions(options.connection, 'connection'),
+    tls: options.tls,
+    proxyProtocol,
+    dial: options.dial === undefined ? undefined : v.func<DialFunction>('dial', options.dial),
+    closeTimeout: v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, MAX_TIMER),
+    clock,
+    random: options.random === undefined ? Math.random : v.func<() => number>('random', options.random),
+  });
+}

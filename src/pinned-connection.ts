@@ -1,0 +1,260 @@
+/**
+ * One client socket piped to one upstream socket, owned as a unit: both
+ * directions with backpressure, half-close forwarded, and one `destroy(reason)`
+ * that takes down both sides.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+import { EventEmitter } from 'eventemitter3';
+import type { Backend } from './backend.js';
+import { systemClock, type Clock } from './clock.js';
+import type { ConnectionClosedInfo, PinnedConnectionEvents, TeardownReason } from './events.js';
+import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
+
+const log = createDebug('failover-proxy:conn');
+
+// Socket listeners are shared functions that find their connection through this
+// back-reference (as `ws` does), so no closure is allocated per connection.
+const kConnection = Symbol('failover-proxy.connection');
+type OwnedSocket = Socket & { [kConnection]?: PinnedConnection };
+type Side = 'client' | 'upstream';
+
+// Assigned in the class's static block, where they may touch private state.
+let socketClosed: (conn: PinnedConnection, side: Side) => void;
+let socketFailed: (conn: PinnedConnection, side: Side, err: Error) => void;
+
+/** Options of a {@link PinnedConnection} built by hand. */
+export interface PinnedConnectionInit extends PinnedConnectionOptions {
+  /** The backend the upstream socket leads to (needed to register with a pool). */
+  readonly backend?: Backend | undefined;
+  /** An identifier for logs. @default `${client.remoteAddress}:${client.remotePort}` */
+  readonly id?: string | undefined;
+  /** Time source for `openedAt` and `durationMs`. */
+  readonly clock?: Clock | undefined;
+}
+
+/** How to tear a connection down. */
+export interface DestroyOptions {
+  /**
+   * Close the client with a TCP reset instead of a FIN, so it notices at once
+   * even if it is only writing. Ignored for sockets that cannot be reset (TLS).
+   * @default false
+   */
+  readonly reset?: boolean | undefined;
+  /** An error to report in the `closed` event (and to `destroy()` the sockets with). */
+  readonly error?: Error | undefined;
+}
+
+/**
+ * A client socket piped to an upstream socket.
+ *
+ * Bytes flow both ways through `pipe()`, so a slow reader on either side pauses
+ * the other (memory stays bounded by the sockets' high-water marks). A FIN from
+ * either side is forwarded as `end()` to the other while the other direction
+ * keeps flowing. A reset, error or destroy on either side tears down both, and
+ * `closed` is emitted exactly once with the reason.
+ *
+ * The byte counters are the sockets' own kernel-side counts (`bytesRead`), so
+ * the data path does no per-chunk bookkeeping.
+ *
+ * @example
+ * ```ts
+ * import net from 'node:net';
+ * import { PinnedConnection } from 'failover-proxy';
+ *
+ * net.createServer({ allowHalfOpen: true }, (client) => {
+ *   const upstream = net.connect({ host: '127.0.0.1', port: 8080, allowHalfOpen: true });
+ *   upstream.once('connect', () => {
+ *     const conn = new PinnedConnection(client, upstream);
+ *     conn.on('closed', ({ reason, bytesFromClient }) => console.log(reason, bytesFromClient));
+ *   });
+ *   upstream.once('error', () => client.destroy());
+ * }).listen(8000);
+ * ```
+ */
+export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
+  /** The client-facing socket. */
+  readonly client: Socket;
+  /** The backend-facing socket. */
+  readonly upstream: Socket;
+  /** The backend this connection is pinned to, when known. */
+  readonly backend: Backend | undefined;
+  /** Identifier for logs. */
+  readonly id: string;
+  /** Clock time the connection was pinned (ms since epoch). */
+  readonly openedAt: number;
+
+  #clock: Clock;
+  #closed = false;
+  #info: ConnectionClosedInfo | undefined;
+  /** Reason noted when one side closed cleanly and the other is still flushing. */
+  #pendingReason: TeardownReason | undefined;
+
+  constructor(client: Socket, upstream: Socket, init: PinnedConnectionInit = {}) {
+    super();
+    const options = resolvePinnedConnectionOptions(init, 'init');
+    this.client = client;
+    this.upstream = upstream;
+    this.backend = init.backend;
+    this.#clock = init.clock ?? systemClock;
+    this.openedAt = this.#clock.now();
+    this.id = init.id ?? `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
+
+    const c = client as OwnedSocket;
+    const u = upstream as OwnedSocket;
+    c[kConnection] = this;
+    u[kConnection] = this;
+
+    // Half-close must be forwarded, not answered: with allowHalfOpen off, a
+    // socket ends its own writable side when the peer sends FIN, cutting off the
+    // reply still flowing the other way.
+    client.allowHalfOpen = true;
+    upstream.allowHalfOpen = true;
+
+    configure(client, options.keepAlive, options.keepAliveInitialDelay, options.noDelay);
+    configure(upstream, options.keepAlive, options.keepAliveInitialDelay, options.noDelay);
+
+    client.on('error', onClientError);
+    upstream.on('error', onUpstreamError);
+    client.on('close', onClientClose);
+    upstream.on('close', onUpstreamClose);
+
+    if (options.idleTimeout > 0) {
+      // The client socket sees every byte either way (reads from the client,
+      // writes of upstream bytes), and Node refreshes its timer on both, so one
+      // timer covers the pair.
+      client.setTimeout(options.idleTimeout);
+      client.on('timeout', onIdleTimeout);
+    }
+
+    if (client.destroyed || upstream.destroyed) {
+      // Handed an already dead socket: report it once listeners can be attached.
+      const reason: TeardownReason = client.destroyed ? 'client-closed' : 'upstream-closed';
+      queueMicrotask(() => this.destroy(reason));
+      return;
+    }
+
+    client.pipe(upstream);
+    upstream.pipe(client);
+    // A socket the caller paused (or never read) must flow now that it has a sink.
+    client.resume();
+    upstream.resume();
+    if (log.enabled) log('%s pinned to %s', this.id, this.backend?.id ?? `${upstream.remoteAddress}:${upstream.remotePort}`);
+  }
+
+  /** Bytes read from the client (and handed to the upstream). */
+  get bytesFromClient(): number {
+    return this.client.bytesRead;
+  }
+
+  /** Bytes read from the upstream (and handed to the client). */
+  get bytesFromUpstream(): number {
+    return this.upstream.bytesRead;
+  }
+
+  /** Whether the connection has been torn down. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** What the `closed` event reported, once closed. */
+  get closedInfo(): ConnectionClosedInfo | undefined {
+    return this.#info;
+  }
+
+  /**
+   * Tears down both sockets at once and emits `closed` before returning.
+   * Idempotent: later calls do nothing. Never throws.
+   */
+  destroy(reason: TeardownReason = 'destroyed', options: DestroyOptions = {}): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const { client, upstream } = this;
+    const error = options.error;
+
+    if (options.reset === true && !client.destroyed) resetSocket(client);
+    else client.destroy();
+    upstream.destroy();
+    // The client's idle timer must not outlive the connection.
+    if (client.timeout) client.setTimeout(0);
+
+    const info: ConnectionClosedInfo = Object.freeze({
+      reason,
+      error,
+      bytesFromClient: client.bytesRead,
+      bytesFromUpstream: upstream.bytesRead,
+      durationMs: this.#clock.now() - this.openedAt,
+    });
+    this.#info = info;
+    if (log.enabled) log('%s closed: %s (%d B in, %d B out)', this.id, reason, info.bytesFromClient, info.bytesFromUpstream);
+    this.emit('closed', info);
+  }
+
+  static {
+    socketClosed = (conn, side) => {
+    if (conn.#closed) return;
+    const self = side === 'client' ? conn.client : conn.upstream;
+    const other = side === 'client' ? conn.upstream : conn.client;
+    const reason: TeardownReason = conn.#pendingReason ?? (side === 'client' ? 'client-closed' : 'upstream-closed');
+    // A clean close after FIN both ways: the other side was already ended by the
+    // pipe and may still be flushing the last bytes we forwarded. Let it finish
+    // and close on its own rather than cutting those bytes off.
+    const cleanly = self.readableEnded && self.writableFinished;
+    if (cleanly && other.writableEnded && !other.destroyed) {
+      conn.#pendingReason = reason;
+      return;
+    }
+    conn.destroy(reason);
+    };
+    socketFailed = (conn, side, err) => {
+      if (conn.#closed) return; // after the first error, further ones are noise
+      if (log.enabled) log('%s %s error: %s', conn.id, side, (err as NodeJS.ErrnoException).code ?? err.message);
+      conn.destroy(side === 'client' ? 'client-error' : 'upstream-error', { error: err });
+    };
+  }
+}
+
+function configure(socket: Socket, keepAlive: boolean, delay: number, noDelay: boolean): void {
+  // A TLSSocket over a duplex that is not a TCP socket has nothing to configure.
+  try {
+    socket.setKeepAlive(keepAlive, delay);
+    socket.setNoDelay(noDelay);
+  } catch {
+    /* not a TCP socket */
+  }
+}
+
+function resetSocket(socket: Socket): void {
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    // TLS sockets cannot be reset from JavaScript (ERR_INVALID_HANDLE_TYPE).
+    socket.destroy();
+  }
+}
+
+function onClientError(this: OwnedSocket, err: Error): void {
+  const conn = this[kConnection];
+  if (conn) socketFailed(conn, 'client', err);
+}
+
+function onUpstreamError(this: OwnedSocket, err: Error): void {
+  const conn = this[kConnection];
+  if (conn) socketFailed(conn, 'upstream', err);
+}
+
+function onClientClose(this: OwnedSocket): void {
+  const conn = this[kConnection];
+  if (conn) socketClosed(conn, 'client');
+}
+
+function onUpstreamClose(this: OwnedSocket): void {
+  const conn = this[kConnection];
+  if (conn) socketClosed(conn, 'upstream');
+}
+
+function onIdleTimeout(this: OwnedSocket): void {
+  this[kConnection]?.destroy('idle-timeout');
+}

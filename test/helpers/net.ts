@@ -1,0 +1,105 @@
+/**
+ * Loopback building blocks for tests: servers on port 0, clients, and waiting
+ * for a condition without asserting on wall-clock speed.
+ */
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import type { TestContext } from 'node:test';
+
+export const HOST = '127.0.0.1';
+
+/** Listens on 127.0.0.1:0 and closes the server (and every socket it accepted) after the test. */
+export async function listen(t: TestContext, onConnection: (socket: Socket) => void = () => {}, options: net.ServerOpts = {}): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  const server = net.createServer({ allowHalfOpen: true, ...options }, (socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => sockets.delete(socket));
+    onConnection(socket);
+  });
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { server, port: (server.address() as AddressInfo).port, sockets };
+}
+
+/** A server that echoes every byte and answers FIN with FIN. */
+export function echoServer(t: TestContext): ReturnType<typeof listen> {
+  return listen(t, (socket) => socket.pipe(socket));
+}
+
+/** A server that greets each connection with its own name, then echoes. Tells which backend a client reached. */
+export function namedServer(t: TestContext, name: string): ReturnType<typeof listen> {
+  return listen(t, (socket) => {
+    socket.write(`${name}\n`);
+    socket.pipe(socket);
+  });
+}
+
+/** A port with nothing listening on it (connections are refused). */
+export async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Connects a client and registers its destruction after the test. */
+export async function connect(t: TestContext, port: number, host = HOST): Promise<Socket> {
+  const socket = net.connect({ host, port, allowHalfOpen: true });
+  socket.on('error', () => {});
+  t.after(() => {
+    socket.destroy();
+  });
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Reads from `socket` until a newline; resolves with the line. */
+export function readLine(socket: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (chunk: Buffer): void => {
+      buf += chunk.toString('latin1');
+      const i = buf.indexOf('\n');
+      if (i >= 0) {
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        // Put back what came after the line.
+        const rest = buf.slice(i + 1);
+        if (rest.length > 0) socket.unshift(Buffer.from(rest, 'latin1'));
+        resolve(buf.slice(0, i));
+      }
+    };
+    const onClose = (): void => reject(new Error(`socket closed before a line was read (got ${JSON.stringify(buf)})`));
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
+}
+
+/**
+ * Polls `condition` until it holds. The bound is a safety net against a hung
+ * test, never an assertion about speed: it is deliberately generous.
+ */
+export async function waitFor(condition: () => boolean, { timeout = 20_000, interval = 5, what = 'condition' } = {}): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeout) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** Resources the process holds right now, for before/after leak checks. */
+export function activeResources(): string[] {
+  return process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap').sort();
+}
+
+/** Lets pending closes finish (libuv closes handles on the next loop turn). */
+export async function settle(turns = 3): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise((r) => setImmediate(r));
+}
