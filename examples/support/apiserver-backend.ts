@@ -127,6 +127,12 @@ class WatchHub {
     if (this.streams.size === 0) this.#stop();
   }
 
+  /** Ends every stream cleanly, with the terminating chunk. */
+  endAll(): void {
+    this.#stop();
+    for (const res of this.streams) res.end();
+  }
+
   /** Ends every stream abruptly (no terminating chunk), as a dying apiserver would. */
   destroyAll(): void {
     this.#stop();
@@ -146,7 +152,7 @@ class WatchHub {
       // A watcher that is not reading (its peer is cut off) would make this
       // buffer grow forever; skip it until it drains. The apiserver does
       // similar, dropping slow watchers rather than buffering for them.
-      if (res.writableNeedDrain) continue;
+      if (res.writableNeedDrain || res.writableEnded) continue;
       res.write(line);
     }
   }
@@ -323,6 +329,22 @@ export class ApiserverBackend {
   setReady(ready: boolean): void {
     this.#ready = ready;
     debug('%s: ready=%s', this.#name, ready);
+  }
+
+  /**
+   * Ends every open watch cleanly (terminating chunk, connection kept), as an
+   * apiserver does when a watch reaches its `timeoutSeconds`. Reflectors
+   * re-watch at once, so this is how a test makes clients reconnect without
+   * any failure.
+   *
+   * @example
+   * ```ts
+   * b1.endWatches();
+   * await fleet.waitFor((f) => f.reconnects >= f.clients.length);
+   * ```
+   */
+  endWatches(): void {
+    this.#hub.endAll();
   }
 
   /**
