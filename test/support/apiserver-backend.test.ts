@@ -12,6 +12,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiserverBackend, type ApiserverBackendOptions, type WatchEvent } from '../../examples/support/apiserver-backend.js';
 import { loadCerts } from '../../examples/support/certs.js';
+import { FaultProxy } from '../../examples/support/fault-proxy.js';
+import { WatchClient, WatchFleet, type WatchClientEvents } from '../../examples/support/watch-client.js';
 
 const certs = loadCerts();
 /** A backstop so a regression fails the test instead of hanging the file. */
@@ -226,4 +228,121 @@ void test('runs as a CLI: prints "listening host:port", serves, exits 0 on SIGTE
   const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
   assert.equal(signal, null);
   assert.equal(code, 0);
+});
+
+// The watch clients are tested against the backend they are made for.
+
+/** `events.once` for the eventemitter3-based clients (it would work, but is typed for Node's emitters). */
+function nextEvent<K extends keyof WatchClientEvents>(client: WatchClient, name: K): Promise<WatchClientEvents[K]> {
+  return new Promise((resolve) => {
+    client.once(name, (...args: WatchClientEvents[K]) => resolve(args));
+  });
+}
+
+void test('WatchClient: re-watches at once when the server ends its stream', opts, async (t) => {
+  const backend = await start(t, { watchIntervalMs: 20 });
+  const client = new WatchClient({ host: backend.host, port: backend.port, servername: 'apiserver.test', backoffMs: 10 });
+  t.after(() => client.stop());
+  await nextEvent(client, 'connected');
+  assert.equal(client.backend, 'b1');
+  assert.equal(client.connected, true);
+  await nextEvent(client, 'received');
+  assert.ok(client.lastEventAt !== undefined);
+
+  const closed = nextEvent(client, 'closed');
+  const reconnected = nextEvent(client, 'connected');
+  backend.endWatches();
+  const [entry] = await closed;
+  assert.equal(entry.event, 'closed');
+  assert.equal(entry.backend, 'b1');
+  assert.equal(entry.detail, 'EOF');
+  await reconnected;
+  assert.equal(client.reconnects, 1);
+  assert.deepEqual(
+    client.history.map((e) => [e.event, e.backend]),
+    [
+      ['connected', 'b1'],
+      ['closed', 'b1'],
+      ['connected', 'b1'],
+    ],
+  );
+});
+
+void test('WatchClient: keeps re-watching through a dead server until another takes its port', opts, async (t) => {
+  const b1 = await start(t, { name: 'b1', watchIntervalMs: 20 });
+  const { host, port } = b1.address;
+  const client = new WatchClient({ host, port, servername: 'apiserver.test', backoffMs: 10 });
+  t.after(() => client.stop());
+  await nextEvent(client, 'connected');
+
+  const failed = nextEvent(client, 'error');
+  await b1.close();
+  await failed; // the stream is cut short, then connects are refused
+  assert.equal(client.backend, undefined);
+  const refused = nextEvent(client, 'error');
+  const [entry] = await refused;
+  assert.equal(entry.detail, 'ECONNREFUSED');
+
+  const connected = nextEvent(client, 'connected');
+  await start(t, { name: 'b2', host, port });
+  const [again] = await connected;
+  assert.equal(again.backend, 'b2');
+  assert.equal(client.backend, 'b2');
+  assert.ok(client.reconnects >= 2);
+});
+
+void test('WatchFleet: a silent cut leaves every watch open but stalled; a reset moves them on', opts, async (t) => {
+  const backend = await start(t, { watchIntervalMs: 20 });
+  const proxy = await FaultProxy.start({ target: backend.address });
+  t.after(() => proxy.close());
+  const fleet = new WatchFleet({ size: 5, host: proxy.host, port: proxy.port, backoffMs: 10 });
+  t.after(() => fleet.stop());
+
+  await fleet.waitFor((f) => f.connectedCount === 5);
+  assert.deepEqual(fleet.byBackend(), { b1: 5 });
+  assert.equal(backend.activeWatches, 5);
+
+  proxy.cut();
+  await delay(600);
+  // The reflector's view: still connected to b1, but nothing arrives.
+  assert.deepEqual(fleet.byBackend(), { b1: 5 });
+  assert.equal(fleet.stalled(400).length, 5);
+  assert.equal(fleet.reconnects, 0);
+
+  proxy.restore();
+  proxy.reset();
+  await fleet.waitFor((f) => f.reconnects >= 5 && f.connectedCount === 5 && f.stalled(400).length === 0);
+  assert.deepEqual(fleet.byBackend(), { b1: 5 });
+  for (const c of fleet.clients) assert.deepEqual(c.history.map((e) => e.event), ['connected', 'error', 'connected']);
+});
+
+void test('WatchFleet: stop() is idempotent and leaves no handle', opts, async (t) => {
+  const backend = await start(t, { watchIntervalMs: 20 });
+  const resourcesBefore = process.getActiveResourcesInfo().sort();
+  const fleet = new WatchFleet({ size: 3, host: backend.host, port: backend.port, servername: 'apiserver.test' });
+  await fleet.waitFor((f) => f.connectedCount === 3);
+
+  // Stop while the clients wait out their backoff: stop() must clear those timers.
+  const closed = Promise.all(fleet.clients.map((c) => nextEvent(c, 'closed')));
+  backend.endWatches();
+  await closed;
+
+  const stopping = fleet.stop();
+  assert.equal(fleet.stop(), stopping);
+  await stopping;
+  assert.equal(fleet.connectedCount, 0);
+  assert.ok(fleet.clients.every((c) => c.stopped));
+  // Let the server notice the clients went away, then compare.
+  while (backend.activeWatches !== 0) await delay(5);
+  // The server's sockets close in the same turn; the HTTP internals then tidy
+  // up in setImmediate callbacks, which run on the next two loop turns.
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.deepEqual(process.getActiveResourcesInfo().sort(), resourcesBefore);
+});
+
+void test('WatchClient and WatchFleet validate their options', opts, () => {
+  assert.throws(() => new WatchClient({ host: '', port: 1 }), /host/);
+  assert.throws(() => new WatchClient({ host: '127.0.0.1', port: 0 }), /port/);
+  assert.throws(() => new WatchClient({ host: '127.0.0.1', port: 1, backoffMs: -1 }), /backoffMs/);
+  assert.throws(() => new WatchFleet({ size: 0, host: '127.0.0.1', port: 1 }), /size/);
 });
