@@ -9,8 +9,15 @@
  *
  * ```sh
  * tsx examples/support/apiserver-backend.ts --name b1 --listen 127.0.0.2:6443 [--plain]
- * # prints "listening 127.0.0.2:6443" once bound; exits on SIGTERM or SIGINT
+ *     [--request-cert] [--watch-interval-ms 200]
+ * # prints "listening 127.0.0.2:6443" (IPv6: "listening [::1]:6443") once
+ * # bound; exits 0 on SIGTERM or SIGINT
  * ```
+ *
+ * To SIGSTOP it, spawn `node --import tsx examples/support/apiserver-backend.ts ...`
+ * (`process.execPath`) rather than the `tsx` command: `tsx` runs the script in
+ * a child process, so stopping the pid you spawned would freeze only the
+ * wrapper while the server kept answering. (SIGTERM is relayed either way.)
  *
  * @module
  */
