@@ -471,6 +471,11 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     // process, and a client leaving must cancel its dial.
     client.on('error', onPendingClientError);
     client.on('close', onPendingClientClose);
+    // Read into the socket's own buffer (bounded by its high-water mark, then
+    // backpressure): early bytes are kept for the upstream, and a client reset
+    // is noticed even if the server was created with `pauseOnConnect`. A FIN is
+    // not an abort: it is forwarded once the upstream is connected.
+    if (!client.destroyed) client.read(0);
     try {
       const { entry, socket } = await this.#place(placement, context);
       const conn = new PinnedConnection(client, socket, {

@@ -103,3 +103,38 @@ export function activeResources(): string[] {
 export async function settle(turns = 3): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise((r) => setImmediate(r));
 }
+
+/**
+ * A backend that never completes a handshake: a listener (in a child python
+ * process) with a backlog of 0 that never accepts, its one queue slot taken by
+ * a first connection. Further SYNs are dropped by the kernel, so dials hang
+ * until their timeout: a stand-in for a host that vanished.
+ */
+export async function unresponsiveBackend(t: TestContext): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn('python3', [
+    '-c',
+    "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()",
+  ], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => {
+    child.stdin.end();
+    child.kill('SIGKILL');
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+  });
+  const filler = net.connect({ host: HOST, port });
+  filler.on('error', () => {});
+  t.after(() => {
+    filler.destroy();
+  });
+  await once(filler, 'connect');
+  return port;
+}
+
+/** A front listener that hands every client to `pool.accept`, paused so early bytes stay queued. */
+export async function frontend(t: TestContext, pool: { accept(socket: Socket): void }): Promise<number> {
+  const { port } = await listen(t, (socket) => pool.accept(socket), { pauseOnConnect: true });
+  return port;
+}
