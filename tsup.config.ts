@@ -16,6 +16,6 @@ const shared: Options = {
 };
 
 export default defineConfig([
-  { ...shared, format: ['esm'], clean: true },
+  { ...shared, format: ['esm'] },
   { ...shared, format: ['cjs'], noExternal: ['p-queue', 'p-timeout'] },
 ]);

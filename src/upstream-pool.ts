@@ -717,9 +717,9 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
             if (controller.signal.aborted) socket.destroy();
             else resolve(socket);
           },
-          (err: unknown) => {
+          (err: Error) => {
             controller.signal.removeEventListener('abort', onAbort);
-            reject(err as Error);
+            reject(err);
           },
         );
       });

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import net, { type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { PinnedConnection, type ConnectionClosedInfo } from '../src/index.js';
-import { connect, HOST, listen, settle, waitFor } from './helpers/net.js';
+import { closedOf, connect, HOST, listen, settle, waitFor } from './helpers/net.js';
 
 /** A proxy listener that pins every client to `upstreamPort` with a PinnedConnection. */
 async function proxyTo(t: TestContext, upstreamPort: number, init: ConstructorParameters<typeof PinnedConnection>[2] = {}) {
@@ -57,7 +57,7 @@ test('50 MB of random bytes each way at once arrive intact (sha256), then the co
   assert.equal(atClient.bytes, SIZE);
   assert.equal(atClient.digest, sha(down));
   const conn = conns[0]!;
-  const info = conn.closedInfo ?? (await once(conn, 'closed'))[0] as ConnectionClosedInfo;
+  const info = conn.closedInfo ?? (await closedOf(conn));
   assert.equal(info.bytesFromClient, SIZE);
   assert.equal(info.bytesFromUpstream, SIZE);
   assert.ok(['client-closed', 'upstream-closed'].includes(info.reason), info.reason);
@@ -181,9 +181,9 @@ test('an upstream reset tears down both sides with reason upstream-error and no 
   const { port, conns } = await proxyTo(t, upstreamPort);
   const client = await connect(t, port);
   await waitFor(() => conns.length === 1 && serverSide !== undefined);
-  const closed = once(conns[0]!, 'closed');
+  const closed = closedOf(conns[0]!);
   serverSide!.resetAndDestroy();
-  const [info] = (await closed) as [ConnectionClosedInfo];
+  const info = await closed;
   assert.equal(info.reason, 'upstream-error');
   assert.equal((info.error as NodeJS.ErrnoException).code, 'ECONNRESET');
   client.resume();
@@ -196,9 +196,9 @@ test('a client reset tears down the upstream with reason client-error', async (t
   const { port, conns } = await proxyTo(t, upstreamPort);
   const client = await connect(t, port);
   await waitFor(() => conns.length === 1 && serverSide !== undefined);
-  const closed = once(conns[0]!, 'closed');
+  const closed = closedOf(conns[0]!);
   client.resetAndDestroy();
-  const [info] = (await closed) as [ConnectionClosedInfo];
+  const info = await closed;
   assert.equal(info.reason, 'client-error');
   serverSide!.resume();
   await waitFor(() => serverSide!.readableEnded || serverSide!.destroyed, { what: 'the upstream to see the FIN' });
@@ -218,7 +218,7 @@ test('idle timeout tears the connection down with reason idle-timeout; traffic e
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(conn.closed, false, 'one-way traffic must keep the connection alive');
-  const [info] = (await once(conn, 'closed')) as [ConnectionClosedInfo];
+  const info = await closedOf(conn);
   assert.equal(info.reason, 'idle-timeout');
 });
 
@@ -228,7 +228,7 @@ test('wrapping an already closed client reports client-closed', async (t) => {
   const client = new net.Socket();
   client.destroy();
   const conn = new PinnedConnection(client, upstream);
-  const [info] = (await once(conn, 'closed')) as [ConnectionClosedInfo];
+  const info = await closedOf(conn);
   assert.equal(info.reason, 'client-closed');
   assert.ok(upstream.destroyed);
   await settle();

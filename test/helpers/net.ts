@@ -5,6 +5,7 @@
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { TestContext } from 'node:test';
+import type { ConnectionClosedInfo } from '../../src/index.js';
 
 export const HOST = '127.0.0.1';
 
@@ -137,4 +138,9 @@ export async function unresponsiveBackend(t: TestContext): Promise<number> {
 export async function frontend(t: TestContext, pool: { accept(socket: Socket): void }): Promise<number> {
   const { port } = await listen(t, (socket) => pool.accept(socket), { pauseOnConnect: true });
   return port;
+}
+
+/** The next `closed` event of a connection (eventemitter3 emitters do not fit `events.once`'s typings). */
+export function closedOf(conn: { once(event: 'closed', fn: (info: ConnectionClosedInfo) => void): unknown }): Promise<ConnectionClosedInfo> {
+  return new Promise((resolve) => conn.once('closed', resolve));
 }
