@@ -1,0 +1,236 @@
+/**
+ * The HTTP and HTTPS checks: one request on a fresh connection (no agent, no
+ * keep-alive), a status check, and an optional body predicate over a body
+ * read up to a byte limit.
+ *
+ * @module
+ */
+import { request, validateHeaderName, validateHeaderValue, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Backend } from '../backend.js';
+import { CheckError, InvalidArgumentError } from '../errors.js';
+import * as v from '../validate.js';
+import type { CheckContext, CheckFunction } from './check.js';
+import { abortError, socketError, superviseSocket, type Finish } from './tcp.js';
+import { dialTls, resolveTlsOptions, tlsOptionKeys, tlsServername, type ResolvedTlsOptions, type TlsCheckOptions } from './tls.js';
+
+/**
+ * Options of the `http` and `https` checks.
+ *
+ * @example
+ * ```ts
+ * const options: HttpCheckOptions = { path: '/livez', expect: [200, 204], body: (text) => text.trim() === 'ok' };
+ * ```
+ */
+export interface HttpCheckOptions {
+  /**
+   * Request method.
+   * @default 'GET'
+   */
+  readonly method?: string | undefined;
+  /**
+   * Request target: a path with an optional query.
+   * @default '/readyz'
+   */
+  readonly path?: string | undefined;
+  /**
+   * Status codes that pass: one code or a list.
+   * @default any 2xx or 3xx, as HAProxy's `option httpchk`
+   */
+  readonly expect?: number | readonly number[] | undefined;
+  /** Extra request headers (`Host` may be overridden here). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  /**
+   * Decides on the response body (decoded as UTF-8) once the status passed;
+   * only `true` passes. A body longer than `maxBodyBytes` fails without
+   * calling it. Without a predicate the body is never read: the status decides.
+   */
+  readonly body?: ((text: string) => boolean) | undefined;
+  /**
+   * Bytes of body read at most, for the `body` predicate. Reading stops there
+   * and the check fails, so a huge or endless body never sits in memory.
+   * @default 65536
+   */
+  readonly maxBodyBytes?: number | undefined;
+}
+
+/** Options of the `https` check: the HTTP options and the TLS options. */
+export interface HttpsCheckOptions extends HttpCheckOptions, TlsCheckOptions {}
+
+/** An HTTP check as written in options. */
+export interface HttpCheckSpec extends HttpCheckOptions {
+  readonly type: 'http';
+}
+
+/** An HTTPS check as written in options. */
+export interface HttpsCheckSpec extends HttpsCheckOptions {
+  readonly type: 'https';
+}
+
+const httpOptionKeys = ['method', 'path', 'expect', 'headers', 'body', 'maxBodyBytes'] as const;
+
+interface ResolvedHttpOptions {
+  readonly method: string;
+  readonly path: string;
+  /** `undefined`: any 2xx or 3xx. */
+  readonly expect: readonly number[] | undefined;
+  readonly headers: OutgoingHttpHeaders;
+  readonly body: ((text: string) => boolean) | undefined;
+  readonly maxBodyBytes: number;
+}
+
+// RFC 9110 token characters.
+const methodPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// An origin-form request target: no whitespace, no control characters.
+const pathPattern = /^\/[^\s\p{Cc}]*$/u;
+
+function statusCode(name: string, value: unknown): number {
+  return v.integer(name, value, 100, 599);
+}
+
+function resolveHttpOptions(options: HttpCheckOptions, name: string): ResolvedHttpOptions {
+  const method = options.method === undefined ? 'GET' : v.string(`${name}.method`, options.method);
+  if (!methodPattern.test(method)) throw v.invalid(`${name}.method`, 'an HTTP method token', method);
+  const path = options.path ?? '/readyz';
+  if (typeof path !== 'string' || !pathPattern.test(path)) throw v.invalid(`${name}.path`, "a path starting with '/' without spaces", path);
+  let expect: readonly number[] | undefined;
+  if (typeof options.expect === 'number') {
+    expect = [statusCode(`${name}.expect`, options.expect)];
+  } else if (options.expect !== undefined) {
+    if (!Array.isArray(options.expect) || options.expect.length === 0) {
+      throw v.invalid(`${name}.expect`, 'a status code or a non-empty array of status codes', options.expect);
+    }
+    expect = Object.freeze(options.expect.map((code, i) => statusCode(`${name}.expect[${i}]`, code)));
+  }
+  const headers: OutgoingHttpHeaders = {};
+  if (options.headers !== undefined) {
+    for (const [key, value] of Object.entries(v.object(`${name}.headers`, options.headers))) {
+      const text = v.string(`${name}.headers.${key}`, value, { empty: true });
+      try {
+        validateHeaderName(key);
+        validateHeaderValue(key, text);
+      } catch {
+        throw new InvalidArgumentError(`Expected \`${name}.headers\` to hold valid HTTP header names and values, got \`${key}\``);
+      }
+      headers[key] = text;
+    }
+  }
+  const body = options.body === undefined ? undefined : v.func<(text: string) => boolean>(`${name}.body`, options.body);
+  const maxBodyBytes = v.integer(`${name}.maxBodyBytes`, options.maxBodyBytes ?? 65536, 0);
+  return Object.freeze({ method, path, expect, headers: Object.freeze(headers), body, maxBodyBytes });
+}
+
+function describeExpect(expect: readonly number[] | undefined): string {
+  if (expect === undefined) return '2xx or 3xx';
+  return expect.length === 1 ? String(expect[0]) : `one of ${expect.join(', ')}`;
+}
+
+/**
+ * Creates the HTTP check: one request to `http://backend/path` on a fresh
+ * connection. It fails at layer `connect`, `protocol` (a status not in
+ * `expect`, a body the predicate refuses or longer than `maxBodyBytes`, a
+ * malformed or cut-short response) or `timeout`.
+ *
+ * @example
+ * ```ts
+ * const check = httpCheck({ path: '/healthz', expect: 200 });
+ * await check(backend, { signal: AbortSignal.timeout(1000) });
+ * ```
+ */
+export function httpCheck(options: HttpCheckOptions = {}): CheckFunction {
+  const raw = v.object('check', options);
+  v.knownKeys('check', raw, httpOptionKeys);
+  const http = resolveHttpOptions(options, 'check');
+  return (backend: Backend, context: CheckContext): Promise<void> => runHttpCheck(backend, context, http, undefined);
+}
+
+/**
+ * Creates the HTTPS check: the HTTP check over TLS, with the certificate
+ * verified unless `rejectUnauthorized: false`. It also fails at layer `tls`
+ * (handshake, certificate, name, a refused client certificate).
+ *
+ * @example
+ * ```ts
+ * const check = httpsCheck({ ca: readFileSync('ca.crt'), path: '/readyz' });
+ * await check(backend, { signal: AbortSignal.timeout(1000) });
+ * ```
+ */
+export function httpsCheck(options: HttpsCheckOptions = {}): CheckFunction {
+  const raw = v.object('check', options);
+  v.knownKeys('check', raw, [...httpOptionKeys, ...tlsOptionKeys]);
+  const http = resolveHttpOptions(options, 'check');
+  const tls = resolveTlsOptions(options, 'check');
+  return (backend: Backend, context: CheckContext): Promise<void> => runHttpCheck(backend, context, http, tls);
+}
+
+function runHttpCheck(backend: Backend, { signal }: CheckContext, http: ResolvedHttpOptions, tls: ResolvedTlsOptions | undefined): Promise<void> {
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  const socket: Socket = tls === undefined ? connect({ host: backend.host, port: backend.port }) : dialTls(backend, tls, ['http/1.1']);
+  const target = backend.id;
+  return superviseSocket(socket, signal, target, (finish, phase) => {
+    // Our own socket through `createConnection` and no agent: one request per
+    // connection, and the socket's lifecycle stays in our hands.
+    const req = request({
+      method: http.method,
+      path: http.path,
+      host: tls === undefined ? backend.host : (tlsServername(backend, tls) ?? backend.host),
+      port: backend.port,
+      defaultPort: tls === undefined ? 80 : 443,
+      headers: http.headers,
+      createConnection: () => socket,
+    });
+    // Parser errors (HPE_*) and hang-ups arrive here, blamed on the layer reached.
+    req.on('error', (err) => finish(socketError(target, phase(), err)));
+    req.on('response', (res) => onResponse(res, target, http, finish));
+    req.end();
+  });
+}
+
+function onResponse(res: IncomingMessage, target: string, http: ResolvedHttpOptions, finish: Finish): void {
+  // Once the verdict is in, the socket is destroyed under the response; its
+  // "aborted" error then means nothing.
+  res.on('error', () => undefined);
+  const status = res.statusCode ?? 0;
+  const passes = http.expect === undefined ? status >= 200 && status < 400 : http.expect.includes(status);
+  if (!passes) {
+    finish(new CheckError('protocol', `\`${target}\` answered ${status}, expected ${describeExpect(http.expect)}`));
+    return;
+  }
+  const predicate = http.body;
+  if (predicate === undefined) {
+    finish();
+    return;
+  }
+  const tooLong = (): CheckError => new CheckError('protocol', `\`${target}\` sent a body longer than maxBodyBytes (${http.maxBodyBytes})`);
+  const declared = Number(res.headers['content-length']);
+  if (declared > http.maxBodyBytes) {
+    finish(tooLong());
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  res.on('data', (chunk: Buffer) => {
+    if (done) return;
+    size += chunk.length;
+    if (size > http.maxBodyBytes) {
+      done = true;
+      finish(tooLong());
+      return;
+    }
+    chunks.push(chunk);
+  });
+  res.on('end', () => {
+    if (done) return;
+    done = true;
+    const text = Buffer.concat(chunks).toString('utf8');
+    let verdict: unknown;
+    try {
+      verdict = predicate(text);
+    } catch (err) {
+      finish(new CheckError('protocol', `The body predicate threw on the answer of \`${target}\``, { cause: err }));
+      return;
+    }
+    finish(verdict === true ? undefined : new CheckError('protocol', `The body predicate refused the answer of \`${target}\``));
+  });
+}
