@@ -1,0 +1,493 @@
+/**
+ * The reference balancer's settings: command-line flags and a JSON config
+ * file, merged (flags win) and validated into one frozen {@link BalancerConfig}.
+ *
+ * {@link parseBalancerArgs} is pure: the only I/O it needs, reading the config
+ * file, is injected, so it can be unit-tested and fuzzed. Every problem is a
+ * {@link ConfigError} whose message is one line naming the flag (or config
+ * key), what was expected and what was given; the entry point prints it and
+ * exits 2.
+ *
+ * @module
+ */
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import type { BalancerName } from '../../src/index.js';
+
+/** A bad flag, config file or value. `message` is one line, fit for stderr as is. */
+export class ConfigError extends Error {
+  /** The process exit code a CLI should use. */
+  readonly exitCode = 2;
+
+  constructor(message: string) {
+    // Whatever reaches here must stay on one line, even a newline in a value.
+    super(message.replace(/[\r\n]+/g, ' '));
+    this.name = 'ConfigError';
+  }
+}
+
+/** A host and a port. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** One `--backend`: its address and the id used in logs, metrics and `/stats`. */
+export interface BackendAddress extends HostPort {
+  /** `NAME` from `NAME=HOST:PORT`, else `HOST:PORT`. */
+  readonly id: string;
+}
+
+/** The health check, as `--check` names it. */
+export type CheckConfig =
+  | { readonly type: 'https' | 'http'; readonly path: string }
+  | { readonly type: 'tls' }
+  | { readonly type: 'tcp' };
+
+/** Every setting of the balancer, validated and with defaults filled in. */
+export interface BalancerConfig {
+  readonly listen: HostPort;
+  readonly backends: readonly BackendAddress[];
+  readonly check: CheckConfig;
+  /** Path of the CA bundle the probe trusts (absolute when it came from a config file). */
+  readonly ca: string | undefined;
+  /** Path of the probe's client certificate. */
+  readonly cert: string | undefined;
+  /** Path of the probe's client key. */
+  readonly key: string | undefined;
+  /** Skip verification of the backends' certificates by the probe. */
+  readonly insecure: boolean;
+  /** SNI name (and verified name) for TLS checks; default: the backend's IP SANs. */
+  readonly servername: string | undefined;
+  readonly interval: number;
+  readonly timeout: number;
+  readonly rise: number;
+  readonly fall: number;
+  readonly strategy: BalancerName;
+  readonly connectTimeout: number;
+  readonly retries: number;
+  readonly queueTimeout: number;
+  /** Where `/stats` and `/metrics` are served; `undefined`: not served. */
+  readonly status: HostPort | undefined;
+  /** How long SIGTERM/SIGINT lets open connections finish before closing them. */
+  readonly drainTimeout: number;
+}
+
+/** What the command line asks for. */
+export type ParseResult = { readonly kind: 'run'; readonly config: BalancerConfig } | { readonly kind: 'help' };
+
+/** The I/O {@link parseBalancerArgs} needs. */
+export interface ParseIo {
+  /** Reads the `--config` file as UTF-8; throw (with `code`) when it cannot. */
+  readonly readFile: (path: string) => string;
+}
+
+/** Defaults of every setting that has one. */
+export const balancerDefaults = Object.freeze({
+  listen: Object.freeze({ host: '0.0.0.0', port: 6443 }),
+  check: Object.freeze({ type: 'https', path: '/readyz' } as const),
+  insecure: false,
+  interval: 1000,
+  timeout: 1000,
+  rise: 2,
+  fall: 2,
+  strategy: 'least-connections',
+  connectTimeout: 3000,
+  retries: 2,
+  queueTimeout: 10_000,
+  drainTimeout: 5000,
+});
+
+const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
+const MAX_MS = 2 ** 31 - 1;
+
+/** `--help` text. */
+export const usage = `Usage: apiserver-balancer --backend HOST:PORT [--backend HOST:PORT ...] [options]
+
+TCP (TLS passthrough) balancer for kube-apiservers: active health checks, and
+every connection pinned to a backend is torn down the moment it is marked down.
+
+  --listen HOST:PORT         address to accept clients on (default 0.0.0.0:6443)
+  --backend [NAME=]HOST:PORT a backend; repeat for each (at least one)
+  --check CHECK              https:/PATH (default https:/readyz) | http:/PATH | tls | tcp
+  --ca FILE                  CA bundle the check trusts (https, tls)
+  --cert FILE --key FILE     client certificate for the check (https, tls)
+  --insecure                 do not verify the backends' certificates in the check
+  --servername NAME          SNI and verified name for the check (default: IP SANs)
+  --interval MS              time between checks (default 1000)
+  --timeout MS               time a check may take, at most the interval (default 1000)
+  --rise N                   passes in a row to mark a backend up (default 2)
+  --fall N                   failures in a row to mark it down (default 2)
+  --strategy NAME            least-connections (default) | round-robin | random-two | hash
+  --connect-timeout MS       time to connect to a backend (default 3000)
+  --retries N                other backends to try when a connect fails (default 2)
+  --queue-timeout MS         how long a client waits while no backend is up (default 10000)
+  --status HOST:PORT         serve /stats and /metrics (PORT alone: on 127.0.0.1)
+  --drain-timeout MS         on SIGTERM/SIGINT, time open connections get (default 5000)
+  --config FILE.json         the same settings as JSON (keys are the flag names); flags win
+  --help                     this text
+`;
+
+type Key =
+  | 'listen'
+  | 'backend'
+  | 'check'
+  | 'ca'
+  | 'cert'
+  | 'key'
+  | 'insecure'
+  | 'servername'
+  | 'interval'
+  | 'timeout'
+  | 'rise'
+  | 'fall'
+  | 'strategy'
+  | 'connect-timeout'
+  | 'retries'
+  | 'queue-timeout'
+  | 'status'
+  | 'drain-timeout';
+
+const keys: readonly Key[] = [
+  'listen',
+  'backend',
+  'check',
+  'ca',
+  'cert',
+  'key',
+  'insecure',
+  'servername',
+  'interval',
+  'timeout',
+  'rise',
+  'fall',
+  'strategy',
+  'connect-timeout',
+  'retries',
+  'queue-timeout',
+  'status',
+  'drain-timeout',
+];
+
+const isKey = (name: string): name is Key => (keys as readonly string[]).includes(name);
+
+/** A value as given: from a flag (always text) or from the config file (any JSON). */
+interface Given {
+  readonly value: unknown;
+  /** `--interval` or `cfg.json: "interval"`, for messages. */
+  readonly label: string;
+  readonly fromFile: boolean;
+  /** Directory of the config file, against which relative paths in it resolve. */
+  readonly baseDir: string | undefined;
+}
+
+/** Shows a value in a message: quoted, shortened, on one line. */
+function show(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+function fail(given: Given, expectation: string): never {
+  throw new ConfigError(`${given.label}: expected ${expectation}, got ${show(given.value)}`);
+}
+
+function text(given: Given, expectation: string): string {
+  if (typeof given.value !== 'string' || given.value === '') fail(given, expectation);
+  return given.value;
+}
+
+function integer(given: Given, min: number, max: number, unit: string): number {
+  const expectation = `an integer from ${min} to ${max}${unit}`;
+  let n: number;
+  if (given.fromFile) {
+    if (typeof given.value !== 'number') fail(given, expectation);
+    n = given.value;
+  } else {
+    // Digits only: no "1e3", "0x10", " 5" or "10ms" sneaking through Number().
+    if (typeof given.value !== 'string' || !/^\d{1,16}$/.test(given.value)) fail(given, expectation);
+    n = Number(given.value);
+  }
+  if (!Number.isSafeInteger(n) || n < min || n > max) fail(given, expectation);
+  return n;
+}
+
+const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function validHost(host: string): boolean {
+  return isIP(host) !== 0 || hostnamePattern.test(host);
+}
+
+/**
+ * Parses `HOST:PORT` or `[IPv6]:PORT`. With `loopbackDefault`, a bare `PORT`
+ * or `:PORT` means 127.0.0.1. `minPort` 0 lets a listener pick a free port.
+ */
+export function parseAddress(input: string, { minPort = 1, loopbackDefault = false } = {}): HostPort | undefined {
+  let host: string | undefined;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]+)\]:(\d{1,5})$/.exec(input);
+  if (bracketed) {
+    host = bracketed[1];
+    portText = bracketed[2];
+    if (host === undefined || isIP(host) !== 6) return undefined;
+  } else {
+    const plain = /^([^:[\]\s]*):(\d{1,5})$/.exec(input) ?? (loopbackDefault ? /^()(\d{1,5})$/.exec(input) : null);
+    if (!plain) return undefined;
+    host = plain[1] === '' ? (loopbackDefault ? '127.0.0.1' : undefined) : plain[1];
+    portText = plain[2];
+    if (host === undefined || !validHost(host)) return undefined;
+  }
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < minPort || port > 65535) return undefined;
+  return { host, port };
+}
+
+function address(given: Given, options: { minPort?: number; loopbackDefault?: boolean }, expectation: string): HostPort {
+  const parsed = parseAddress(text(given, expectation), options);
+  return parsed ?? fail(given, expectation);
+}
+
+function backendList(given: Given): BackendAddress[] {
+  const expectation = '[NAME=]HOST:PORT (port 1-65535)';
+  const items = given.fromFile && Array.isArray(given.value) ? (given.value as unknown[]) : [given.value];
+  if (given.fromFile && Array.isArray(given.value) && items.length === 0) fail(given, 'at least one backend');
+  return items.map((value) => {
+    const item: Given = { ...given, value };
+    const raw = text(item, expectation);
+    const eq = raw.indexOf('=');
+    const name = eq === -1 ? undefined : raw.slice(0, eq);
+    if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/.test(name)) {
+      fail(item, 'a NAME of letters, digits, ".", "_", ":" or "-" before "="');
+    }
+    const hostPort = parseAddress(eq === -1 ? raw : raw.slice(eq + 1));
+    if (hostPort === undefined) fail(item, expectation);
+    const id = name ?? (hostPort.host.includes(':') ? `[${hostPort.host}]:${hostPort.port}` : `${hostPort.host}:${hostPort.port}`);
+    return Object.freeze({ ...hostPort, id });
+  });
+}
+
+function check(given: Given): CheckConfig {
+  const expectation = 'https:/PATH, http:/PATH, https, http, tls or tcp';
+  const raw = text(given, expectation);
+  if (raw === 'tls' || raw === 'tcp') return Object.freeze({ type: raw });
+  if (raw === 'https' || raw === 'http') return Object.freeze({ type: raw, path: '/readyz' });
+  const match = /^(https?):(\/[\x21-\x7e]*)$/.exec(raw);
+  if (!match) fail(given, expectation);
+  return Object.freeze({ type: match[1] as 'https' | 'http', path: match[2]! });
+}
+
+function file(given: Given): string {
+  const path = text(given, 'a file path');
+  if (path.includes('\0')) fail(given, 'a file path');
+  return given.baseDir !== undefined && !isAbsolute(path) ? resolvePath(given.baseDir, path) : path;
+}
+
+function flag(given: Given): boolean {
+  if (given.fromFile) {
+    if (typeof given.value !== 'boolean') fail(given, 'true or false');
+    return given.value;
+  }
+  return true;
+}
+
+/** A typo'd config key gets a hint. */
+const aliases: Readonly<Record<string, Key>> = Object.freeze({
+  backends: 'backend',
+  connectTimeout: 'connect-timeout',
+  queueTimeout: 'queue-timeout',
+  drainTimeout: 'drain-timeout',
+  balancer: 'strategy',
+});
+
+function readConfig(path: string, io: ParseIo): Map<Key, Given> {
+  const label = path;
+  let source: string;
+  try {
+    source = io.readFile(path);
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    throw new ConfigError(`--config ${path}: cannot read it (${typeof code === 'string' ? code : err instanceof Error ? err.message : String(err)})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(source);
+  } catch (err) {
+    throw new ConfigError(`--config ${path}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`--config ${path}: expected a JSON object of settings, got ${show(parsed)}`);
+  }
+  const out = new Map<Key, Given>();
+  const baseDir = dirname(resolvePath(path));
+  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+    if (name === 'config') throw new ConfigError(`${label}: "config" cannot be set in a config file`);
+    if (name === 'help') throw new ConfigError(`${label}: "help" cannot be set in a config file`);
+    if (!isKey(name)) {
+      const hint = aliases[name];
+      throw new ConfigError(`${label}: unknown setting ${show(name)}${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
+    }
+    out.set(name, { value, label: `${label}: "${name}"`, fromFile: true, baseDir });
+  }
+  return out;
+}
+
+/**
+ * Parses the balancer's command line (without `node` and the script) and, when
+ * it names one, its `--config` file, into a validated {@link BalancerConfig}.
+ * Flags override the file; `--backend` flags replace the file's list.
+ *
+ * @throws {ConfigError} with a one-line message for anything wrong.
+ * @example
+ * ```ts
+ * const result = parseBalancerArgs(['--backend', '10.0.0.1:6443', '--interval', '500'], {
+ *   readFile: (path) => readFileSync(path, 'utf8'),
+ * });
+ * if (result.kind === 'run') console.log(result.config.interval); // 500
+ * ```
+ */
+export function parseBalancerArgs(argv: readonly string[], io: ParseIo): ParseResult {
+  const flags = new Map<Key, Given>();
+  const backendFlags: Given[] = [];
+  let configPath: string | undefined;
+
+  if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help' };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--') || arg === '--') {
+      throw new ConfigError(`unexpected argument ${show(arg)} (flags start with --; see --help)`);
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const label = `--${name}`;
+    if (name !== 'config' && !isKey(name)) throw new ConfigError(`unknown flag ${show(`--${name}`)} (see --help)`);
+    let value: string | undefined;
+    if (name === 'insecure') {
+      if (eq !== -1) throw new ConfigError('--insecure takes no value');
+    } else if (eq !== -1) {
+      value = arg.slice(eq + 1);
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new ConfigError(`${label} needs a value (see --help)`);
+      value = next;
+      i++;
+    }
+    if (name === 'config') {
+      if (configPath !== undefined) throw new ConfigError('--config given twice');
+      if (value === undefined || value === '') throw new ConfigError('--config needs a file path');
+      configPath = value;
+      continue;
+    }
+    if (!isKey(name)) continue;
+    const given: Given = { value: value ?? true, label, fromFile: false, baseDir: undefined };
+    if (name === 'backend') {
+      backendFlags.push(given);
+      continue;
+    }
+    if (flags.has(name)) throw new ConfigError(`${label} given twice`);
+    flags.set(name, given);
+  }
+
+  const settings = configPath === undefined ? new Map<Key, Given>() : readConfig(configPath, io);
+  const pick = (key: Key): Given | undefined => flags.get(key) ?? settings.get(key);
+  return { kind: 'run', config: validate(pick, backendFlags, settings.get('backend')) };
+}
+
+function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly Given[], fileBackends: Given | undefined): BalancerConfig {
+  const d = balancerDefaults;
+  const ms = (key: Key, fallback: number, min = 1): number => {
+    const given = pick(key);
+    return given === undefined ? fallback : integer(given, min, MAX_MS, ' (milliseconds)');
+  };
+  const count = (key: Key, fallback: number, min: number, max: number): number => {
+    const given = pick(key);
+    return given === undefined ? fallback : integer(given, min, max, '');
+  };
+  const optional = <T>(key: Key, parse: (given: Given) => T): T | undefined => {
+    const given = pick(key);
+    return given === undefined ? undefined : parse(given);
+  };
+
+  const listenGiven = pick('listen');
+  const listen = listenGiven === undefined ? d.listen : address(listenGiven, { minPort: 0 }, 'HOST:PORT (port 0-65535)');
+
+  const backends = backendFlags.length > 0 ? backendFlags.flatMap(backendList) : fileBackends === undefined ? [] : backendList(fileBackends);
+  if (backends.length === 0) throw new ConfigError('no backend: give at least one --backend HOST:PORT (see --help)');
+  const seen = new Map<string, BackendAddress>();
+  for (const b of backends) {
+    const address = `${b.host}:${b.port}`;
+    for (const other of seen.values()) {
+      if (other.id === b.id) throw new ConfigError(`--backend: ${show(b.id)} given twice`);
+      if (`${other.host}:${other.port}` === address) throw new ConfigError(`--backend: ${show(address)} given twice`);
+    }
+    seen.set(b.id, b);
+  }
+
+  const checkConfig = optional('check', check) ?? d.check;
+  const ca = optional('ca', file);
+  const cert = optional('cert', file);
+  const key = optional('key', file);
+  const insecure = optional('insecure', flag) ?? d.insecure;
+  const servername = optional('servername', (given) => {
+    const name = text(given, 'a DNS name');
+    return validHost(name) && isIP(name) === 0 ? name : fail(given, 'a DNS name');
+  });
+  const tlsCheck = checkConfig.type === 'https' || checkConfig.type === 'tls';
+  for (const [name, value] of [
+    ['ca', ca],
+    ['cert', cert],
+    ['key', key],
+    ['insecure', insecure || undefined],
+    ['servername', servername],
+  ] as const) {
+    if (value !== undefined && !tlsCheck) {
+      throw new ConfigError(`${pick(name)!.label} only applies to the https and tls checks, not --check ${checkConfig.type}`);
+    }
+  }
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError(cert === undefined ? '--key needs --cert (the client certificate)' : '--cert needs --key (its private key)');
+  }
+  if (insecure && ca !== undefined) {
+    throw new ConfigError('--insecure and --ca contradict each other: with --insecure nothing is verified against the CA');
+  }
+
+  const strategy =
+    optional('strategy', (given) => {
+      const name = text(given, strategies.join(' | '));
+      return (strategies as readonly string[]).includes(name) ? (name as BalancerName) : fail(given, strategies.join(' | '));
+    }) ?? d.strategy;
+
+  const status = optional('status', (given) => address(given, { minPort: 0, loopbackDefault: true }, 'HOST:PORT or PORT (port 0-65535)'));
+
+  const interval = ms('interval', d.interval);
+  // As the probe does: an unset timeout never exceeds a short interval.
+  const timeout = ms('timeout', Math.min(d.timeout, interval));
+  if (timeout > interval) {
+    // The probe refuses it too: a check slower than its period has no period.
+    throw new ConfigError(`${pick('timeout')!.label}: expected at most the interval (${interval} ms), got ${timeout}`);
+  }
+
+  return Object.freeze({
+    listen: Object.freeze(listen),
+    backends: Object.freeze(backends),
+    check: checkConfig,
+    ca,
+    cert,
+    key,
+    insecure,
+    servername,
+    interval,
+    timeout,
+    rise: count('rise', d.rise, 1, 1000),
+    fall: count('fall', d.fall, 1, 1000),
+    strategy,
+    connectTimeout: ms('connect-timeout', d.connectTimeout),
+    retries: count('retries', d.retries, 0, 1000),
+    queueTimeout: ms('queue-timeout', d.queueTimeout),
+    status: status === undefined ? undefined : Object.freeze(status),
+    drainTimeout: ms('drain-timeout', d.drainTimeout, 0),
+  });
+}

@@ -1,0 +1,180 @@
+/**
+ * The balancer's log: one readable line per backend state change (time,
+ * backend, from -> to, reason, connections torn down), a line when a
+ * backend's checks start or stop failing, and everything else that happens per
+ * connection aggregated into a periodic line of counters. A `markDown` that
+ * tears down 1,000 connections is one line, not 1,000.
+ *
+ * @module
+ */
+import type {
+  Backend,
+  CheckResult,
+  ConnectionClosedInfo,
+  ConnectError,
+  ConnectTimeoutError,
+  DownChange,
+  FailoverProxyError,
+  PinnedConnection,
+  StateChange,
+  UpstreamPool,
+} from '../../src/index.js';
+import type { CheckResultSource, ProbeStats } from './probe-stats.js';
+
+/** Options of an {@link EventLog}. */
+export interface EventLogOptions {
+  /** Where lines go (without the trailing newline). */
+  readonly write: (line: string) => void;
+  /** @default Date.now */
+  readonly now?: (() => number) | undefined;
+  /**
+   * How often aggregated counters are written, in ms, when anything was counted.
+   * @default 10000
+   */
+  readonly summaryInterval?: number | undefined;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function counts(record: Map<string, number>): string {
+  return Array.from(record, ([k, n]) => `${k} ${n}`).join(', ');
+}
+
+function bump(record: Map<string, number>, key: string, by = 1): void {
+  const n = (record.get(key) ?? 0) + by;
+  if (n === 0) record.delete(key);
+  else record.set(key, n);
+}
+
+/** A check failure in a few words: its code and message. */
+export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs'>): string {
+  if (result.ok) return `passed in ${Math.round(result.durationMs)} ms`;
+  const e = result.error;
+  return e === undefined ? 'failed' : `${e.code}: ${e.message}`;
+}
+
+/**
+ * Writes the balancer's log lines for one pool and its probe.
+ *
+ * @example
+ * ```ts
+ * const log = new EventLog(pool, probe, probeStats, { write: (line) => console.log(line) });
+ * log.info('listening on 0.0.0.0:6443');
+ * // ... on shutdown:
+ * log.close();
+ * ```
+ */
+export class EventLog {
+  readonly #pool: UpstreamPool;
+  readonly #probe: CheckResultSource | undefined;
+  readonly #probeStats: ProbeStats | undefined;
+  readonly #write: (line: string) => void;
+  readonly #now: () => number;
+  readonly #timer: NodeJS.Timeout;
+  /** Closed connections by reason, not yet reported (transition teardowns are reported with their transition). */
+  readonly #closed = new Map<string, number>();
+  readonly #connectFailures = new Map<string, number>();
+  readonly #refused = new Map<string, number>();
+  /** Whether the last check of each backend passed. */
+  readonly #lastOk = new Map<string, boolean>();
+  #summaryStart: number;
+  #closedLog = false;
+
+  readonly #onUp = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
+  readonly #onDraining = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
+  readonly #onDown = (backend: Backend, change: DownChange): void => this.#transition(backend, change, change.tornDown);
+  readonly #onConnectionClosed = (_conn: PinnedConnection, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
+  readonly #onConnectFailed = (backend: Backend, _error: ConnectError | ConnectTimeoutError): void => bump(this.#connectFailures, backend.id);
+  readonly #onPinFailed = (error: FailoverProxyError): void => bump(this.#refused, error.code);
+  readonly #onAdded = (backend: Backend): void => this.info(`backend ${backend.id} added (${backend.host}:${backend.port})`);
+  readonly #onRemoved = (backend: Backend): void => this.info(`backend ${backend.id} removed`);
+  readonly #onChecked = (result: CheckResult): void => this.#checked(result);
+
+  constructor(pool: UpstreamPool, probe: CheckResultSource | undefined, probeStats: ProbeStats | undefined, options: EventLogOptions) {
+    this.#pool = pool;
+    this.#probe = probe;
+    this.#probeStats = probeStats;
+    this.#write = options.write;
+    this.#now = options.now ?? Date.now;
+    this.#summaryStart = this.#now();
+    pool.on('backendUp', this.#onUp);
+    pool.on('backendDraining', this.#onDraining);
+    pool.on('backendDown', this.#onDown);
+    pool.on('backendMaintenance', this.#onDown);
+    pool.on('connectionClosed', this.#onConnectionClosed);
+    pool.on('connectFailed', this.#onConnectFailed);
+    pool.on('pinFailed', this.#onPinFailed);
+    pool.on('backendAdded', this.#onAdded);
+    pool.on('backendRemoved', this.#onRemoved);
+    probe?.on('checked', this.#onChecked);
+    this.#timer = setInterval(() => this.flush(), options.summaryInterval ?? 10_000).unref();
+  }
+
+  /** Writes one line, stamped with the ISO time. */
+  info(message: string): void {
+    this.#write(`${new Date(this.#now()).toISOString()} ${message}`);
+  }
+
+  /** Writes the aggregated counters now, if anything was counted since the last time. */
+  flush(): void {
+    const parts: string[] = [];
+    if (this.#closed.size > 0) parts.push(`connections closed: ${counts(this.#closed)}`);
+    if (this.#connectFailures.size > 0) parts.push(`connect failures: ${counts(this.#connectFailures)}`);
+    if (this.#refused.size > 0) parts.push(`clients refused: ${counts(this.#refused)}`);
+    const now = this.#now();
+    if (parts.length > 0) {
+      const seconds = Math.max(0, Math.round((now - this.#summaryStart) / 1000));
+      this.info(`in the last ${seconds} s: ${parts.join('; ')}`);
+    }
+    this.#closed.clear();
+    this.#connectFailures.clear();
+    this.#refused.clear();
+    this.#summaryStart = now;
+  }
+
+  /** Stops listening, flushes the counters, clears the timer. Idempotent. */
+  close(): void {
+    if (this.#closedLog) return;
+    this.#closedLog = true;
+    clearInterval(this.#timer);
+    const pool = this.#pool;
+    pool.off('backendUp', this.#onUp);
+    pool.off('backendDraining', this.#onDraining);
+    pool.off('backendDown', this.#onDown);
+    pool.off('backendMaintenance', this.#onDown);
+    pool.off('connectionClosed', this.#onConnectionClosed);
+    pool.off('connectFailed', this.#onConnectFailed);
+    pool.off('pinFailed', this.#onPinFailed);
+    pool.off('backendAdded', this.#onAdded);
+    pool.off('backendRemoved', this.#onRemoved);
+    this.#probe?.off('checked', this.#onChecked);
+    this.flush();
+  }
+
+  #transition(backend: Backend, change: StateChange, tornDown: number | undefined): void {
+    let reason = change.reason;
+    const last = this.#probeStats?.last(backend.id);
+    // Say why the probe decided, when it did.
+    if (last !== undefined && ((reason === 'probe-failed' && !last.ok) || (reason === 'probe-passed' && last.ok))) {
+      reason += last.ok ? '' : `: ${last.code ?? 'failed'}${last.message === undefined ? '' : `, ${last.message}`}`;
+    }
+    let line = `backend ${backend.id} ${change.from} -> ${change.to} (${reason})`;
+    if (tornDown !== undefined) {
+      line += `, ${plural(tornDown, 'connection')} torn down`;
+      // Reported here; keep them out of the periodic counters.
+      bump(this.#closed, change.reason, -Math.min(tornDown, this.#closed.get(change.reason) ?? 0));
+    }
+    this.info(line);
+  }
+
+  #checked(result: CheckResult): void {
+    const id = result.backend.id;
+    const previous = this.#lastOk.get(id);
+    this.#lastOk.set(id, result.ok);
+    if (previous === result.ok || (previous === undefined && result.ok)) return;
+    if (result.ok) this.info(`check of ${id} passed again (${describeCheck(result)})`);
+    else this.info(`check of ${id} failed (${describeCheck(result)})`);
+  }
+}

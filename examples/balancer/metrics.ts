@@ -1,0 +1,117 @@
+/**
+ * `/metrics`: the pool's snapshot and the probe's figures in the Prometheus
+ * text exposition format (version 0.0.4). A pure function of its inputs.
+ *
+ * @module
+ */
+import type { BackendState, PoolStats } from '../../src/index.js';
+import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
+
+/** The content type of {@link renderMetrics}' output. */
+export const metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
+
+const states: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
+
+/** Escapes a label value: backslash, double quote and newline. */
+function label(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** A number as Prometheus writes it. */
+function num(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Infinity) return '+Inf';
+  if (n === -Infinity) return '-Inf';
+  return String(n);
+}
+
+class Writer {
+  readonly lines: string[] = [];
+
+  family(name: string, type: 'gauge' | 'counter' | 'histogram', help: string): void {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  }
+
+  sample(name: string, labels: Readonly<Record<string, string>>, value: number): void {
+    const pairs = Object.entries(labels).map(([k, v]) => `${k}="${label(v)}"`);
+    this.lines.push(`${name}${pairs.length > 0 ? `{${pairs.join(',')}}` : ''} ${num(value)}`);
+  }
+}
+
+/**
+ * Renders the metrics. Every name starts with `failover_proxy_`; per-backend
+ * series carry a `backend` label (the backend's id).
+ *
+ * @example
+ * ```ts
+ * res.setHeader('content-type', metricsContentType);
+ * res.end(renderMetrics(pool.stats(), probeStats.snapshot()));
+ * ```
+ */
+export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>): string {
+  const w = new Writer();
+  const p = 'failover_proxy_';
+
+  w.family(`${p}backend_up`, 'gauge', '1 when the backend is up (picked for new connections), else 0.');
+  for (const b of pool.backends) w.sample(`${p}backend_up`, { backend: b.id }, b.state === 'up' ? 1 : 0);
+
+  w.family(`${p}backend_state`, 'gauge', 'The state of the backend: 1 for the current state, 0 for the others.');
+  for (const b of pool.backends) for (const s of states) w.sample(`${p}backend_state`, { backend: b.id, state: s }, b.state === s ? 1 : 0);
+
+  w.family(`${p}backend_state_since_seconds`, 'gauge', 'Unix time of the last state change of the backend.');
+  for (const b of pool.backends) w.sample(`${p}backend_state_since_seconds`, { backend: b.id }, b.since / 1000);
+
+  w.family(`${p}backend_active_connections`, 'gauge', 'Connections open to the backend now.');
+  for (const b of pool.backends) w.sample(`${p}backend_active_connections`, { backend: b.id }, b.active);
+
+  w.family(`${p}backend_dialling_connections`, 'gauge', 'Connections to the backend being dialled now.');
+  for (const b of pool.backends) w.sample(`${p}backend_dialling_connections`, { backend: b.id }, b.dialling);
+
+  w.family(`${p}backend_connections_total`, 'counter', 'Connections pinned to the backend since start.');
+  for (const b of pool.backends) w.sample(`${p}backend_connections_total`, { backend: b.id }, b.total);
+
+  w.family(`${p}backend_connect_failures_total`, 'counter', 'Failed dials to the backend (refused, timed out, reset).');
+  for (const b of pool.backends) w.sample(`${p}backend_connect_failures_total`, { backend: b.id }, b.connectFailures);
+
+  w.family(`${p}backend_sent_bytes_total`, 'counter', 'Bytes read from clients and sent to the backend.');
+  for (const b of pool.backends) w.sample(`${p}backend_sent_bytes_total`, { backend: b.id }, b.bytesFromClient);
+
+  w.family(`${p}backend_received_bytes_total`, 'counter', 'Bytes read from the backend and sent to clients.');
+  for (const b of pool.backends) w.sample(`${p}backend_received_bytes_total`, { backend: b.id }, b.bytesFromUpstream);
+
+  w.family(`${p}backend_teardowns_total`, 'counter', 'Closed connections of the backend, by teardown reason.');
+  for (const b of pool.backends) {
+    for (const [reason, n] of Object.entries(b.teardowns)) w.sample(`${p}backend_teardowns_total`, { backend: b.id, reason }, n);
+  }
+
+  w.family(`${p}active_connections`, 'gauge', 'Connections open now, all backends.');
+  w.sample(`${p}active_connections`, {}, pool.active);
+  w.family(`${p}waiting_clients`, 'gauge', 'Clients waiting for a backend to come up.');
+  w.sample(`${p}waiting_clients`, {}, pool.waiting);
+  w.family(`${p}connections_total`, 'counter', 'Connections pinned since start, all backends.');
+  w.sample(`${p}connections_total`, {}, pool.total);
+  w.family(`${p}teardowns_total`, 'counter', 'Closed connections by teardown reason, all backends (removed ones included).');
+  for (const [reason, n] of Object.entries(pool.teardowns)) w.sample(`${p}teardowns_total`, { reason }, n);
+  w.family(`${p}pin_failures_total`, 'counter', 'Clients that could not be given a backend, by error code.');
+  for (const [code, n] of Object.entries(pool.pinFailures)) w.sample(`${p}pin_failures_total`, { code }, n);
+
+  const probed = Object.entries(probe);
+  w.family(`${p}probe_checks_total`, 'counter', 'Health check results of the backend: ok, or the layer that failed (connect, tls, protocol, timeout, custom).');
+  for (const [id, s] of probed) for (const o of checkOutcomes) w.sample(`${p}probe_checks_total`, { backend: id, result: o }, s.results[o]);
+
+  w.family(`${p}probe_last_success`, 'gauge', '1 when the last health check of the backend passed, else 0.');
+  for (const [id, s] of probed) if (s.last !== undefined) w.sample(`${p}probe_last_success`, { backend: id }, s.last.ok ? 1 : 0);
+
+  w.family(`${p}probe_last_duration_seconds`, 'gauge', 'Duration of the last health check of the backend.');
+  for (const [id, s] of probed) if (s.last !== undefined && !s.last.passive) w.sample(`${p}probe_last_duration_seconds`, { backend: id }, s.last.durationMs / 1000);
+
+  w.family(`${p}probe_duration_seconds`, 'histogram', 'Duration of health checks of the backend, passed or failed.');
+  for (const [id, s] of probed) {
+    latencyBuckets.forEach((le, i) => w.sample(`${p}probe_duration_seconds_bucket`, { backend: id, le: num(le) }, s.latencyBuckets[i] ?? 0));
+    w.sample(`${p}probe_duration_seconds_bucket`, { backend: id, le: '+Inf' }, s.latencyCount);
+    w.sample(`${p}probe_duration_seconds_sum`, { backend: id }, s.latencySumSeconds);
+    w.sample(`${p}probe_duration_seconds_count`, { backend: id }, s.latencyCount);
+  }
+
+  return `${w.lines.join('\n')}\n`;
+}
