@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Backend, BackendState } from './backend.js';
 import type { CheckError, ConnectError, ConnectTimeoutError, FailoverProxyError } from './errors.js';
 import type { PinnedConnection } from './pinned-connection.js';
+import type { PinnedSocket } from './pinned-socket.js';
 
 /**
  * Why a connection was torn down. Every teardown carries one, in the
@@ -88,6 +89,10 @@ export interface UpstreamPoolEvents {
   backendMaintenance: [backend: Backend, change: DownChange];
   connectionOpened: [connection: PinnedConnection];
   connectionClosed: [connection: PinnedConnection, info: ConnectionClosedInfo];
+  /** A single upstream socket (a {@link PinnedSocket}, e.g. a `PoolAgent`'s) joined the registry. */
+  socketOpened: [socket: PinnedSocket];
+  /** A registered upstream socket closed; `info.reason` says why, as for connections. */
+  socketClosed: [socket: PinnedSocket, info: ConnectionClosedInfo];
   /** A dial failed: a passive health signal (a probe may count it as a failed check). */
   connectFailed: [backend: Backend, error: ConnectTimeoutError | ConnectError];
   /** A client could not be given a backend and was closed. */
@@ -106,6 +111,11 @@ export interface CheckResult {
   readonly durationMs: number;
   /** Clock time when the check finished. */
   readonly at: number;
+  /**
+   * `true` when no check ran: the pool reported a failed dial and the probe,
+   * with `countConnectFailures`, counted it as a failed check.
+   */
+  readonly passive: boolean;
 }
 
 /** Events of a {@link HealthProbe}. */
