@@ -1,0 +1,664 @@
+/**
+ * The scheduler of health checks: when each backend is checked, how many
+ * checks run at once, and what a verdict does to a pool. The check itself
+ * (I/O) lives in `checks/`, the verdict (a rise/fall counter) in
+ * `health-state.ts`; this file only connects them, as HAProxy keeps the three
+ * apart.
+ *
+ * @module
+ */
+import createDebug from 'debug';
+import { EventEmitter } from 'eventemitter3';
+import PQueue from 'p-queue';
+import { resolveBackend, type Backend, type BackendSpec, type BackendState } from './backend.js';
+import { socketError } from './checks/tcp.js';
+import {
+  CheckError,
+  ConnectTimeoutError,
+  DuplicateBackendError,
+  InvalidArgumentError,
+  ProbeClosedError,
+  UnknownBackendError,
+} from './errors.js';
+import type { CheckResult, HealthProbeEvents } from './events.js';
+import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
+import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
+
+const log = createDebug('failover-proxy:probe');
+
+// Node's timers hold at most a signed 32-bit delay.
+const MAX_TIMER = 2 ** 31 - 1;
+
+/** The reason a probe passes to `markDown` when a backend crosses `fall`. */
+export const PROBE_FAILED = 'probe-failed';
+/** The reason a probe passes to `markUp` when a backend crosses `rise`. */
+export const PROBE_PASSED = 'probe-passed';
+/** The pool's reason for a backend that waits for its first probe: the probe then starts it as `unknown`. */
+const AWAITING_PROBE = 'awaiting-probe';
+
+/**
+ * Where a backend stands with a {@link ProbeTarget}.
+ *
+ * @example
+ * ```ts
+ * const status: ProbeTargetStatus = { state: 'down', since: Date.now(), reason: 'awaiting-probe' };
+ * ```
+ */
+export interface ProbeTargetStatus {
+  readonly state: BackendState;
+  readonly since: number;
+  readonly reason: string;
+}
+
+/**
+ * The events a {@link HealthProbe} follows on a {@link ProbeTarget}.
+ *
+ * @example
+ * ```ts
+ * class MyPool extends EventEmitter<ProbeTargetEvents> implements ProbeTarget { ... }
+ * ```
+ */
+export interface ProbeTargetEvents {
+  backendAdded: [backend: Backend];
+  backendRemoved: [backend: Backend];
+  /** A dial to the backend failed (refused, timed out, TLS). */
+  connectFailed: [backend: Backend, error: Error];
+}
+
+/**
+ * What {@link HealthProbe.attach} needs from a pool. `UpstreamPool` satisfies
+ * it; so does any eventemitter3 emitter with these methods.
+ *
+ * @example
+ * ```ts
+ * const target: ProbeTarget = new UpstreamPool({ initialState: 'probe' });
+ * probe.attach(target);
+ * ```
+ */
+export interface ProbeTarget {
+  /** Every backend now in the pool. */
+  backends(): Iterable<Backend>;
+  /** Where a backend stands, or `undefined` when it is not in the pool. */
+  status(id: string): ProbeTargetStatus | undefined;
+  /** Takes the backend out; must destroy every connection pinned to it before returning. */
+  markDown(id: string, reason: string): number;
+  /** Puts the backend back in rotation. */
+  markUp(id: string, reason: string): void;
+  on(event: 'backendAdded' | 'backendRemoved', fn: (backend: Backend) => void): unknown;
+  on(event: 'connectFailed', fn: (backend: Backend, error: Error) => void): unknown;
+  off(event: 'backendAdded' | 'backendRemoved', fn: (backend: Backend) => void): unknown;
+  off(event: 'connectFailed', fn: (backend: Backend, error: Error) => void): unknown;
+}
+
+/**
+ * A snapshot of what the probe knows about one backend.
+ *
+ * @example
+ * ```ts
+ * const h = probe.health('10.0.0.3:6443');
+ * if (h?.changing) console.log(`${h.consecutiveFailures} failures in a row`);
+ * ```
+ */
+export interface ProbeHealth {
+  /** `unknown` until the first result of a backend that started so. */
+  readonly verdict: InitialHealth;
+  readonly consecutiveSuccesses: number;
+  readonly consecutiveFailures: number;
+  /** A run against the verdict is under way (checks are then `fastInterval` apart). */
+  readonly changing: boolean;
+  /** The last result, active or passive. */
+  readonly lastResult: CheckResult | undefined;
+  /** A check of this backend is running or queued. */
+  readonly checking: boolean;
+}
+
+/** One check of one backend, from queued to settled; shared by every caller of `checkNow`. */
+interface Run {
+  readonly promise: Promise<CheckResult>;
+  readonly resolve: (result: CheckResult) => void;
+  readonly reject: (error: Error) => void;
+  /** Set while the check runs (not while it waits in the queue). */
+  controller: AbortController | undefined;
+  settled: boolean;
+}
+
+interface Entry {
+  readonly backend: Backend;
+  readonly health: HealthState;
+  /** Added by `attach` (and so removed by `detach` and the pool's `backendRemoved`). */
+  readonly fromPool: boolean;
+  /** The next scheduled check; boxed because a clock's handle may be any value. */
+  timer: { readonly handle: unknown } | undefined;
+  dueAt: number;
+  run: Run | undefined;
+  lastResult: CheckResult | undefined;
+  removed: boolean;
+}
+
+function noop(): void {}
+
+function createRun(): Run {
+  let resolve!: (result: CheckResult) => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<CheckResult>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Scheduled runs have nobody awaiting them; a `checkNow()` caller still sees
+  // the rejection through its own reference.
+  promise.catch(noop);
+  return { promise, resolve, reject, controller: undefined, settled: false };
+}
+
+/** A pool's view of a backend, translated into where its health counter starts. */
+function initialFrom(status: ProbeTargetStatus | undefined): InitialHealth {
+  if (status === undefined) return 'unknown';
+  switch (status.state) {
+    case 'up':
+    case 'draining':
+      // Draining backends still serve their connections: they were up.
+      return 'up';
+    case 'down':
+      return status.reason === AWAITING_PROBE ? 'unknown' : 'down';
+    case 'maintenance':
+      // Verdicts are ignored in maintenance; the first result sets one for
+      // when the operator puts the backend back.
+      return 'unknown';
+  }
+}
+
+/**
+ * Checks backends on a schedule and turns results into verdicts with a
+ * rise/fall counter per backend (as HAProxy's `inter`, `fastinter`,
+ * `downinter`, `rise`, `fall`). Standalone, it reports verdicts as events;
+ * attached to a pool, it takes backends down and up in the pool, synchronously
+ * with the verdict.
+ *
+ * Guarantees: one check per backend at a time (`checkNow()` joins a running
+ * check), at most `concurrency` checks at once, every check bounded by
+ * `timeout`, and nothing left behind after `stop()`.
+ *
+ * @example
+ * ```ts
+ * import { readFileSync } from 'node:fs';
+ * import { HealthProbe, UpstreamPool } from 'failover-proxy';
+ *
+ * const pool = new UpstreamPool({ initialState: 'probe', backends: [{ host: '10.0.0.1', port: 6443 }] });
+ * const probe = new HealthProbe({
+ *   check: { type: 'https', path: '/readyz', ca: readFileSync('ca.crt') },
+ *   interval: 2000, fastInterval: 500, downInterval: 5000, rise: 2, fall: 3,
+ * });
+ * probe.attach(pool);
+ * probe.on('unhealthy', (backend, result) => console.warn(backend.id, result.error?.code));
+ * ```
+ */
+export class HealthProbe extends EventEmitter<HealthProbeEvents> {
+  readonly #options: ResolvedProbeOptions;
+  readonly #queue: PQueue;
+  readonly #entries = new Map<string, Entry>();
+  readonly #running = new Set<Promise<void>>();
+  #started: boolean;
+  #closed = false;
+  #stopping: Promise<void> | undefined;
+  #pool: ProbeTarget | undefined;
+
+  /**
+   * @param options see {@link HealthProbeOptions}; throws `INVALID_ARGUMENT`.
+   * @example
+   * ```ts
+   * const probe = new HealthProbe({ check: { type: 'tcp' }, interval: 1000 });
+   * ```
+   */
+  constructor(options: HealthProbeOptions = {}) {
+    super();
+    this.#options = resolveProbeOptions(options);
+    this.#queue = new PQueue({ concurrency: this.#options.concurrency });
+    this.#started = this.#options.autoStart;
+  }
+
+  /**
+   * Starts checking a backend; returns it resolved. Its first check comes
+   * within `interval × jitter` (when started). It starts `unknown`: the first
+   * result decides.
+   *
+   * @throws `INVALID_ARGUMENT`, `DUPLICATE_BACKEND`, `PROBE_CLOSED`
+   * @example
+   * ```ts
+   * const backend = probe.add({ host: '10.0.0.3', port: 6443 });
+   * ```
+   */
+  add(spec: Backend | BackendSpec): Backend {
+    this.#assertOpen();
+    const backend = resolveBackend(spec);
+    if (this.#entries.has(backend.id)) throw new DuplicateBackendError(backend.id);
+    this.#add(backend, 'unknown', false);
+    return backend;
+  }
+
+  /**
+   * Stops checking a backend. A check of it in flight is aborted, and a
+   * `checkNow()` waiting on it rejects with `UNKNOWN_BACKEND`. Returns whether
+   * the backend was being checked.
+   *
+   * @example
+   * ```ts
+   * probe.remove('10.0.0.3:6443');
+   * ```
+   */
+  remove(id: string): boolean {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return false;
+    this.#entries.delete(id);
+    entry.removed = true;
+    this.#clearTimer(entry);
+    const run = entry.run;
+    if (run !== undefined) {
+      const error = new UnknownBackendError(id);
+      if (run.controller !== undefined) run.controller.abort(error);
+      else this.#settle(entry, run, error);
+    }
+    if (log.enabled) log('%s: removed', id);
+    return true;
+  }
+
+  /**
+   * Starts the schedule when built with `autoStart: false`; each backend's
+   * first check is spread over `interval × jitter`. Does nothing when started.
+   *
+   * @throws `PROBE_CLOSED`
+   * @example
+   * ```ts
+   * const probe = new HealthProbe({ autoStart: false });
+   * probe.attach(pool);
+   * probe.start();
+   * ```
+   */
+  start(): void {
+    this.#assertOpen();
+    if (this.#started) return;
+    this.#started = true;
+    for (const entry of this.#entries.values()) {
+      if (entry.timer === undefined && entry.run === undefined) this.#schedule(entry, this.#firstDelay());
+    }
+  }
+
+  /**
+   * Checks a backend now (or every backend, without `id`) and resolves with
+   * the result once it is recorded and acted on. A check of that backend
+   * already running or queued is joined, not duplicated. The schedule then
+   * restarts from this result.
+   *
+   * Rejects with `UNKNOWN_BACKEND` for an id not probed (or removed during
+   * the check), `PROBE_CLOSED` after (or during) `stop()`. A failing check
+   * does not reject: the result says `ok: false`.
+   *
+   * @example
+   * ```ts
+   * const result = await probe.checkNow('10.0.0.3:6443');
+   * if (!result.ok) console.log(result.error?.layer, result.error?.message);
+   * const all = await probe.checkNow();
+   * ```
+   */
+  checkNow(id: string): Promise<CheckResult>;
+  checkNow(): Promise<CheckResult[]>;
+  checkNow(id?: string): Promise<CheckResult | CheckResult[]> {
+    if (this.#closed) return Promise.reject(new ProbeClosedError());
+    if (id === undefined) return this.#checkAll();
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return Promise.reject(new UnknownBackendError(String(id)));
+    return this.#run(entry);
+  }
+
+  async #checkAll(): Promise<CheckResult[]> {
+    const settled = await Promise.allSettled(Array.from(this.#entries.values(), (entry) => this.#run(entry)));
+    if (this.#closed) throw new ProbeClosedError();
+    // Backends removed meanwhile simply have no result.
+    return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  }
+
+  /**
+   * Whether the backend's verdict is `up` (`false` while still `unknown`).
+   *
+   * @throws `UNKNOWN_BACKEND`
+   * @example
+   * ```ts
+   * if (probe.isHealthy('10.0.0.3:6443')) route();
+   * ```
+   */
+  isHealthy(id: string): boolean {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) throw new UnknownBackendError(String(id));
+    return entry.health.healthy;
+  }
+
+  /**
+   * What the probe knows about a backend, or `undefined` when it is not probed.
+   *
+   * @example
+   * ```ts
+   * console.log(probe.health('10.0.0.3:6443')?.verdict); // 'up'
+   * ```
+   */
+  health(id: string): ProbeHealth | undefined {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return undefined;
+    const h = entry.health;
+    return {
+      verdict: h.verdict,
+      consecutiveSuccesses: h.consecutiveSuccesses,
+      consecutiveFailures: h.consecutiveFailures,
+      changing: h.changing,
+      lastResult: entry.lastResult,
+      checking: entry.run !== undefined,
+    };
+  }
+
+  /**
+   * Follows a pool: probes every backend in it and those added later, stops
+   * probing removed ones, and acts on verdicts. When a backend crosses `fall`
+   * the probe calls `pool.markDown(id, 'probe-failed')` in the same tick as
+   * the verdict (before `checked` and `unhealthy` are emitted), unless the
+   * pool has it in `maintenance` or already `down`; while the verdict stays
+   * down, a pool that has the backend `up` again is corrected on the next
+   * failed check (checks win, as in HAProxy). When a backend crosses `rise`
+   * the probe calls `pool.markUp(id, 'probe-passed')` only if the pool has it
+   * `down`: `maintenance` and `draining` are operator decisions.
+   *
+   * A backend the pool has `down` with reason `awaiting-probe` starts
+   * `unknown` (its first result decides), `up` or `draining` starts `up`,
+   * another `down` starts `down`, `maintenance` starts `unknown`.
+   *
+   * With `countConnectFailures`, each `connectFailed` the pool reports counts
+   * as a failed check (`passive: true` in the result).
+   *
+   * @throws `PROBE_CLOSED`; `INVALID_ARGUMENT` when already attached
+   * @example
+   * ```ts
+   * const pool = new UpstreamPool({ initialState: 'probe', backends });
+   * const probe = new HealthProbe({ check: { type: 'http', path: '/readyz' } });
+   * probe.attach(pool);
+   * ```
+   */
+  attach(pool: ProbeTarget): void {
+    this.#assertOpen();
+    if (this.#pool !== undefined) throw new InvalidArgumentError('The probe is already attached to a pool: call detach() first');
+    if (typeof pool?.status !== 'function' || typeof pool.markDown !== 'function' || typeof pool.on !== 'function') {
+      throw new InvalidArgumentError('Expected `pool` to be a ProbeTarget (backends, status, markDown, markUp, on, off)');
+    }
+    this.#pool = pool;
+    pool.on('backendAdded', this.#onBackendAdded);
+    pool.on('backendRemoved', this.#onBackendRemoved);
+    pool.on('connectFailed', this.#onConnectFailed);
+    for (const backend of pool.backends()) this.#onBackendAdded(backend);
+    if (log.enabled) log('attached to a pool of %d backends', this.#entries.size);
+  }
+
+  /**
+   * Stops following the pool: unsubscribes and stops probing the backends
+   * that came from it. Backends added with `add()` stay.
+   *
+   * @example
+   * ```ts
+   * probe.detach();
+   * ```
+   */
+  detach(): void {
+    const pool = this.#pool;
+    if (pool === undefined) return;
+    this.#unsubscribe(pool);
+    for (const entry of Array.from(this.#entries.values())) {
+      if (entry.fromPool) this.remove(entry.backend.id);
+    }
+    log('detached');
+  }
+
+  /**
+   * Stops everything: aborts running checks, drops queued ones, clears every
+   * timer, detaches from the pool. Resolves once every aborted check has
+   * settled (built-in checks settle after their socket closed), then emits
+   * `stopped`. Idempotent: later calls return the same promise. Afterwards
+   * `add`, `start`, `attach` throw and `checkNow` rejects with `PROBE_CLOSED`.
+   *
+   * @example
+   * ```ts
+   * process.once('SIGTERM', () => void probe.stop());
+   * ```
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#shutdown();
+    return this.#stopping;
+  }
+
+  /**
+   * `await using probe = new HealthProbe()` stops it at the end of the scope.
+   *
+   * @example
+   * ```ts
+   * await using probe = new HealthProbe();
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#closed = true;
+    if (this.#pool !== undefined) this.#unsubscribe(this.#pool);
+    // Queued checks never start; their runs are settled below.
+    this.#queue.clear();
+    const closed = new ProbeClosedError();
+    for (const entry of this.#entries.values()) {
+      this.#clearTimer(entry);
+      const run = entry.run;
+      if (run === undefined) continue;
+      if (run.controller !== undefined) run.controller.abort(closed);
+      else this.#settle(entry, run, closed);
+    }
+    await Promise.allSettled(this.#running);
+    log('stopped');
+    this.emit('stopped');
+  }
+
+  // ------------------------------------------------------------- internals
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ProbeClosedError();
+  }
+
+  #unsubscribe(pool: ProbeTarget): void {
+    pool.off('backendAdded', this.#onBackendAdded);
+    pool.off('backendRemoved', this.#onBackendRemoved);
+    pool.off('connectFailed', this.#onConnectFailed);
+    this.#pool = undefined;
+  }
+
+  #add(backend: Backend, initial: InitialHealth, fromPool: boolean): void {
+    const { rise, fall } = this.#options;
+    const entry: Entry = {
+      backend,
+      health: new HealthState({ rise, fall, initial }),
+      fromPool,
+      timer: undefined,
+      dueAt: 0,
+      run: undefined,
+      lastResult: undefined,
+      removed: false,
+    };
+    this.#entries.set(backend.id, entry);
+    if (log.enabled) log('%s: added (%s)', backend.id, initial);
+    if (this.#started) this.#schedule(entry, this.#firstDelay());
+  }
+
+  readonly #onBackendAdded = (backend: Backend): void => {
+    if (this.#entries.has(backend.id)) {
+      // Already probed (added by hand before attach): keep its history.
+      if (log.enabled) log('%s: already probed, not re-added', backend.id);
+      return;
+    }
+    this.#add(backend, initialFrom(this.#pool?.status(backend.id)), true);
+  };
+
+  readonly #onBackendRemoved = (backend: Backend): void => {
+    if (this.#entries.get(backend.id)?.fromPool === true) this.remove(backend.id);
+  };
+
+  readonly #onConnectFailed = (backend: Backend, error: Error): void => {
+    if (!this.#options.countConnectFailures) return;
+    const entry = this.#entries.get(backend.id);
+    if (entry === undefined) return;
+    const layer =
+      error instanceof ConnectTimeoutError ? 'timeout' : socketError(backend.id, 'connect', (error as { cause?: unknown }).cause ?? error).layer;
+    const now = this.#options.clock.now();
+    this.#record(entry, {
+      backend: entry.backend,
+      ok: false,
+      error: new CheckError(layer, `Traffic to \`${backend.id}\` failed to connect: ${error.message}`, { cause: error }),
+      durationMs: 0,
+      at: now,
+      passive: true,
+    });
+    // A passive failure can start a run against `up`: bring the next active
+    // check forward to `fastInterval`, never push it back.
+    if (this.#started && !entry.removed && entry.run === undefined) {
+      const delay = this.#nextDelay(entry);
+      if (entry.timer === undefined || now + delay < entry.dueAt) this.#schedule(entry, delay);
+    }
+  };
+
+  #run(entry: Entry): Promise<CheckResult> {
+    if (entry.run !== undefined) return entry.run.promise;
+    const run = createRun();
+    entry.run = run;
+    // This check replaces the scheduled one; its result schedules the next.
+    this.#clearTimer(entry);
+    void this.#queue.add(() => {
+      const task = this.#execute(entry, run);
+      this.#running.add(task);
+      return task.finally(() => this.#running.delete(task));
+    });
+    return run.promise;
+  }
+
+  async #execute(entry: Entry, run: Run): Promise<void> {
+    // Removed, or the probe stopped, while queued.
+    if (run.settled) return;
+    const { clock, timeout, check } = this.#options;
+    const id = entry.backend.id;
+    const controller = new AbortController();
+    run.controller = controller;
+    const timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms`);
+    const timer = clock.setTimeout(() => controller.abort(timeoutError), timeout);
+    const startedAt = clock.now();
+    let error: CheckError | undefined;
+    try {
+      await check(entry.backend, { signal: controller.signal });
+    } catch (err) {
+      // Whatever a check throws once its timeout fired, the cause is the timeout.
+      error = controller.signal.reason === timeoutError ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
+    } finally {
+      clock.clearTimeout(timer);
+      run.controller = undefined;
+    }
+    if (this.#closed) {
+      this.#settle(entry, run, new ProbeClosedError());
+      return;
+    }
+    if (entry.removed) {
+      this.#settle(entry, run, new UnknownBackendError(id));
+      return;
+    }
+    const at = clock.now();
+    const result: CheckResult = { backend: entry.backend, ok: error === undefined, error, durationMs: at - startedAt, at, passive: false };
+    // Internal state first (verdict, next check), then the caller's promise,
+    // then the pool and the events, all in this tick.
+    const transition = this.#verdict(entry, result);
+    if (this.#started) this.#schedule(entry, this.#nextDelay(entry));
+    this.#settle(entry, run, result);
+    this.#act(entry, result, transition);
+  }
+
+  /** Records an active or passive result, acts on it and emits its events. */
+  #record(entry: Entry, result: CheckResult): void {
+    this.#act(entry, result, this.#verdict(entry, result));
+  }
+
+  #verdict(entry: Entry, result: CheckResult): HealthVerdict | undefined {
+    const from = entry.health.verdict;
+    const transition = entry.health.record(result.ok);
+    entry.lastResult = result;
+    if (log.enabled) {
+      const id = entry.backend.id;
+      if (!result.ok) {
+        log('%s: check failed at %s%s: %s (%d in a row)', id, result.error?.layer, result.passive ? ' (passive)' : '', result.error?.message, entry.health.consecutiveFailures);
+      }
+      if (transition === 'down') log('%s: %s -> down (%s, %d fails)', id, from, result.error?.code, entry.health.consecutiveFailures);
+      else if (transition === 'up') log('%s: %s -> up (%d passes)', id, from, entry.health.consecutiveSuccesses);
+    }
+    return transition;
+  }
+
+  /**
+   * Tells the pool, then emits. No `await` between the verdict and the pool
+   * call: by the time any listener (or any other I/O callback) runs, the
+   * pool has already torn down the backend's connections.
+   */
+  #act(entry: Entry, result: CheckResult, transition: HealthVerdict | undefined): void {
+    const pool = this.#pool;
+    const id = entry.backend.id;
+    const status = pool?.status(id);
+    if (pool !== undefined && status !== undefined) {
+      if (!result.ok && entry.health.verdict === 'down') {
+        // Also on later failures: someone may have marked it up since.
+        if (status.state === 'up' || status.state === 'draining') {
+          const tornDown = pool.markDown(id, PROBE_FAILED);
+          if (log.enabled) log('%s: marked down in the pool (%s was %s, %d connections torn down)', id, PROBE_FAILED, status.state, tornDown);
+        }
+      } else if (transition === 'up' && status.state === 'down') {
+        pool.markUp(id, PROBE_PASSED);
+        if (log.enabled) log('%s: marked up in the pool (%s)', id, PROBE_PASSED);
+      }
+    }
+    this.emit('checked', result);
+    if (transition === 'down') this.emit('unhealthy', entry.backend, result);
+    else if (transition === 'up') this.emit('healthy', entry.backend, result);
+  }
+
+  #settle(entry: Entry, run: Run, outcome: CheckResult | Error): void {
+    if (run.settled) return;
+    run.settled = true;
+    if (entry.run === run) entry.run = undefined;
+    if (outcome instanceof Error) run.reject(outcome);
+    else run.resolve(outcome);
+  }
+
+  #schedule(entry: Entry, delay: number): void {
+    this.#clearTimer(entry);
+    const clock = this.#options.clock;
+    entry.dueAt = clock.now() + delay;
+    entry.timer = {
+      handle: clock.setTimeout(() => {
+        entry.timer = undefined;
+        void this.#run(entry);
+      }, delay),
+    };
+  }
+
+  #clearTimer(entry: Entry): void {
+    if (entry.timer === undefined) return;
+    this.#options.clock.clearTimeout(entry.timer.handle);
+    entry.timer = undefined;
+  }
+
+  /** The first check of a backend: spread over the jitter window, so a pool of many does not probe in one burst. */
+  #firstDelay(): number {
+    const { interval, jitter, random } = this.#options;
+    return Math.max(0, Math.round(random() * jitter * interval));
+  }
+
+  #nextDelay(entry: Entry): number {
+    const { interval, fastInterval, downInterval, jitter, random } = this.#options;
+    const h = entry.health;
+    const base = h.changing ? fastInterval : h.verdict === 'down' ? downInterval : interval;
+    return Math.min(MAX_TIMER, Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1)))));
+  }
+}
