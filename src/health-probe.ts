@@ -592,7 +592,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
         log('%s: check failed at %s%s: %s (%d in a row)', id, result.error?.layer, result.passive ? ' (passive)' : '', result.error?.message, entry.health.consecutiveFailures);
       }
       if (transition === 'down') log('%s: %s -> down (%s, %d fails)', id, from, result.error?.code, entry.health.consecutiveFailures);
-      else if (transition === 'up') log('%s: %s -> up (%d passes)', id, from, entry.health.consecutiveSuccesses);
+      else if (transition === 'up') log('%s: %s -> up (%s, %d passes)', id, from, PROBE_PASSED, entry.health.consecutiveSuccesses);
     }
     return transition;
   }
