@@ -53,3 +53,16 @@ export type {
   TeardownReason,
   UpstreamPoolEvents,
 } from './events.js';
+export { HealthProbe, PROBE_FAILED, PROBE_PASSED } from './health-probe.js';
+export type { ProbeHealth, ProbeTarget, ProbeTargetEvents, ProbeTargetStatus } from './health-probe.js';
+export { healthProbeDefaults } from './probe-options.js';
+export type { HealthProbeOptions } from './probe-options.js';
+export { HealthState } from './health-state.js';
+export type { HealthStateOptions, HealthVerdict, InitialHealth } from './health-state.js';
+export { customCheck, resolveCheck } from './checks/check.js';
+export type { CheckContext, CheckFunction, CheckSpec, TcpCheckSpec } from './checks/check.js';
+export { tcpCheck } from './checks/tcp.js';
+export { tlsCheck } from './checks/tls.js';
+export type { TlsCheckOptions, TlsCheckSpec } from './checks/tls.js';
+export { httpCheck, httpsCheck } from './checks/http.js';
+export type { HttpCheckOptions, HttpCheckSpec, HttpsCheckOptions, HttpsCheckSpec } from './checks/http.js';
