@@ -1,0 +1,126 @@
+/**
+ * The contenders of the TCP passthrough benches, started the same way and
+ * measured through the same handle: no proxy at all (`direct`), the library
+ * (`pinned`, `pool`), the peers (`haproxy`, `nginx`) and the `naive` pipe.
+ * Also the backend-server child they all forward to.
+ *
+ * @module
+ */
+import { join } from 'node:path';
+import type { BenchContext } from './context.js';
+import { startPeer, type PeerName, type Upstream } from './peers.js';
+import { cpuSeconds, nodeTs, rssBytes, startChild, type Child } from './proc.js';
+
+/** Every contender of the TCP benches. */
+export type ContenderName = 'direct' | 'pinned' | 'pool' | 'haproxy' | 'nginx' | 'naive';
+
+/** How each contender is labelled in tables. */
+export const contenderLabels: Readonly<Record<ContenderName, string>> = Object.freeze({
+  direct: 'direct (no proxy)',
+  pinned: 'PinnedConnection',
+  pool: 'UpstreamPool',
+  haproxy: 'HAProxy mode tcp',
+  nginx: 'nginx stream',
+  naive: 'naive pipe',
+});
+
+/** A contender ready to take connections on `host:port`. */
+export interface Contender {
+  readonly name: ContenderName;
+  readonly host: string;
+  readonly port: number;
+  /** The proxy's pid (none for `direct`). */
+  readonly pid: number | undefined;
+  /** CPU seconds used by the proxy so far (0 for `direct`). */
+  cpuSeconds(): number;
+  /** RSS of the proxy (for nginx, master + worker). */
+  rss(): number;
+  /** The Node proxy's command channel (see node-proxy.ts); `undefined` for peers and `direct`. */
+  readonly control: Child | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts a Node proxy child in `mode` in front of `upstreams`. */
+export async function startNodeProxy(ctx: BenchContext, mode: 'pool' | 'pinned' | 'naive', upstreams: readonly Upstream[], extraArgs: readonly string[] = []): Promise<Child> {
+  const flags = ['--expose-gc'];
+  // One directory per mode: the main thread and tsx's loader thread each write a profile.
+  if (ctx.cpuProfDir !== undefined) flags.push('--cpu-prof', `--cpu-prof-dir=${join(ctx.cpuProfDir, mode)}`);
+  const [cmd, args] = nodeTs('bench/lib/node-proxy.ts', ['--mode', mode, ...upstreams.flatMap((u) => ['--backend', `${u.host}:${u.port}`]), ...extraArgs], flags);
+  const child = startChild(cmd, args);
+  try {
+    await child.waitForLine(/^listening /);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  return child;
+}
+
+/**
+ * Starts one contender in front of `upstream`. Peers must have been checked
+ * with `peersFor()` first: this throws if one cannot start.
+ */
+export async function startContender(ctx: BenchContext, name: ContenderName, upstream: Upstream, maxconn?: number): Promise<Contender> {
+  if (name === 'direct') {
+    return { name, host: upstream.host, port: upstream.port, pid: undefined, control: undefined, cpuSeconds: () => 0, rss: () => 0, stop: () => Promise.resolve() };
+  }
+  if (name === 'haproxy' || name === 'nginx') {
+    const peer = await startPeer(name, { upstreams: [upstream], maxconn });
+    return { name, host: peer.host, port: peer.port, pid: peer.pid, control: undefined, cpuSeconds: () => peer.cpuSeconds(), rss: () => peer.rss(), stop: () => peer.stop() };
+  }
+  const child = await startNodeProxy(ctx, name, [upstream]);
+  const m = await child.waitForLine(/^listening (.+):(\d+)$/);
+  return {
+    name,
+    host: m[1]!,
+    port: Number(m[2]),
+    pid: child.pid,
+    control: child,
+    cpuSeconds: () => cpuSeconds(child.pid),
+    rss: () => rssBytes(child.pid),
+    stop: () => child.stop(),
+  };
+}
+
+/** The backend-server child and the address of each listener, by mode. */
+export interface Backends {
+  readonly child: Child;
+  readonly listeners: ReadonlyMap<string, Upstream[]>;
+  /** The first listener of `mode`. */
+  get(mode: string, index?: number): Upstream;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the backend-server child with the given listeners, e.g.
+ * `['source@127.0.0.1:0', 'echo@127.0.0.1:0']`.
+ */
+export async function startBackends(serves: readonly string[]): Promise<Backends> {
+  const [cmd, args] = nodeTs('bench/lib/backend-server.ts', serves.flatMap((s) => ['--serve', s]));
+  const child = startChild(cmd, args);
+  const listeners = new Map<string, Upstream[]>();
+  try {
+    await child.waitForLine(/^ready$/);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  // Every "listening MODE HOST:PORT" line came before "ready".
+  for (const line of child.lines()) {
+    const m = /^listening (\S+) (.+):(\d+)$/.exec(line);
+    if (!m) continue;
+    const list = listeners.get(m[1]!) ?? [];
+    list.push({ host: m[2]!, port: Number(m[3]) });
+    listeners.set(m[1]!, list);
+  }
+  return {
+    child,
+    listeners,
+    get(mode, index = 0) {
+      const u = listeners.get(mode)?.[index];
+      if (u === undefined) throw new Error(`no ${mode} listener #${index}`);
+      return u;
+    },
+    stop: () => child.stop(),
+  };
+}

@@ -1,0 +1,229 @@
+/**
+ * The Node contenders of the TCP benches, each in its own process like
+ * HAProxy and nginx:
+ *
+ * - `pool`: an {@link UpstreamPool} with default options behind a listener
+ *   (`pauseOnConnect`, `pool.accept(socket)`), as the README shows.
+ * - `pinned`: a {@link PinnedConnection} per client over a plain `net.connect`
+ *   (no pool), to separate the data path from the pool's placement work.
+ * - `naive`: `c.pipe(u); u.pipe(c)`, plus the two error handlers without which
+ *   the first reset would crash it.
+ *
+ * ```sh
+ * node --expose-gc --import tsx bench/lib/node-proxy.ts --mode pool --backend 127.0.0.1:9000 [--backend ...]
+ *     [--listen 127.0.0.1:0] [--balancer least-connections|round-robin|...|last]
+ * # prints "listening HOST:PORT"; exits on SIGTERM (writing a --cpu-prof profile if asked)
+ * ```
+ *
+ * Commands on stdin, one per line, each answered by one line on stdout:
+ * `stats` → `stats {"active":N}`; `mem` → `mem {rss, heapUsed, ...}` (after GC);
+ * `heapsnapshot PATH` → `heapsnapshot PATH` (after GC);
+ * `add HOST:PORT` → `added ID` (pool); `markdown ID` → `markdown {...}` (pool:
+ * times `markDown` and the event loop around it).
+ *
+ * @module
+ */
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { writeHeapSnapshot } from 'node:v8';
+import { PinnedConnection, UpstreamPool, parseHostPort, type BalancerName, type PickFunction } from '../../src/index.js';
+
+type Mode = 'pool' | 'pinned' | 'naive';
+
+interface Target {
+  readonly host: string;
+  readonly port: number;
+}
+
+function ignore(): void {}
+
+/** What a mode exposes to the command channel. */
+interface Host {
+  active(): number;
+  pool: UpstreamPool | undefined;
+}
+
+/** `last`: the most recently added backend that is up (the teardown bench steers connections with it). */
+const pickLast: PickFunction = (candidates) => candidates[candidates.length - 1];
+
+function startPool(server: net.Server, targets: readonly Target[], balancer: string): Host {
+  const pool = new UpstreamPool({
+    backends: targets.map((t) => ({ host: t.host, port: t.port })),
+    balancer: balancer === 'last' ? pickLast : (balancer as BalancerName),
+  });
+  server.on('connection', (socket: Socket) => pool.accept(socket));
+  return { active: () => pool.stats().active, pool };
+}
+
+function startPinned(server: net.Server, targets: readonly Target[]): Host {
+  const open = new Set<PinnedConnection>();
+  let next = 0;
+  server.on('connection', (client: Socket) => {
+    const target = targets[next++ % targets.length]!;
+    const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    const onDialError = (): void => {
+      client.destroy();
+    };
+    client.on('error', ignore);
+    upstream.once('error', onDialError);
+    upstream.once('connect', () => {
+      upstream.off('error', onDialError);
+      client.off('error', ignore);
+      const conn = new PinnedConnection(client, upstream);
+      open.add(conn);
+      conn.once('closed', () => open.delete(conn));
+    });
+  });
+  return { active: () => open.size, pool: undefined };
+}
+
+function startNaive(server: net.Server, targets: readonly Target[]): Host {
+  let open = 0;
+  let next = 0;
+  server.on('connection', (c: Socket) => {
+    const target = targets[next++ % targets.length]!;
+    const u = net.connect(target);
+    c.pipe(u);
+    u.pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+    open++;
+    c.once('close', () => open--);
+  });
+  return { active: () => open, pool: undefined };
+}
+
+function memory(): Record<string, number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    gc();
+  }
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+/**
+ * Times `pool.markDown(id)`: how long the call takes, until every socket it
+ * destroyed has emitted 'close', and the longest event-loop stall in that
+ * window (a 1 ms interval timer measures the gaps).
+ */
+async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<string, number>> {
+  const victims: Socket[] = [];
+  for (const conn of pool.connections(id)) victims.push(conn.client, conn.upstream);
+  const othersBefore = pool.stats().backends.filter((b) => b.id !== id).reduce((n, b) => n + b.active, 0);
+  let pending = victims.length;
+  let allClosedAt = 0;
+  let onAllClosed: () => void = ignore;
+  const allClosed = new Promise<void>((resolve) => (onAllClosed = resolve));
+  const onClose = (): void => {
+    if (--pending === 0) {
+      allClosedAt = performance.now();
+      onAllClosed();
+    }
+  };
+  for (const s of victims) s.once('close', onClose);
+
+  let last = performance.now();
+  let maxGap = 0;
+  const sampler = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last);
+    last = now;
+  }, 1);
+  await new Promise((r) => setTimeout(r, 200));
+  const baselineGap = maxGap;
+  maxGap = 0;
+
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const tornDown = pool.markDown(id, 'bench');
+  const t1 = performance.now();
+  // Kernel vs user time of the call: closing a loopback socket runs the
+  // peer's TCP receive path inside the close() syscall.
+  const cpu = process.cpuUsage(cpu0);
+  if (victims.length === 0) onAllClosed();
+  await allClosed;
+  await new Promise((r) => setTimeout(r, 200));
+  clearInterval(sampler);
+  const othersAfter = pool.stats().backends.filter((b) => b.id !== id).reduce((n, b) => n + b.active, 0);
+  pool.markUp(id);
+  return {
+    tornDown,
+    syncMs: t1 - t0,
+    userMs: cpu.user / 1000,
+    systemMs: cpu.system / 1000,
+    allClosedMs: (allClosedAt || t1) - t0,
+    maxLoopDelayMs: Math.max(0, maxGap - 1),
+    baselineLoopDelayMs: Math.max(0, baselineGap - 1),
+    othersBefore,
+    othersAfter,
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      mode: { type: 'string' },
+      listen: { type: 'string', default: '127.0.0.1:0' },
+      backend: { type: 'string', multiple: true },
+      balancer: { type: 'string', default: 'least-connections' },
+    },
+    strict: true,
+  });
+  const mode = values.mode as Mode;
+  if (mode !== 'pool' && mode !== 'pinned' && mode !== 'naive') throw new TypeError(`Expected \`--mode\` to be pool, pinned or naive, got \`${String(values.mode)}\``);
+  const targets = (values.backend ?? []).map((b) => parseHostPort(b, '--backend'));
+  if (targets.length === 0) throw new TypeError('Expected at least one `--backend`');
+  const listen = values.listen === '127.0.0.1:0' ? { host: '127.0.0.1', port: 0 } : parseHostPort(values.listen, '--listen');
+
+  const server = net.createServer({ allowHalfOpen: mode !== 'naive', pauseOnConnect: mode !== 'naive' });
+  const host = mode === 'pool' ? startPool(server, targets, values.balancer) : mode === 'pinned' ? startPinned(server, targets) : startNaive(server, targets);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
+  });
+  const { address, port } = server.address() as AddressInfo;
+  process.stdout.write(`listening ${address}:${port}\n`);
+
+  const reply = (word: string, payload: unknown): void => {
+    process.stdout.write(`${word} ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n`);
+  };
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const [cmd, arg] = line.trim().split(/\s+/);
+    const pool = host.pool;
+    try {
+      if (cmd === 'stats') reply('stats', { active: host.active() });
+      else if (cmd === 'mem') reply('mem', memory());
+      else if (cmd === 'heapsnapshot' && arg !== undefined) {
+        memory();
+        reply('heapsnapshot', writeHeapSnapshot(arg));
+      }
+      else if (cmd === 'add' && pool && arg !== undefined) reply('added', pool.add(parseHostPort(arg)).id);
+      else if (cmd === 'markdown' && pool && arg !== undefined) {
+        timeMarkDown(pool, arg).then(
+          (r) => reply('markdown', r),
+          (err: unknown) => reply('markdown', { error: String(err) }),
+        );
+      } else reply('error', `unknown command ${line}`);
+    } catch (err) {
+      reply('error', String(err));
+    }
+  });
+  const stop = (): void => {
+    server.close();
+    // Exit (rather than die by signal) so --cpu-prof writes its profile.
+    if (host.pool) host.pool.destroy().then(() => process.exit(0), () => process.exit(0));
+    else process.exit(0);
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`node-proxy: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

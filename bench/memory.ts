@@ -1,0 +1,140 @@
+/**
+ * Memory per idle pinned connection: each proxy is started fresh, warmed up,
+ * measured, loaded with N idle connections (10,000, or as many as the
+ * file-descriptor limit allows; 1,000 with BENCH_QUICK=1), each proven end to
+ * end by one echoed byte, and measured again. Bytes per connection = growth /
+ * N. For the Node proxies RSS and V8 heap are read after two forced GCs
+ * (`--expose-gc`); for HAProxy and nginx the RSS of the process tree.
+ *
+ * ```sh
+ * npm run bench -- memory
+ * ```
+ *
+ * @module
+ */
+import { startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
+import { roundsFor, type BenchContext } from './lib/context.js';
+import { closeAll, openIdle } from './lib/loadgen.js';
+import { isMain, runStandalone } from './lib/main.js';
+import { peersFor } from './lib/peers.js';
+import { fileLimit, proxiedConnectionCap, sleep } from './lib/proc.js';
+import { alternate, median, ratio } from './lib/stats.js';
+import type { BenchReport, Cell, Goal } from './lib/table.js';
+
+interface Sample {
+  readonly rss: number;
+  readonly heapUsed: number | undefined;
+  readonly external: number | undefined;
+}
+
+interface Round {
+  readonly rssPerConn: number;
+  readonly heapPerConn: number | undefined;
+  readonly externalPerConn: number | undefined;
+  readonly rssAtN: number;
+}
+
+async function sample(c: Contender): Promise<Sample> {
+  if (c.control) {
+    const m = JSON.parse(await c.control.request('mem', 'mem')) as { rss: number; heapUsed: number; external: number };
+    return { rss: c.rss(), heapUsed: m.heapUsed, external: m.external };
+  }
+  return { rss: c.rss(), heapUsed: undefined, external: undefined };
+}
+
+/** Runs the memory bench. */
+export async function run(ctx: BenchContext): Promise<BenchReport> {
+  const started = Date.now();
+  const rounds = roundsFor(ctx, 2);
+  const n = ctx.quick ? 1000 : proxiedConnectionCap(10_000);
+  const { run: peers, skipped } = peersFor(ctx);
+  const names: ContenderName[] = ['pool', 'pinned', ...peers, 'naive'];
+  const notes: string[] = [];
+  if (!ctx.quick && n < 10_000) {
+    notes.push(
+      `The hard file-descriptor limit here is ${fileLimit().hard} (raising it takes CAP_SYS_RESOURCE), and a proxy holds two per connection, so every proxy was measured at ${n.toLocaleString('en-US')} connections; per-connection figures do not depend on that.`,
+    );
+  }
+
+  const backends = await startBackends(['echo@127.0.0.1:0']);
+  const echo = backends.get('echo');
+  try {
+    const results = await alternate(names, rounds, async (name, round): Promise<Round> => {
+      const c = await startContender(ctx, name, echo, n + 50);
+      try {
+        // Warm-up: code paths compiled, pools and buffers allocated once.
+        closeAll(await openIdle(c.host, c.port, 200, 100));
+        await sleep(500);
+        const before = await sample(c);
+        const clients = await openIdle(c.host, c.port, n, 200);
+        await sleep(1000);
+        const after = await sample(c);
+        closeAll(clients);
+        const r: Round = {
+          rssPerConn: (after.rss - before.rss) / n,
+          heapPerConn: after.heapUsed === undefined || before.heapUsed === undefined ? undefined : (after.heapUsed - before.heapUsed) / n,
+          externalPerConn: after.external === undefined || before.external === undefined ? undefined : (after.external - before.external) / n,
+          rssAtN: after.rss,
+        };
+        ctx.log(`memory round ${round + 1}/${rounds} ${name}: ${r.rssPerConn.toFixed(0)} B/conn RSS, heap ${r.heapPerConn?.toFixed(0) ?? '-'} B/conn`);
+        return r;
+      } finally {
+        await c.stop();
+        await sleep(300);
+      }
+    });
+
+    const med = (name: ContenderName, pick: (r: Round) => number | undefined): number => {
+      const values = results.get(name)!.map(pick).filter((v): v is number => v !== undefined);
+      return values.length === 0 ? NaN : median(values);
+    };
+    const haproxyRss = peers.includes('haproxy') ? med('haproxy', (r) => r.rssPerConn) : NaN;
+    const rows: Cell[][] = names.map((name) => [
+      contenderLabels[name],
+      med(name, (r) => r.rssPerConn),
+      med(name, (r) => r.heapPerConn),
+      med(name, (r) => r.externalPerConn),
+      med(name, (r) => r.rssAtN) / 1e6,
+      ratio(med(name, (r) => r.rssPerConn), haproxyRss),
+    ]);
+    for (const [name, reason] of skipped) rows.push([`${contenderLabels[name]} (${reason})`]);
+
+    const pool = med('pool', (r) => r.rssPerConn);
+    const goals: Goal[] = [
+      peers.includes('haproxy')
+        ? { goal: 'UpstreamPool ≤ 2× HAProxy bytes per idle connection', met: pool <= 2 * haproxyRss, detail: `${pool.toFixed(0)} vs ${haproxyRss.toFixed(0)} B (${ratio(pool, haproxyRss).toFixed(2)}×)` }
+        : { goal: 'UpstreamPool ≤ 2× HAProxy bytes per idle connection', met: undefined, detail: skipped.get('haproxy') ?? 'HAProxy not run' },
+    ];
+    return {
+      name: 'memory',
+      title: 'Memory per idle proxied connection',
+      settings: { connections: n, rounds, peers: peers.join('+') || 'none' },
+      tables: [
+        {
+          title: `${n.toLocaleString('en-US')} idle connections, median of ${rounds} round(s)`,
+          columns: [
+            { title: 'proxy' },
+            { title: 'RSS B/conn', digits: 0 },
+            { title: 'V8 heap B/conn', digits: 0 },
+            { title: 'external B/conn', digits: 0 },
+            { title: 'RSS at N, MB', digits: 1 },
+            { title: '× HAProxy', digits: 2, unit: '×' },
+          ],
+          rows,
+        },
+      ],
+      goals,
+      notes: [
+        'B/conn: (value with N idle connections − value after warm-up) / N. One proxied connection is two sockets (client side and upstream side).',
+        'Node figures are taken after two forced GCs; RSS also holds V8 heap pages that a GC freed but the allocator kept.',
+        'HAProxy: one process (nbthread 1); nginx: master + one worker, RSS of both.',
+        ...notes,
+      ],
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    await backends.stop();
+  }
+}
+
+if (isMain(import.meta.url)) runStandalone(run);
