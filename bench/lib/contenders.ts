@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import type { BenchContext } from './context.js';
-import { startPeer, type PeerName, type Upstream } from './peers.js';
+import { startPeer, type Upstream } from './peers.js';
 import { cpuSeconds, nodeTs, rssBytes, startChild, type Child } from './proc.js';
 
 /** Every contender of the TCP benches. */
