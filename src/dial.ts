@@ -14,6 +14,11 @@ export interface DialOptions {
   readonly signal: AbortSignal;
   /** TLS settings used when the backend has none of its own (`backend.tls === undefined`). */
   readonly tls?: UpstreamTlsOptions | undefined;
+  /**
+   * Bytes sent first on the TCP connection, before the TLS handshake when
+   * there is one: a PROXY protocol header, which backends expect in clear.
+   */
+  readonly preamble?: Buffer | undefined;
 }
 
 /**
@@ -27,7 +32,7 @@ export interface DialOptions {
  * ```
  */
 export function dialBackend(backend: Backend, options: DialOptions): Promise<Socket> {
-  const { signal } = options;
+  const { signal, preamble } = options;
   const tlsOptions = backend.tls === false ? undefined : (backend.tls ?? options.tls);
   return new Promise<Socket>((resolve, reject) => {
     if (signal.aborted) {
@@ -38,6 +43,8 @@ export function dialBackend(backend: Backend, options: DialOptions): Promise<Soc
     let readyEvent: 'connect' | 'secureConnect';
     if (tlsOptions === undefined) {
       socket = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+      // Queued until the connection is up, and ahead of anything the caller writes.
+      if (preamble !== undefined) socket.write(preamble);
       readyEvent = 'connect';
     } else {
       const servername = tlsOptions.servername ?? backend.servername ?? (net.isIP(backend.host) === 0 ? backend.host : undefined);
@@ -49,18 +56,26 @@ export function dialBackend(backend: Backend, options: DialOptions): Promise<Soc
         allowHalfOpen: true,
         ...(servername === undefined ? {} : { servername }),
       };
-      socket = tls.connect(connectOptions);
+      if (preamble === undefined) {
+        socket = tls.connect(connectOptions);
+      } else {
+        // The preamble goes in clear ahead of the ClientHello, so TLS is
+        // layered over a TCP socket that has already queued it.
+        const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+        raw.write(preamble);
+        socket = tls.connect({ ...connectOptions, socket: raw });
+      }
       readyEvent = 'secureConnect';
     }
 
     const onAbort = (): void => {
       cleanup();
-      socket.destroy();
+      abandon(socket);
       reject(signal.reason as Error);
     };
     const onError = (err: Error): void => {
       cleanup();
-      socket.destroy();
+      abandon(socket);
       reject(err);
     };
     const onReady = (): void => {
@@ -83,4 +98,16 @@ export function dialBackend(backend: Backend, options: DialOptions): Promise<Soc
     socket.once(readyEvent, onReady);
     socket.once('close', onClose);
   });
+}
+
+function noop(): void {}
+
+/**
+ * Destroys a socket nobody will listen to again. A TLS socket layered over a
+ * TCP socket re-emits the TCP socket's error after its own, so an error may
+ * still come after ours was handled: it must not crash the process.
+ */
+function abandon(socket: Socket): void {
+  socket.on('error', noop);
+  socket.destroy();
 }

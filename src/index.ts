@@ -8,15 +8,23 @@ export type {
   PoolStats,
   RemoveOptions,
   UpstreamSocket,
+  ConnectOptions,
+  PoolConnection,
 } from './upstream-pool.js';
 export { PinnedConnection } from './pinned-connection.js';
 export type { DestroyOptions, PinnedConnectionInit } from './pinned-connection.js';
+export { PinnedSocket } from './pinned-socket.js';
+export type { PinnedSocketInit } from './pinned-socket.js';
+export { PoolAgent } from './pool-agent.js';
+export type { PoolAgentOptions } from './pool-agent.js';
+export { proxyAddressesOf, proxyHeader, proxyHeaderV1, proxyHeaderV2, PROXY_V2_SIGNATURE } from './proxy-protocol.js';
+export type { ProxyAddresses, ProxyProtocolVersion } from './proxy-protocol.js';
 export { dialBackend } from './dial.js';
 export type { DialOptions } from './dial.js';
 export { backendId, parseHostPort, resolveBackend } from './backend.js';
 export type { Backend, BackendSpec, BackendState, UpstreamTlsOptions } from './backend.js';
 export { pinnedConnectionDefaults, upstreamPoolDefaults } from './options.js';
-export type { DialFunction, PinnedConnectionOptions, QueueOptions, UpstreamPoolOptions } from './options.js';
+export type { DialFunction, DialFunctionOptions, PinnedConnectionOptions, QueueOptions, UpstreamPoolOptions } from './options.js';
 export { systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { LeastConnectionsBalancer } from './balancers/least-connections.js';

@@ -85,7 +85,19 @@ export function resolvePinnedConnectionOptions(
  * The pool enforces `connectTimeout` around the whole call, so a dialler need
  * not. Inject one to add a SOCKS hop, a custom TLS policy, or a test double.
  */
-export type DialFunction = (backend: Backend, options: { readonly signal: AbortSignal }) => Promise<Socket>;
+export type DialFunction = (backend: Backend, options: DialFunctionOptions) => Promise<Socket>;
+
+/** What the pool hands a {@link DialFunction} besides the backend. */
+export interface DialFunctionOptions {
+  /** Aborted at `connectTimeout`, or when the client leaves or the pool closes. */
+  readonly signal: AbortSignal;
+  /**
+   * Bytes to send first, before anything else and before a TLS handshake:
+   * the PROXY protocol header, when the pool's `proxyProtocol` is set. A
+   * custom dialler must write them (they are `undefined` otherwise).
+   */
+  readonly preamble?: Buffer | undefined;
+}
 
 /** Bounds of the queue of clients waiting while no backend is up. */
 export interface QueueOptions {
@@ -152,8 +164,11 @@ export interface UpstreamPoolOptions {
   /** Dial every backend over TLS with these settings (a backend's own `tls` wins). */
   readonly tls?: UpstreamTlsOptions | undefined;
   /**
-   * Send a PROXY protocol header on each upstream connection opened by
-   * `pin()`, so the backend learns the client's address.
+   * Send a PROXY protocol header first on each upstream connection, before
+   * any TLS handshake, so the backend learns the client's address: the
+   * client's addresses for `pin()` (and `connect({ client })`), a `LOCAL`
+   * (v2) / `UNKNOWN` (v1) header for connections the pool makes on its own
+   * behalf (an agent's). See `docs/tls-and-proxy-protocol.md`.
    * @default false
    */
   readonly proxyProtocol?: false | 'v1' | 'v2' | undefined;

@@ -26,6 +26,9 @@ import {
 } from './errors.js';
 import type { ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
 import { PinnedConnection } from './pinned-connection.js';
+import { PinnedSocket } from './pinned-socket.js';
+import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
+import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import { resolveUpstreamPoolOptions, type DialFunction, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import * as v from './validate.js';
 
@@ -119,6 +122,27 @@ export interface UpstreamSocket {
   readonly socket: Socket;
 }
 
+/** Per-connection input to {@link UpstreamPool.connect}. */
+export interface ConnectOptions extends PinOptions {
+  /**
+   * The client the upstream is opened for, when there is one: given to the
+   * picker, and its addresses are sent in the PROXY protocol header when the
+   * pool sends one. Without it the header says the connection is the
+   * proxy's own (`LOCAL` in v2, `UNKNOWN` in v1).
+   */
+  readonly client?: Socket | undefined;
+  /** Cancels the pick, the dial and the wait in the queue (the promise rejects with `signal.reason`). */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * What the registry holds: client-to-upstream pairs from {@link UpstreamPool.pin}
+ * (or built by hand), and single upstream sockets owned by someone else (a
+ * {@link PoolAgent}). Both have `backend`, `closed`, `destroy(reason)` and a
+ * `closed` event; tell them apart with `instanceof`.
+ */
+export type PoolConnection = PinnedConnection | PinnedSocket;
+
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
 
 /** The pool's bookkeeping for one backend. */
@@ -126,7 +150,7 @@ class BackendEntry implements PickCandidate {
   state: BackendState;
   since: number;
   reason: string;
-  readonly connections = new Set<PinnedConnection>();
+  readonly connections = new Set<PoolConnection>();
   dialling = 0;
   total = 0;
   connectFailures = 0;
@@ -157,7 +181,11 @@ class BackendEntry implements PickCandidate {
 class Placement {
   readonly controller = new AbortController();
   wake: (() => void) | undefined = undefined;
-  constructor(readonly client: Socket | undefined) {}
+  constructor(
+    readonly client: Socket | undefined,
+    /** Bytes the dialler sends first (a PROXY protocol header). */
+    readonly preamble: Buffer | undefined = undefined,
+  ) {}
   get signal(): AbortSignal {
     return this.controller.signal;
   }
@@ -168,7 +196,7 @@ const kPlacement = Symbol('failover-proxy.placement');
 const kEntry = Symbol('failover-proxy.entry');
 const kPool = Symbol('failover-proxy.pool');
 type PendingSocket = Socket & { [kPlacement]?: Placement };
-type PooledConnection = PinnedConnection & { [kEntry]?: BackendEntry; [kPool]?: UpstreamPool };
+type PooledConnection = PoolConnection & { [kEntry]?: BackendEntry; [kPool]?: UpstreamPool };
 
 let connectionClosed: (conn: PooledConnection, info: ConnectionClosedInfo) => void;
 
@@ -218,7 +246,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.#options = resolveUpstreamPoolOptions(options);
     this.#balancer = createBalancer(this.#options.balancer, { random: this.#options.random });
     const tls = this.#options.tls;
-    this.#dial = this.#options.dial ?? ((backend, { signal }) => dialBackend(backend, { signal, tls }));
+    this.#dial = this.#options.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
     this.#options.backends.forEach((spec, i) => this.#add(spec, `backends[${i}]`));
   }
 
@@ -464,7 +492,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    */
   async pin(client: Socket, options: PinOptions = {}): Promise<PinnedConnection> {
     const context: PickContext = { client, key: options.key ?? client.remoteAddress, meta: options.meta };
-    const placement = new Placement(client);
+    const placement = new Placement(client, this.#preambleFor(client));
     const pending = client as PendingSocket;
     pending[kPlacement] = placement;
     // Until the connection is pinned, a client reset must not crash the
@@ -512,24 +540,69 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * Picks and dials a backend like {@link pin}, with the same retries and
    * queue, but hands back the bare upstream socket (for an agent or a custom
    * proxy). The caller owns the socket; wrap it in a {@link PinnedConnection}
-   * and `register()` it to have it torn down with its backend.
+   * (or a {@link PinnedSocket}) and `register()` it to have it torn down with
+   * its backend. When the pool sends PROXY protocol headers, the socket has
+   * already sent one (for `options.client`, or a `LOCAL` one).
+   *
+   * Rejects like {@link pin} (without `CLIENT_CLOSED`), or with
+   * `signal.reason` when `options.signal` aborts.
+   *
+   * @example
+   * ```ts
+   * const { backend, socket } = await pool.connect({ client, signal: AbortSignal.timeout(5000) });
+   * pool.register(new PinnedConnection(client, socket, { backend }));
+   * ```
    */
-  async connect(options: PinOptions = {}): Promise<UpstreamSocket> {
-    const placement = new Placement(undefined);
-    const { entry, socket } = await this.#place(placement, { key: options.key, meta: options.meta });
-    return { backend: entry.backend, socket };
+  async connect(options: ConnectOptions = {}): Promise<UpstreamSocket> {
+    const { client, signal } = options;
+    signal?.throwIfAborted();
+    const placement = new Placement(client, this.#preambleFor(client));
+    // The caller's signal cancels the placement as a leaving client cancels pin()'s.
+    const onAbort = (): void => placement.controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const { entry, socket } = await this.#place(placement, { client, key: options.key ?? client?.remoteAddress, meta: options.meta });
+      return { backend: entry.backend, socket };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * An `http.Agent` (`https.Agent`-compatible with `secure: true`) whose
+   * sockets come from this pool and are torn down with their backend: see
+   * {@link PoolAgent}.
+   *
+   * @example
+   * ```ts
+   * const agent = pool.createAgent({ keepAlive: true });
+   * http.get({ host: 'apiserver', path: '/readyz', agent }, (res) => res.resume());
+   * ```
+   */
+  createAgent(options?: PoolAgentOptions): PoolAgent {
+    return new PoolAgent(this, options);
+  }
+
+  /** The PROXY protocol header for a connection made for `client`, when the pool sends one. */
+  #preambleFor(client: Socket | undefined): Buffer | undefined {
+    const version = this.#options.proxyProtocol;
+    if (version === false) return undefined;
+    return proxyHeader(version, client === undefined ? undefined : proxyAddressesOf(client));
   }
 
   /**
    * Adds a connection built by hand (see {@link connect}) to the registry, under
-   * its `backend`, so it is torn down with that backend.
+   * its `backend`, so it is torn down with that backend: a {@link PinnedConnection},
+   * or a {@link PinnedSocket} for an upstream socket whose I/O you do yourself.
    *
    * @throws `INVALID_ARGUMENT` when it has no backend, `UNKNOWN_BACKEND`,
    * `BACKEND_DOWN` when the backend is not up or draining (the connection is then destroyed),
    * `POOL_CLOSED` (likewise).
    */
-  register(conn: PinnedConnection): void {
-    if (!(conn instanceof PinnedConnection)) throw v.invalid('connection', 'a PinnedConnection', conn);
+  register(conn: PoolConnection): void {
+    if (!(conn instanceof PinnedConnection) && !(conn instanceof PinnedSocket)) {
+      throw v.invalid('connection', 'a PinnedConnection or a PinnedSocket', conn);
+    }
     if (conn.backend === undefined) throw v.invalid('connection.backend', 'a Backend of this pool', conn.backend);
     if (this.#closing) {
       conn.destroy('pool-closed');
@@ -548,8 +621,29 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     return conn[kPool] === this;
   }
 
-  /** Connections pinned to one backend, or to all when `id` is omitted. */
+  /**
+   * Client-to-upstream connections pinned to one backend, or to all when `id`
+   * is omitted. Agent sockets are listed by {@link sockets}; both count in
+   * `stats()` and are torn down together.
+   */
   *connections(id?: string): IterableIterator<PinnedConnection> {
+    for (const conn of this.#registered(id)) if (conn instanceof PinnedConnection) yield conn;
+  }
+
+  /**
+   * Single upstream sockets (a {@link PoolAgent}'s, or any registered
+   * {@link PinnedSocket}) held on one backend, or on all when `id` is omitted.
+   *
+   * @example
+   * ```ts
+   * const idleAndBusy = [...pool.sockets('10.0.0.3:6443')].length;
+   * ```
+   */
+  *sockets(id?: string): IterableIterator<PinnedSocket> {
+    for (const conn of this.#registered(id)) if (conn instanceof PinnedSocket) yield conn;
+  }
+
+  *#registered(id: string | undefined): IterableIterator<PoolConnection> {
     if (id !== undefined) {
       yield* this.#entry(id).connections;
       return;
@@ -565,7 +659,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.#active++;
     this.#total++;
     conn.on('closed', onPooledConnectionClosed);
-    this.emit('connectionOpened', conn);
+    // Two event pairs so each listener gets one precise type; the registry,
+    // stats and teardowns treat both alike.
+    if (conn instanceof PinnedSocket) this.emit('socketOpened', conn);
+    else this.emit('connectionOpened', conn);
   }
 
   static {
@@ -579,7 +676,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       entry.closedBytesFromUpstream += info.bytesFromUpstream;
       entry.teardowns[info.reason] = (entry.teardowns[info.reason] ?? 0) + 1;
       pool.#teardowns[info.reason] = (pool.#teardowns[info.reason] ?? 0) + 1;
-      pool.emit('connectionClosed', conn, info);
+      if (conn instanceof PinnedSocket) pool.emit('socketClosed', conn, info);
+      else pool.emit('connectionClosed', conn, info);
       if (entry.connections.size === 0 && entry.drainWaiters.length > 0) pool.#stopDrain(entry);
       // A freed slot may let a waiting client through a per-backend cap.
       if (pool.#waiting.size > 0 && entry.state === 'up') pool.#wakeWaiting();
@@ -614,7 +712,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
         entry.dialling++;
         this.#dialling++;
         try {
-          socket = await this.#dialWithTimeout(entry, placement.signal);
+          socket = await this.#dialWithTimeout(entry, placement.signal, placement.preamble);
         } catch (err) {
           if (placement.signal.aborted) throw placement.signal.reason;
           lastError = err as ConnectError | ConnectTimeoutError;
@@ -694,7 +792,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     for (const placement of this.#waiting) placement.wake?.();
   }
 
-  async #dialWithTimeout(entry: BackendEntry, outer: AbortSignal): Promise<Socket> {
+  async #dialWithTimeout(entry: BackendEntry, outer: AbortSignal, preamble: Buffer | undefined): Promise<Socket> {
     const { backend } = entry;
     const { clock, connectTimeout } = this.#options;
     const controller = new AbortController();
@@ -702,7 +800,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     outer.addEventListener('abort', onOuterAbort, { once: true });
     const timer = clock.setTimeout(() => controller.abort(new ConnectTimeoutError(backend.id, connectTimeout)), connectTimeout);
     try {
-      const dialled = this.#dial(backend, { signal: controller.signal });
+      const dialled = this.#dial(backend, { signal: controller.signal, preamble });
       // A custom dialler that ignores the signal must not hold us past the
       // deadline, nor leak the socket it produces afterwards.
       return await new Promise<Socket>((resolve, reject) => {

@@ -1,0 +1,155 @@
+/**
+ * One upstream socket owned by something else (an HTTP agent, a custom
+ * proxy), registered with a pool under its backend so it is torn down with
+ * that backend, like a {@link PinnedConnection} but without a client socket.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+import { EventEmitter } from 'eventemitter3';
+import type { Backend } from './backend.js';
+import { systemClock, type Clock } from './clock.js';
+import { BackendDownError, PoolClosedError } from './errors.js';
+import type { ConnectionClosedInfo, PinnedConnectionEvents, TeardownReason } from './events.js';
+import type { DestroyOptions } from './pinned-connection.js';
+
+const log = createDebug('failover-proxy:conn');
+
+// Shared listeners find their owner through this back-reference (as in
+// pinned-connection.ts), so registering a socket allocates no closure.
+const kPinned = Symbol('failover-proxy.pinned-socket');
+type OwnedSocket = Socket & { [kPinned]?: PinnedSocket };
+
+/** Options of a {@link PinnedSocket}. */
+export interface PinnedSocketInit {
+  /** The backend the socket leads to (needed to register with a pool). */
+  readonly backend?: Backend | undefined;
+  /** An identifier for logs. @default `${socket.remoteAddress}:${socket.remotePort}` */
+  readonly id?: string | undefined;
+  /** Time source for `openedAt` and `durationMs`. */
+  readonly clock?: Clock | undefined;
+}
+
+/**
+ * An upstream socket that a pool can tear down, for owners that do their own
+ * I/O on it (an `http.Agent`, a multiplexer). Register it with
+ * `pool.register(pinned)`: when its backend leaves service the socket is
+ * destroyed **with an error** before `markDown` returns, so whoever is
+ * reading or writing it (a request, a streaming response) fails with a code
+ * it can act on:
+ *
+ * - `BACKEND_DOWN` ({@link BackendDownError}, `reason` = the teardown reason)
+ *   for `markDown`, maintenance, removal, a drain deadline or `destroy()`;
+ * - `POOL_CLOSED` when the pool's close deadline passed or it was destroyed.
+ *
+ * It emits `closed` exactly once, like a {@link PinnedConnection}, with
+ * reason `upstream-closed` (the backend closed it), `upstream-error` (the
+ * socket failed), `client-closed` (its owner closed it: a request finished
+ * without keep-alive, an idle timeout), or the teardown reason. There is no
+ * client socket, so `bytesFromClient` counts bytes written to the backend.
+ *
+ * @example
+ * ```ts
+ * const { backend, socket } = await pool.connect();
+ * const pinned = new PinnedSocket(socket, { backend });
+ * pool.register(pinned);
+ * pinned.on('closed', ({ reason }) => console.log(reason));
+ * socket.on('error', (err) => console.log((err as FailoverProxyError).code)); // 'BACKEND_DOWN' after markDown
+ * ```
+ */
+export class PinnedSocket extends EventEmitter<PinnedConnectionEvents> {
+  /** The backend-facing socket. */
+  readonly upstream: Socket;
+  /** The backend the socket leads to, when known. */
+  readonly backend: Backend | undefined;
+  /** Identifier for logs. */
+  readonly id: string;
+  /** Clock time the socket was pinned (ms since epoch). */
+  readonly openedAt: number;
+
+  #clock: Clock;
+  #closed = false;
+  #info: ConnectionClosedInfo | undefined;
+
+  constructor(upstream: Socket, init: PinnedSocketInit = {}) {
+    super();
+    this.upstream = upstream;
+    this.backend = init.backend;
+    this.#clock = init.clock ?? systemClock;
+    this.openedAt = this.#clock.now();
+    this.id = init.id ?? `${upstream.remoteAddress ?? '?'}:${upstream.remotePort ?? '?'}`;
+    const owned = upstream as OwnedSocket;
+    owned[kPinned] = this;
+    // Always listened: an upstream failure must never crash the process, even
+    // while the owner has no listener of its own (an idle keep-alive socket).
+    upstream.on('error', onUpstreamError);
+    upstream.on('close', onUpstreamClose);
+    if (upstream.destroyed) queueMicrotask(() => this.destroy('upstream-closed'));
+  }
+
+  /** Bytes written to the backend (there is no client socket). */
+  get bytesFromClient(): number {
+    return this.upstream.bytesWritten;
+  }
+
+  /** Bytes read from the backend. */
+  get bytesFromUpstream(): number {
+    return this.upstream.bytesRead;
+  }
+
+  /** Whether the socket has been torn down. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** What the `closed` event reported, once closed. */
+  get closedInfo(): ConnectionClosedInfo | undefined {
+    return this.#info;
+  }
+
+  /**
+   * Destroys the socket and emits `closed` before returning. A socket still
+   * open is destroyed with `options.error`, or else with a `BACKEND_DOWN`
+   * error (`POOL_CLOSED` for `pool-closed`/`pool-destroyed`), so its user
+   * sees why. `options.reset` is ignored: there is no client to reset.
+   * Idempotent; never throws.
+   */
+  destroy(reason: TeardownReason = 'destroyed', options: DestroyOptions = {}): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const { upstream } = this;
+    if (!upstream.destroyed) upstream.destroy(options.error ?? teardownError(this, reason));
+    const info: ConnectionClosedInfo = Object.freeze({
+      reason,
+      error: options.error,
+      bytesFromClient: upstream.bytesWritten,
+      bytesFromUpstream: upstream.bytesRead,
+      durationMs: this.#clock.now() - this.openedAt,
+    });
+    this.#info = info;
+    if (log.enabled) log('%s closed: %s (%d B out, %d B in)', this.id, reason, info.bytesFromClient, info.bytesFromUpstream);
+    this.emit('closed', info);
+  }
+}
+
+function teardownError(pinned: PinnedSocket, reason: TeardownReason): Error {
+  if (reason === 'pool-closed' || reason === 'pool-destroyed') return new PoolClosedError();
+  return new BackendDownError(pinned.backend?.id ?? pinned.id, reason);
+}
+
+function onUpstreamError(this: OwnedSocket, err: Error): void {
+  const pinned = this[kPinned];
+  // After the first error (or our own teardown) further ones are noise.
+  if (pinned === undefined || pinned.closed) return;
+  if (log.enabled) log('%s upstream error: %s', pinned.id, (err as NodeJS.ErrnoException).code ?? err.message);
+  pinned.destroy('upstream-error', { error: err });
+}
+
+function onUpstreamClose(this: OwnedSocket): void {
+  const pinned = this[kPinned];
+  if (pinned === undefined || pinned.closed) return;
+  // A FIN from the backend ends the readable side first; otherwise the owner
+  // closed the socket itself (a request without keep-alive, an idle timeout).
+  pinned.destroy(this.readableEnded ? 'upstream-closed' : 'client-closed');
+}
