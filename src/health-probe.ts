@@ -29,9 +29,23 @@ const log = createDebug('failover-proxy:probe');
 // Node's timers hold at most a signed 32-bit delay.
 const MAX_TIMER = 2 ** 31 - 1;
 
-/** The reason a probe passes to `markDown` when a backend crosses `fall`. */
+/**
+ * The reason a probe passes to `markDown` when a backend crosses `fall`.
+ *
+ * @example
+ * ```ts
+ * pool.on('backendDown', (backend, change) => { if (change.reason === PROBE_FAILED) page(backend.id); });
+ * ```
+ */
 export const PROBE_FAILED = 'probe-failed';
-/** The reason a probe passes to `markUp` when a backend crosses `rise`. */
+/**
+ * The reason a probe passes to `markUp` when a backend crosses `rise`.
+ *
+ * @example
+ * ```ts
+ * pool.on('backendUp', (backend, change) => { if (change.reason === PROBE_PASSED) resolvePage(backend.id); });
+ * ```
+ */
 export const PROBE_PASSED = 'probe-passed';
 /** The pool's reason for a backend that waits for its first probe: the probe then starts it as `unknown`. */
 const AWAITING_PROBE = 'awaiting-probe';

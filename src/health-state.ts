@@ -7,12 +7,24 @@
  */
 import * as v from './validate.js';
 
-/** A settled verdict: the backend passes its checks or it does not. */
+/**
+ * A settled verdict: the backend passes its checks or it does not.
+ *
+ * @example
+ * ```ts
+ * const verdict: HealthVerdict | undefined = state.record(false);
+ * ```
+ */
 export type HealthVerdict = 'up' | 'down';
 
 /**
  * Where a {@link HealthState} starts. `'unknown'` is for a backend nobody has
  * checked yet (a pool waiting for its first probe): the first result decides.
+ *
+ * @example
+ * ```ts
+ * const initial: InitialHealth = status.reason === 'awaiting-probe' ? 'unknown' : 'up';
+ * ```
  */
 export type InitialHealth = HealthVerdict | 'unknown';
 

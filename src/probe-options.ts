@@ -107,7 +107,15 @@ export interface HealthProbeOptions {
   readonly random?: (() => number) | undefined;
 }
 
-/** {@link HealthProbeOptions} validated, every field resolved. @internal */
+/**
+ * {@link HealthProbeOptions} validated, every field resolved: what
+ * {@link resolveProbeOptions} returns.
+ *
+ * @example
+ * ```ts
+ * const { interval, timeout }: ResolvedProbeOptions = resolveProbeOptions({ interval: 500 });
+ * ```
+ */
 export interface ResolvedProbeOptions {
   readonly check: CheckFunction;
   readonly interval: number;

@@ -54,15 +54,36 @@ export interface HttpCheckOptions {
   readonly maxBodyBytes?: number | undefined;
 }
 
-/** Options of the `https` check: the HTTP options and the TLS options. */
+/**
+ * Options of the `https` check: the HTTP options and the TLS options.
+ *
+ * @example
+ * ```ts
+ * const options: HttpsCheckOptions = { path: '/readyz', ca: readFileSync('ca.crt'), cert, key };
+ * ```
+ */
 export interface HttpsCheckOptions extends HttpCheckOptions, TlsCheckOptions {}
 
-/** An HTTP check as written in options. */
+/**
+ * An HTTP check as written in options.
+ *
+ * @example
+ * ```ts
+ * new HealthProbe({ check: { type: 'http', path: '/healthz', expect: 200 } });
+ * ```
+ */
 export interface HttpCheckSpec extends HttpCheckOptions {
   readonly type: 'http';
 }
 
-/** An HTTPS check as written in options. */
+/**
+ * An HTTPS check as written in options.
+ *
+ * @example
+ * ```ts
+ * new HealthProbe({ check: { type: 'https', path: '/readyz', ca: readFileSync('ca.crt') } });
+ * ```
+ */
 export interface HttpsCheckSpec extends HttpsCheckOptions {
   readonly type: 'https';
 }

@@ -45,7 +45,14 @@ export interface TlsCheckOptions {
   readonly rejectUnauthorized?: boolean | undefined;
 }
 
-/** A TLS check as written in options. */
+/**
+ * A TLS check as written in options.
+ *
+ * @example
+ * ```ts
+ * new HealthProbe({ check: { type: 'tls', ca: readFileSync('ca.crt'), servername: 'apiserver.test' } });
+ * ```
+ */
 export interface TlsCheckSpec extends TlsCheckOptions {
   readonly type: 'tls';
 }
