@@ -145,6 +145,8 @@ export interface HaproxyConfigOptions {
   readonly backendLines?: readonly string[] | undefined;
   /** @default 9000 (fits a 20,000 file-descriptor limit: two per proxied connection) */
   readonly maxconn?: number | undefined;
+  /** `timeout connect`, in ms. @default 5000 */
+  readonly connectTimeoutMs?: number | undefined;
 }
 
 /** A TCP-mode HAProxy config: one frontend on 127.0.0.1, leastconn over the upstreams, 30-minute timeouts. */
@@ -156,7 +158,7 @@ export function haproxyConfig(o: HaproxyConfigOptions): string {
     '  nbthread 1',
     'defaults',
     '  mode tcp',
-    '  timeout connect 5s',
+    `  timeout connect ${o.connectTimeoutMs ?? 5000}ms`,
     '  timeout client 30m',
     '  timeout server 30m',
     'frontend fe',
@@ -182,6 +184,8 @@ export interface NginxConfigOptions {
   readonly serverLines?: readonly string[] | undefined;
   /** @default 19000 */
   readonly workerConnections?: number | undefined;
+  /** `proxy_connect_timeout`, in ms. @default 5000 */
+  readonly connectTimeoutMs?: number | undefined;
 }
 
 /** An nginx `stream` config: one server on 127.0.0.1, least_conn over the upstreams, 30-minute timeouts. */
@@ -202,7 +206,7 @@ export function nginxConfig(o: NginxConfigOptions): string {
     `    listen 127.0.0.1:${o.port} backlog=4096;`,
     '    proxy_pass be;',
     '    proxy_timeout 30m;',
-    '    proxy_connect_timeout 5s;',
+    `    proxy_connect_timeout ${o.connectTimeoutMs ?? 5000}ms;`,
     ...(o.serverLines ?? []).map((l) => `    ${l}`),
     '  }',
     '}',
@@ -243,6 +247,8 @@ export interface StartPeerOptions {
   readonly maxconn?: number | undefined;
   /** nginx: extra lines in the server block. */
   readonly nginxServerLines?: readonly string[] | undefined;
+  /** Both: time to connect to an upstream, in ms. @default 5000 */
+  readonly connectTimeoutMs?: number | undefined;
 }
 
 /**
@@ -257,7 +263,14 @@ export async function startPeer(name: PeerName, o: StartPeerOptions): Promise<Ru
     const cfg = join(dir, 'haproxy.cfg');
     writeFileSync(
       cfg,
-      haproxyConfig({ port, upstreams: o.upstreams, serverOptions: o.haproxyServerOptions, backendLines: o.haproxyBackendLines, maxconn: o.maxconn }),
+      haproxyConfig({
+        port,
+        upstreams: o.upstreams,
+        serverOptions: o.haproxyServerOptions,
+        backendLines: o.haproxyBackendLines,
+        maxconn: o.maxconn,
+        connectTimeoutMs: o.connectTimeoutMs,
+      }),
     );
     // -db: foreground, no daemon; one process, whose pid we hold.
     child = startChild(which('haproxy') ?? 'haproxy', ['-db', '-q', '-f', cfg]);
@@ -266,7 +279,18 @@ export async function startPeer(name: PeerName, o: StartPeerOptions): Promise<Ru
     const cfg = join(dir, 'nginx.conf');
     // Every proxied connection takes two of nginx's worker_connections.
     const workerConnections = o.maxconn === undefined ? undefined : Math.min(19_990, 2 * o.maxconn + 20);
-    writeFileSync(cfg, nginxConfig({ dir, module: info.module, port, upstreams: o.upstreams, serverLines: o.nginxServerLines, workerConnections }));
+    writeFileSync(
+      cfg,
+      nginxConfig({
+        dir,
+        module: info.module,
+        port,
+        upstreams: o.upstreams,
+        serverLines: o.nginxServerLines,
+        workerConnections,
+        connectTimeoutMs: o.connectTimeoutMs,
+      }),
+    );
     child = startChild(info.binary ?? 'nginx', ['-p', dir, '-c', cfg, '-e', join(dir, 'error.log')]);
   }
   try {

@@ -15,6 +15,16 @@ import { fileURLToPath } from 'node:url';
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 const live = new Set<ChildProcess>();
+/** Children that lead their own process group: killed with every process they started. */
+const groups = new WeakSet<ChildProcess>();
+
+function kill(child: ChildProcess, pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(groups.has(child) ? -pid : pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -23,13 +33,7 @@ function installExitHook(): void {
   // 'exit' handlers must be synchronous: SIGKILL by pid, nothing else.
   process.on('exit', () => {
     for (const child of live) {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
+      if (child.pid !== undefined && (groups.has(child) || (child.exitCode === null && child.signalCode === null))) kill(child, child.pid, 'SIGKILL');
     }
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -58,7 +62,9 @@ export interface Child {
 }
 
 /**
- * Spawns `command` with pipes on stdin/stdout/stderr and tracks it.
+ * Spawns `command` with pipes on stdin/stdout/stderr and tracks it. With
+ * `detached: true` it leads a new process group, and stopping it (or this
+ * process exiting) signals the whole group by its pid.
  *
  * @example
  * ```ts
@@ -75,6 +81,7 @@ export function startChild(command: string, args: readonly string[], options: Sp
   }
   const pid = proc.pid;
   live.add(proc);
+  if (options.detached === true) groups.add(proc);
   let stderr = '';
   let stdoutBuf = '';
   const lines: string[] = [];
@@ -99,6 +106,8 @@ export function startChild(command: string, args: readonly string[], options: Sp
   proc.stdin.on('error', () => {});
   const exited = new Promise<void>((resolve) => {
     proc.once('exit', () => {
+      // A group leader's children may outlive it: they are killed with the group.
+      if (groups.has(proc)) kill(proc, pid, 'SIGKILL');
       live.delete(proc);
       for (const w of [...waiters]) w(undefined);
       resolve();
@@ -162,18 +171,8 @@ export function startChild(command: string, args: readonly string[], options: Sp
     stop(graceMs = 3000) {
       stopping ??= (async () => {
         if (proc.exitCode !== null || proc.signalCode !== null) return;
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          return;
-        }
-        const timer = setTimeout(() => {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }, graceMs);
+        kill(proc, pid, 'SIGTERM');
+        const timer = setTimeout(() => kill(proc, pid, 'SIGKILL'), graceMs);
         await exited;
         clearTimeout(timer);
       })();

@@ -1,0 +1,283 @@
+/**
+ * The failover bench's scenario, run inside a private network namespace by
+ * bench/failover.ts (the same setup as test/e2e/partition-scenario.ts):
+ *
+ * ```sh
+ * unshare -n -- node --import tsx bench/lib/failover-scenario.ts '{"sizes":[60],"rounds":1,...}'
+ * ```
+ *
+ * Three apiserver-like HTTPS backends (127.0.0.2–4:6443, one process each),
+ * then for every round, stream count and contender (in rotating order): the
+ * contender on 127.0.0.1, a fleet of reflector-like watches through it,
+ * 127.0.0.4 cut off with an nftables drop rule both ways, and the time until
+ * each stream that was on it receives an event from a live backend again.
+ * Streams that have not within the window are stuck. Prints
+ * `FAILOVER_RESULT {json}` on stdout; progress on stderr.
+ *
+ * @module
+ */
+import { execFile } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { promisify } from 'node:util';
+import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
+import { certPaths, loadCerts } from '../../examples/support/certs.js';
+import { WatchFleet, type WatchClient } from '../../examples/support/watch-client.js';
+import { startNodeProxy } from './contenders.js';
+import { benchContext } from './context.js';
+import { startPeer, waitForPort } from './peers.js';
+import { freePort, nodeTs, sleep, startChild, type Child } from './proc.js';
+
+const run = promisify(execFile);
+
+/** The contenders of the failover bench. */
+export type FailoverContender = 'balancer' | 'haproxy' | 'haproxy-noshutdown' | 'nginx' | 'naive';
+
+/** What the outer bench asks for. */
+export interface ScenarioInput {
+  readonly sizes: readonly number[];
+  readonly rounds: number;
+  readonly contenders: readonly FailoverContender[];
+  /** Contenders run in the first round only (those with no way to recover: every round ends the same). */
+  readonly firstRoundOnly: readonly FailoverContender[];
+  readonly probe: { readonly interval: number; readonly timeout: number; readonly fall: number; readonly rise: number };
+  /** Time allowed to every connect to a backend, for every contender, in ms. */
+  readonly connectTimeout: number;
+  /** How long after the cut a stream may take before it counts as stuck, in ms. */
+  readonly windowMs: number;
+}
+
+/** One contender, one stream count, one round. */
+export interface Trial {
+  readonly contender: FailoverContender;
+  readonly size: number;
+  readonly round: number;
+  /** Streams on the cut backend at the cut. */
+  readonly victims: number;
+  /** ms from the cut to each victim's first event from a live backend, sorted. */
+  readonly recoveryMs: readonly number[];
+  /** Victims without an event from a live backend at the end of the window. */
+  readonly stuck: number;
+  /** Every stream (victims or not) that had received nothing for 2 s when the trial ended. */
+  readonly stalledAtEnd: number;
+  readonly error?: string | undefined;
+}
+
+const backends = [
+  { name: 'b2', host: '127.0.0.2' },
+  { name: 'b3', host: '127.0.0.3' },
+  { name: 'b4', host: '127.0.0.4' },
+] as const;
+const victim = backends[2];
+const BACKEND_PORT = 6443;
+
+const cutRuleset = `
+table inet cut {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip saddr ${victim.host} drop
+    ip daddr ${victim.host} drop
+  }
+  chain output {
+    type filter hook output priority 0; policy accept;
+    ip saddr ${victim.host} drop
+    ip daddr ${victim.host} drop
+  }
+}
+`;
+
+const ctx = benchContext();
+
+async function nft(args: readonly string[], stdin?: string): Promise<void> {
+  const child = execFile('nft', [...args]);
+  const done = new Promise<void>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nft ${args.join(' ')} exited ${code}`))));
+  });
+  child.stdin!.end(stdin ?? '');
+  await done;
+}
+
+async function setUpNetwork(): Promise<void> {
+  await run('ip', ['link', 'set', 'lo', 'up']);
+  for (const b of backends) {
+    await run('ip', ['addr', 'add', `${b.host}/32`, 'dev', 'lo']).catch(() => undefined);
+  }
+  const { stdout } = await run('nft', ['list', 'ruleset']);
+  if (stdout.trim() !== '') throw new Error(`expected an empty ruleset in a fresh namespace (is this really a private one?), got: ${stdout.trim()}`);
+}
+
+/** GET `url` over HTTPS (fixture CA) or HTTP; resolves with the status, rejects on error or after `timeoutMs`. */
+function get(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const options = { host: u.hostname, port: Number(u.port), path: u.pathname, agent: false as const, timeout: timeoutMs };
+    const req = u.protocol === 'https:' ? httpsRequest({ ...options, ca: loadCerts().ca }) : httpRequest(options);
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function until(what: string, timeoutMs: number, fn: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+interface Running {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+async function startContender(name: FailoverContender, input: ScenarioInput): Promise<Running> {
+  const upstreams = backends.map((b) => ({ host: b.host, port: BACKEND_PORT }));
+  const { interval, timeout, fall, rise } = input.probe;
+  if (name === 'balancer') {
+    const port = await freePort();
+    const status = await freePort();
+    const [cmd, args] = nodeTs('examples/apiserver-balancer.ts', [
+      '--listen', `127.0.0.1:${port}`,
+      ...upstreams.flatMap((u) => ['--backend', `${u.host}:${u.port}`]),
+      '--check', 'https:/readyz',
+      '--ca', certPaths.ca,
+      '--interval', String(interval),
+      '--timeout', String(timeout),
+      '--fall', String(fall),
+      '--rise', String(rise),
+      '--connect-timeout', String(input.connectTimeout),
+      '--status', `127.0.0.1:${status}`,
+    ]);
+    const child = startChild(cmd, args);
+    await child.waitForLine(/^listening /, 20_000);
+    await until('every backend up in the balancer', 15_000, async () => {
+      const { body } = await get(`http://127.0.0.1:${status}/stats`, 2000);
+      const stats = JSON.parse(body) as { backends: { state: string }[] };
+      return stats.backends.length === 3 && stats.backends.every((b) => b.state === 'up');
+    });
+    return { port, stop: () => child.stop() };
+  }
+  if (name === 'naive') {
+    const child: Child = await startNodeProxy(ctx, 'naive', upstreams);
+    const m = await child.waitForLine(/^listening (.+):(\d+)$/);
+    return { port: Number(m[2]), stop: () => child.stop() };
+  }
+  if (name === 'nginx') {
+    const peer = await startPeer('nginx', { upstreams, connectTimeoutMs: input.connectTimeout });
+    return { port: peer.port, stop: () => peer.stop() };
+  }
+  // HAProxy: the same probe as the balancer's, over TLS without verification.
+  const shutdown = name === 'haproxy' ? ' on-marked-down shutdown-sessions' : '';
+  const peer = await startPeer('haproxy', {
+    upstreams,
+    connectTimeoutMs: input.connectTimeout,
+    haproxyBackendLines: ['option httpchk GET /readyz', `timeout check ${timeout}ms`, 'option redispatch', 'retries 2'],
+    haproxyServerOptions: `check check-ssl verify none inter ${interval} fall ${fall} rise ${rise}${shutdown}`,
+  });
+  return { port: peer.port, stop: () => peer.stop() };
+}
+
+async function trial(name: FailoverContender, size: number, round: number, input: ScenarioInput): Promise<Trial> {
+  const proxy = await startContender(name, input);
+  let fleet: WatchFleet | undefined;
+  let cut = false;
+  try {
+    fleet = new WatchFleet({ size, host: '127.0.0.1', port: proxy.port, backoffMs: 50, idPrefix: `${name}-${size}` });
+    const f = fleet;
+    await f.waitFor((x) => x.connectedCount === size && x.clients.every((c) => c.lastEventAt !== undefined), 30_000);
+    if (!backends.every((b) => (f.byBackend()[b.name] ?? 0) > 0)) throw new Error(`streams not spread over every backend: ${JSON.stringify(f.byBackend())}`);
+    // Let checks and streams settle before the fault.
+    await sleep(1000);
+
+    const victims = new Set<WatchClient>(f.clients.filter((c) => c.backend === victim.name));
+    const recoveredAt = new Map<WatchClient, number>();
+    let faultAt = 0;
+    let onAll: () => void = () => {};
+    const all = new Promise<void>((resolve) => (onAll = resolve));
+    for (const c of victims) {
+      c.on('received', (event: WatchEvent) => {
+        if (faultAt > 0 && event.backend !== victim.name && !recoveredAt.has(c)) {
+          recoveredAt.set(c, Date.now());
+          if (recoveredAt.size === victims.size) onAll();
+        }
+      });
+    }
+    await nft(['-f', '-'], cutRuleset);
+    cut = true;
+    faultAt = Date.now();
+    ctx.log(`failover ${name} ${size} round ${round + 1}: cut ${victim.host} with ${victims.size} streams on it`);
+    await Promise.race([all, sleep(input.windowMs)]);
+    const recoveryMs = Array.from(recoveredAt.values(), (at) => at - faultAt).sort((a, b) => a - b);
+    return {
+      contender: name,
+      size,
+      round,
+      victims: victims.size,
+      recoveryMs,
+      stuck: victims.size - recoveredAt.size,
+      stalledAtEnd: f.stalled(2000).length,
+    };
+  } finally {
+    await fleet?.stop();
+    await proxy.stop();
+    if (cut) await nft(['delete', 'table', 'inet', 'cut']);
+    // The cut backend must serve again before the next trial.
+    await until(`${victim.host} ready again`, 10_000, async () => (await get(`https://${victim.host}:${BACKEND_PORT}/readyz`, 1000)).status === 200);
+  }
+}
+
+async function main(): Promise<void> {
+  const input = JSON.parse(process.argv[2] ?? '{}') as ScenarioInput;
+  await setUpNetwork();
+  const procs: Child[] = [];
+  const trials: Trial[] = [];
+  try {
+    for (const b of backends) {
+      // node itself (not the tsx wrapper), so signals reach the server.
+      const [cmd, args] = nodeTs('examples/support/apiserver-backend.ts', ['--name', b.name, '--listen', `${b.host}:${BACKEND_PORT}`]);
+      const child = startChild(cmd, args);
+      procs.push(child);
+      await child.waitForLine(/^listening /, 20_000);
+      await waitForPort(b.host, BACKEND_PORT);
+    }
+    for (let round = 0; round < input.rounds; round++) {
+      for (const size of input.sizes) {
+        const names = input.contenders.filter((c) => round === 0 || !input.firstRoundOnly.includes(c));
+        const n = names.length;
+        for (let i = 0; i < n; i++) {
+          const name = names[(i + round) % n]!;
+          try {
+            const t = await trial(name, size, round, input);
+            ctx.log(`failover ${name} ${size} round ${round + 1}: ${t.recoveryMs.length}/${t.victims} recovered, ${t.stuck} stuck, max ${t.recoveryMs.at(-1) ?? '-'} ms`);
+            trials.push(t);
+          } catch (err) {
+            const error = err instanceof Error ? err.message : String(err);
+            ctx.warn(`failover ${name} ${size} round ${round + 1} failed: ${error}`);
+            trials.push({ contender: name, size, round, victims: 0, recoveryMs: [], stuck: 0, stalledAtEnd: 0, error });
+          }
+        }
+      }
+    }
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+  process.stdout.write(`FAILOVER_RESULT ${JSON.stringify({ trials })}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stdout.write(`FAILOVER_RESULT ${JSON.stringify({ error: err instanceof Error ? err.message : String(err), trials: [] })}\n`);
+    process.exit(1);
+  },
+);
