@@ -17,6 +17,8 @@ export { PinnedSocket } from './pinned-socket.js';
 export type { PinnedSocketInit } from './pinned-socket.js';
 export { PoolAgent } from './pool-agent.js';
 export type { PoolAgentOptions } from './pool-agent.js';
+export { createUpgradeHandler, pinUpgrade } from './upgrade.js';
+export type { UpgradeHandlerOptions, UpgradeOptions } from './upgrade.js';
 export { proxyAddressesOf, proxyHeader, proxyHeaderV1, proxyHeaderV2, PROXY_V2_SIGNATURE } from './proxy-protocol.js';
 export type { ProxyAddresses, ProxyProtocolVersion } from './proxy-protocol.js';
 export { dialBackend } from './dial.js';
