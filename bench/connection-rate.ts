@@ -84,7 +84,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         s.errors,
       ];
     });
-    for (const [name, reason] of skipped) rows.push([contenderLabels[name], reason]);
+    for (const [name, reason] of skipped) rows.push([`${contenderLabels[name]} (${reason})`]);
 
     const goals: Goal[] = [];
     const pool = summary.get('pool')!;

@@ -67,7 +67,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         median(rs.map((r) => r.cpuPerGb)),
       ];
     });
-    for (const [name, reason] of skipped) rows.push([contenderLabels[name], reason]);
+    for (const [name, reason] of skipped) rows.push([`${contenderLabels[name]} (${reason})`]);
 
     const goals: Goal[] = [];
     const peerBest = Math.max(...peers.map(med));
