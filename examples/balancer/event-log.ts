@@ -19,7 +19,12 @@ import type {
   StateChange,
   UpstreamPool,
 } from '../../src/index.js';
-import type { CheckResultSource, ProbeStats } from './probe-stats.js';
+import type { CheckResultSource } from './probe-stats.js';
+
+/** What the log needs of a `HealthProbe`: its results, and the last one of a backend. */
+export interface ProbeLike extends CheckResultSource {
+  health(id: string): { readonly lastResult: CheckResult | undefined } | undefined;
+}
 
 /** Options of an {@link EventLog}. */
 export interface EventLogOptions {
@@ -60,7 +65,7 @@ export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durati
  *
  * @example
  * ```ts
- * const log = new EventLog(pool, probe, probeStats, { write: (line) => console.log(line) });
+ * const log = new EventLog(pool, probe, { write: (line) => console.log(line) });
  * log.info('listening on 0.0.0.0:6443');
  * // ... on shutdown:
  * log.close();
@@ -68,8 +73,7 @@ export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durati
  */
 export class EventLog {
   readonly #pool: UpstreamPool;
-  readonly #probe: CheckResultSource | undefined;
-  readonly #probeStats: ProbeStats | undefined;
+  readonly #probe: ProbeLike | undefined;
   readonly #write: (line: string) => void;
   readonly #now: () => number;
   readonly #timer: NodeJS.Timeout;
@@ -92,10 +96,9 @@ export class EventLog {
   readonly #onRemoved = (backend: Backend): void => this.info(`backend ${backend.id} removed`);
   readonly #onChecked = (result: CheckResult): void => this.#checked(result);
 
-  constructor(pool: UpstreamPool, probe: CheckResultSource | undefined, probeStats: ProbeStats | undefined, options: EventLogOptions) {
+  constructor(pool: UpstreamPool, probe: ProbeLike | undefined, options: EventLogOptions) {
     this.#pool = pool;
     this.#probe = probe;
-    this.#probeStats = probeStats;
     this.#write = options.write;
     this.#now = options.now ?? Date.now;
     this.#summaryStart = this.#now();
@@ -155,11 +158,10 @@ export class EventLog {
 
   #transition(backend: Backend, change: StateChange, tornDown: number | undefined): void {
     let reason = change.reason;
-    const last = this.#probeStats?.last(backend.id);
-    // Say why the probe decided, when it did.
-    if (last !== undefined && ((reason === 'probe-failed' && !last.ok) || (reason === 'probe-passed' && last.ok))) {
-      reason += last.ok ? '' : `: ${last.code ?? 'failed'}${last.message === undefined ? '' : `, ${last.message}`}`;
-    }
+    // The probe calls markDown before it emits `checked`: ask it for the
+    // result that made it decide.
+    const last = this.#probe?.health(backend.id)?.lastResult;
+    if (reason === 'probe-failed' && last !== undefined && !last.ok) reason += `: ${describeCheck(last)}`;
     let line = `backend ${backend.id} ${change.from} -> ${change.to} (${reason})`;
     if (tornDown !== undefined) {
       line += `, ${plural(tornDown, 'connection')} torn down`;

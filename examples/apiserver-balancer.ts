@@ -1,0 +1,77 @@
+/**
+ * The reference balancer for kube-apiservers: TLS passthrough, active health
+ * checks, and every connection pinned to a backend torn down the moment the
+ * backend is marked down. See docs/apiserver-balancer.md.
+ *
+ * ```sh
+ * npx tsx examples/apiserver-balancer.ts --listen 0.0.0.0:6443 \
+ *   --backend 10.0.0.1:6443 --backend 10.0.0.2:6443 --backend 10.0.0.3:6443 \
+ *   --ca /etc/kubernetes/pki/ca.crt --status 127.0.0.1:9090
+ * ```
+ *
+ * Prints `listening HOST:PORT` once it accepts clients (after `status
+ * HOST:PORT` when `--status` is given). A bad flag or config: one line on
+ * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
+ * signal closes what is left at once.
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startBalancer, formatAddress } from './balancer/balancer.js';
+import { ConfigError, parseBalancerArgs, usage } from './balancer/config.js';
+
+const name = 'apiserver-balancer';
+
+function die(message: string, code: number): never {
+  process.stderr.write(`${name}: ${message.replace(/[\r\n]+/g, ' ')}\n`);
+  process.exit(code);
+}
+
+/** Runs the balancer with `argv` (without `node` and the script). */
+export async function main(argv: readonly string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseBalancerArgs(argv, { readFile: (path) => readFileSync(path, 'utf8') });
+  } catch (err) {
+    if (err instanceof ConfigError) die(err.message, 2);
+    throw err;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(usage);
+    return;
+  }
+  const log = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  let balancer;
+  try {
+    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path) });
+  } catch (err) {
+    if (err instanceof ConfigError) die(err.message, 2);
+    const e = err as NodeJS.ErrnoException;
+    die(`cannot start: ${e.code === undefined ? e.message : `${e.code} ${e.message}`}`, 1);
+  }
+  if (balancer.statusAddress !== undefined) process.stdout.write(`status ${formatAddress(balancer.statusAddress)}\n`);
+  // Scripts and tests wait for exactly this line.
+  process.stdout.write(`listening ${formatAddress(balancer.address)}\n`);
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    log(`${new Date().toISOString()} ${signal}${signals === 1 ? ' (send it again to close every connection at once)' : ''}`);
+    const stopped = signals === 1 ? balancer.close() : balancer.destroy();
+    stopped.then(
+      () => process.exit(0),
+      (err: unknown) => die(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`, 1),
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+// Only when run as a program, so the module can be imported without effects.
+if (process.argv[1] !== undefined && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).catch((err: unknown) => die(`unexpected error: ${err instanceof Error ? err.message : String(err)}`, 1));
+}
