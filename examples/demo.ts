@@ -143,11 +143,18 @@ async function demo(): Promise<Summary> {
       });
     }
 
-    // The timeline: one line whenever the picture changes.
+    // Balancer up, first checks passed, streams spread and flowing.
+    await fleet.waitFor((f) => f.connectedCount === STREAMS && NAMES.every((n) => (f.byBackend()[n] ?? 0) > 0), 10_000);
+    await fleet.waitFor((f) => f.clients.every((c) => c.lastEventAt !== undefined), 5_000);
+    say(`${STREAMS} watches open and spread`);
+
+    // The timeline: one line whenever the picture changes. A stream is
+    // stalled when it was receiving and has heard nothing for STALL_MS.
     let previous = '';
     const picture = (): string => {
       const by = fleet!.byBackend();
-      const stalled = fleet!.stalled(STALL_MS).length;
+      const now = Date.now();
+      const stalled = fleet!.clients.filter((c) => c.lastEventAt !== undefined && now - c.lastEventAt > STALL_MS).length;
       return `streams ${NAMES.map((n) => `${n} ${String(by[n] ?? 0).padStart(2)}`).join('  ')}   stalled ${String(stalled).padStart(2)}`;
     };
     const ticker = setInterval(() => {
@@ -157,10 +164,6 @@ async function demo(): Promise<Summary> {
     }, 100);
 
     try {
-      // Balancer up, probes passed (clients wait in its queue meanwhile), streams spread.
-      await fleet.waitFor((f) => f.connectedCount === STREAMS && NAMES.every((n) => (f.byBackend()[n] ?? 0) > 0), 10_000);
-      await fleet.waitFor((f) => f.stalled(STALL_MS).length === 0, 5_000);
-      say(`${STREAMS} watches open and spread`);
       await delay(1500);
 
       victims = new Set(fleet.clients.filter((c) => c.backend === CUT));
