@@ -20,7 +20,7 @@ export type { PoolAgentOptions } from './pool-agent.js';
 export { createUpgradeHandler, pinUpgrade } from './upgrade.js';
 export type { UpgradeHandlerOptions, UpgradeOptions } from './upgrade.js';
 export { proxyAddressesOf, proxyHeader, proxyHeaderV1, proxyHeaderV2, PROXY_V2_SIGNATURE } from './proxy-protocol.js';
-export type { ProxyAddresses, ProxyProtocolVersion } from './proxy-protocol.js';
+export type { ProxyAddresses, ProxyProtocolVersion, SocketAddresses } from './proxy-protocol.js';
 export { dialBackend } from './dial.js';
 export type { DialOptions } from './dial.js';
 export { backendId, parseHostPort, resolveBackend } from './backend.js';

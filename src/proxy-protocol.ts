@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { isIPv4, isIPv6, type Socket } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import * as v from './validate.js';
 
 /** PROXY protocol version: `'v1'` (text) or `'v2'` (binary). */
@@ -27,6 +27,14 @@ export interface ProxyAddresses {
   readonly sourcePort: number;
   readonly destinationAddress: string;
   readonly destinationPort: number;
+}
+
+/** The addresses of a connected socket, as `net.Socket` has them (`undefined` once closed). */
+export interface SocketAddresses {
+  readonly remoteAddress?: string | undefined;
+  readonly remotePort?: number | undefined;
+  readonly localAddress?: string | undefined;
+  readonly localPort?: number | undefined;
 }
 
 /** The 12-byte signature that opens every v2 header: `\r\n\r\n\0\r\nQUIT\n`. */
@@ -55,7 +63,7 @@ const V1_UNKNOWN = 'PROXY UNKNOWN\r\n';
  * server.on('connection', (socket) => console.log(proxyAddressesOf(socket)));
  * ```
  */
-export function proxyAddressesOf(socket: Pick<Socket, 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort'>): ProxyAddresses | undefined {
+export function proxyAddressesOf(socket: SocketAddresses): ProxyAddresses | undefined {
   const { remoteAddress, remotePort, localAddress, localPort } = socket;
   if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
   let source = remoteAddress;

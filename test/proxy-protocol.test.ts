@@ -140,8 +140,9 @@ for (const version of ['v1', 'v2'] as const) {
     await waitFor(() => backend.received.length === 1, { what: 'the backend to receive the header and data' });
     const addresses = { sourceAddress: HOST, sourcePort: client.localPort!, destinationAddress: HOST, destinationPort: frontPort };
     const expected = Buffer.concat([version === 'v1' ? proxyHeaderV1(addresses) : proxyHeaderV2(addresses), Buffer.from('hello\n')]);
-    assert.deepEqual(backend.received[0], expected);
-    if (version === 'v1') assert.equal(backend.received[0]!.toString(), `PROXY TCP4 127.0.0.1 127.0.0.1 ${client.localPort} ${frontPort}\r\nhello\n`);
+    const [got] = backend.received;
+    assert.deepEqual(got, expected);
+    if (version === 'v1') assert.equal(String(got), `PROXY TCP4 127.0.0.1 127.0.0.1 ${client.localPort} ${frontPort}\r\nhello\n`);
   });
 }
 

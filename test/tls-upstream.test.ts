@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
@@ -14,7 +15,7 @@ const certs = loadCerts();
 interface TlsBackend {
   readonly port: number;
   /** What each accepted TLS connection presented: SNI, and the client certificate's CN when verified. */
-  readonly seen: { servername: string | false; clientCN: string | undefined }[];
+  readonly seen: { servername: string | false | null; clientCN: string | undefined }[];
 }
 
 /** A TLS echo server that greets with `name`; `requestCert` asks for (and verifies) a client certificate. */
@@ -132,7 +133,7 @@ test('https.request through a secure agent reaches HTTPS backends; a secure agen
   const pool = poolOf(t, { backends: [{ ...backend.address, id: 'b1' }], tls: { ca: certs.ca } });
   const agent = pool.createAgent({ secure: true });
   t.after(() => agent.destroy());
-  const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
     https.get({ host: 'apiserver.invalid', path: '/readyz', agent }, resolve).once('error', reject);
   });
   assert.equal(res.statusCode, 200);
