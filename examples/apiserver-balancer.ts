@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startBalancer, formatAddress } from './balancer/balancer.js';
+import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, usage } from './balancer/config.js';
 
 const name = 'apiserver-balancer';
@@ -45,30 +45,39 @@ export async function main(argv: readonly string[]): Promise<void> {
   const log = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };
-  let balancer;
-  try {
-    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path) });
-  } catch (err) {
-    if (err instanceof ConfigError) die(err.message, 2);
-    const e = err as NodeJS.ErrnoException;
-    die(`cannot start: ${e.code === undefined ? e.message : `${e.code} ${e.message}`}`, 1);
-  }
-  if (balancer.statusAddress !== undefined) process.stdout.write(`status ${formatAddress(balancer.statusAddress)}\n`);
-  // Scripts and tests wait for exactly this line.
-  process.stdout.write(`listening ${formatAddress(balancer.address)}\n`);
-
+  // Signals are handled from the start: one that arrives during the first
+  // round of checks stops the balancer as soon as it is up, still with exit 0.
+  let balancer: RunningBalancer | undefined;
   let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals++;
-    log(`${new Date().toISOString()} ${signal}${signals === 1 ? ' (send it again to close every connection at once)' : ''}`);
+  const stop = (): void => {
+    if (balancer === undefined) return;
     const stopped = signals === 1 ? balancer.close() : balancer.destroy();
     stopped.then(
       () => process.exit(0),
       (err: unknown) => die(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`, 1),
     );
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    log(`${new Date().toISOString()} ${signal}${signals === 1 ? ' (send it again to close every connection at once)' : ''}`);
+    stop();
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  try {
+    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path) });
+  } catch (err) {
+    if (err instanceof ConfigError) die(err.message, 2);
+    die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);
+  }
+  if (signals > 0) {
+    stop();
+    return;
+  }
+  if (balancer.statusAddress !== undefined) process.stdout.write(`status ${formatAddress(balancer.statusAddress)}\n`);
+  // Scripts and tests wait for exactly this line.
+  process.stdout.write(`listening ${formatAddress(balancer.address)}\n`);
 }
 
 // Only when run as a program, so the module can be imported without effects.
