@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import createDebug from 'debug';
 import { BackendDownError, ClientClosedError, ConnectError, FailoverProxyError, type ErrorCode } from './errors.js';
-import type { PinnedConnectionOptions } from './options.js';
+import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
 import type { PinOptions, UpstreamPool } from './upstream-pool.js';
 import * as v from './validate.js';
@@ -141,8 +141,11 @@ export function createUpgradeHandler(
   pool: UpstreamPool,
   options: UpgradeHandlerOptions = {},
 ): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const { onError, ...upgradeOptions } = v.object('options', options) as UpgradeHandlerOptions;
+  v.knownKeys('options', v.object('options', options), ['key', 'meta', 'connection', 'onError']);
+  const { onError, ...upgradeOptions } = options;
   if (onError !== undefined) v.func('onError', onError);
+  // A bad setting must fail here, once, not turn every upgrade into a 503.
+  resolvePinnedConnectionOptions(upgradeOptions.connection, 'connection');
   return (req, socket, head) => {
     pinUpgrade(pool, req, socket, head, upgradeOptions).catch((err: FailoverProxyError) => onError?.(err, req));
   };

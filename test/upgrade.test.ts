@@ -213,3 +213,14 @@ test('a client that leaves while waiting for a backend cancels its placement', a
   pool.markUp('a');
   assert.equal(a.seen.length, 0, 'the backend never saw it');
 });
+
+test('createUpgradeHandler validates its options once, up front', (t) => {
+  const pool = poolOf(t, []);
+  assert.throws(() => createUpgradeHandler(pool, { conection: {} } as never), (err: FailoverProxyError) => err.code === 'INVALID_ARGUMENT');
+  assert.throws(() => createUpgradeHandler(pool, { connection: { idleTimeout: -1 } }), (err: FailoverProxyError) => {
+    assert.equal(err.code, 'INVALID_ARGUMENT');
+    assert.match(err.message, /connection\.idleTimeout/);
+    return true;
+  });
+  assert.throws(() => createUpgradeHandler(pool, { onError: 'log' as never }), (err: FailoverProxyError) => err.code === 'INVALID_ARGUMENT');
+});
