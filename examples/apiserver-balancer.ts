@@ -16,8 +16,7 @@
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, usage } from './balancer/config.js';
@@ -80,7 +79,16 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.stdout.write(`listening ${formatAddress(balancer.address)}\n`);
 }
 
+/** Whether this module is the program (also through npm's `bin` symlink). */
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
 // Only when run as a program, so the module can be imported without effects.
-if (process.argv[1] !== undefined && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain()) {
   main(process.argv.slice(2)).catch((err: unknown) => die(`unexpected error: ${err instanceof Error ? err.message : String(err)}`, 1));
 }

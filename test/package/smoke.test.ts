@@ -50,3 +50,30 @@ test('an error from one copy of the package is instanceof the classes of the oth
   );
   assert.equal(out.trim(), 'true true false');
 });
+
+test('the reference balancer runs from the build as the package bin', { skip: !built && 'dist/ is missing' }, () => {
+  const pkg = JSON.parse(execFileSync(process.execPath, ['-p', 'JSON.stringify(require("./package.json"))'], { cwd: root, encoding: 'utf8' })) as {
+    bin: Record<string, string>;
+  };
+  const bin = pkg.bin['failover-proxy-apiserver'];
+  assert.ok(bin !== undefined);
+  const help = execFileSync(process.execPath, [bin, '--help'], { cwd: root, encoding: 'utf8' });
+  assert.match(help, /^Usage: apiserver-balancer/);
+  try {
+    execFileSync(process.execPath, [bin, '--bogus'], { cwd: root, encoding: 'utf8', stdio: 'pipe' });
+    assert.fail('a bad flag must exit non-zero');
+  } catch (err) {
+    const e = err as { status: number; stderr: string };
+    assert.equal(e.status, 2);
+    assert.equal(e.stderr.trim().split('\n').length, 1, 'one clear line');
+  }
+});
+
+test('npm pack publishes dist/ and the package metadata only', { skip: !built && 'dist/ is missing' }, () => {
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const [{ files }] = JSON.parse(out) as [{ files: { path: string }[] }];
+  const paths = files.map((f) => f.path);
+  assert.ok(paths.includes('dist/index.js') && paths.includes('dist/index.cjs') && paths.includes('dist/index.d.ts') && paths.includes('dist/index.d.cts'));
+  const stray = paths.filter((p) => !p.startsWith('dist/') && !['package.json', 'README.md', 'LICENSE'].includes(p));
+  assert.deepEqual(stray, []);
+});
