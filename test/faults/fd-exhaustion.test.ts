@@ -62,7 +62,7 @@ test('EMFILE on accept and dial: excess clients are shed, the rest served, no cr
     await exitOf(child);
   });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const [frontPort, idleFds] = await new Promise<[number, number]>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`child exited (${code}): ${stderr}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -14,7 +14,7 @@
  */
 import { readdirSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
-import { dialBackend, FailoverProxyError, UpstreamPool } from '../../src/index.js';
+import { dialBackend, UpstreamPool, type FailoverProxyError } from '../../src/index.js';
 
 const backendPort = Number(process.argv[2]);
 // `delay:<ms>` over IPC: dials start that much later, so a burst of accepts
