@@ -1,6 +1,7 @@
 /**
  * Failover after a silent cut, the mission: 3 apiserver-like HTTPS backends,
- * 60 and 300 reflector-like watch streams (60 only with BENCH_QUICK=1), one
+ * 60 and 300 reflector-like watch streams (60 only with BENCH_QUICK=1;
+ * BENCH_FAILOVER_STREAMS=60,300 to choose), one
  * backend cut off with an nftables drop rule, in a private network namespace.
  * For the streams that were on the cut backend: time until each receives an
  * event from a live backend again (p50/p99/max over all rounds), and how
@@ -54,7 +55,9 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   const started = Date.now();
   const probe = { interval: 1000, timeout: 1000, fall: 2, rise: 2 };
   const boundMs = probe.interval * probe.fall + probe.timeout + 500;
-  const sizes = ctx.quick ? [60] : [60, 300];
+  const sizesText = process.env['BENCH_FAILOVER_STREAMS'];
+  const sizes = sizesText ? sizesText.split(',').map(Number) : ctx.quick ? [60] : [60, 300];
+  if (sizes.some((n) => !Number.isInteger(n) || n < 3)) throw new TypeError(`Expected \`BENCH_FAILOVER_STREAMS\` to be integers >= 3, got \`${sizesText ?? ''}\``);
   const rounds = roundsFor(ctx, 4);
   // Without an active check that closes sessions, nothing can recover: one round shows it.
   const firstRoundOnly: FailoverContender[] = ['haproxy-noshutdown', 'nginx', 'naive'];
