@@ -273,7 +273,7 @@ export async function startPeer(name: PeerName, o: StartPeerOptions): Promise<Ru
       }),
     );
     // -db: foreground, no daemon; one process, whose pid we hold.
-    child = startChild(which('haproxy') ?? 'haproxy', ['-db', '-q', '-f', cfg]);
+    child = startChild(which('haproxy') ?? 'haproxy', ['-db', '-f', cfg]);
   } else {
     const info = detectNginx() as PeerInfo & { binary?: string; module?: string };
     const cfg = join(dir, 'nginx.conf');
