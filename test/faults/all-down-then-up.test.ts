@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { HealthProbe, UpstreamPool } from '../../src/index.js';
 import { FakeClock } from '../helpers/fake-clock.js';
