@@ -4,7 +4,7 @@
  * @module
  */
 import { isIP } from 'node:net';
-import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Backend } from '../backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import * as v from '../validate.js';
@@ -63,7 +63,23 @@ export const tlsOptionKeys = ['servername', 'ca', 'cert', 'key', 'passphrase', '
 /** {@link TlsCheckOptions} validated, with `rejectUnauthorized` resolved. @internal */
 export interface ResolvedTlsOptions extends TlsCheckOptions {
   readonly rejectUnauthorized: boolean;
+  /**
+   * Built once per check: passing `ca`/`cert`/`key` to every `tls.connect`
+   * would parse the PEMs and build a new OpenSSL context on every check, which
+   * dominated the CPU cost of probing many backends.
+   */
+  readonly secureContext: SecureContext;
+  /**
+   * The last TLS session of each backend, resumed on its next check (as
+   * HAProxy does for `check-ssl`): a resumed handshake skips the certificate
+   * chain work. Dropped when a check's socket fails, so a bad session is never
+   * retried.
+   */
+  readonly sessions: Map<string, Buffer>;
 }
+
+/** Sessions kept at most per check; past it the cache starts over (backends churned a lot). */
+const MAX_SESSIONS = 10_000;
 
 function pem(name: string, value: unknown): void {
   if (value === undefined) return;
@@ -88,7 +104,19 @@ export function resolveTlsOptions(options: TlsCheckOptions, name: string): Resol
   }
   if (options.passphrase !== undefined) v.string(`${name}.passphrase`, options.passphrase, { empty: true });
   const rejectUnauthorized = v.boolean(`${name}.rejectUnauthorized`, options.rejectUnauthorized ?? true);
-  return Object.freeze({ ...options, rejectUnauthorized });
+  const contextOptions: Parameters<typeof createSecureContext>[0] = {};
+  if (options.ca !== undefined) contextOptions.ca = options.ca;
+  if (options.cert !== undefined) contextOptions.cert = options.cert;
+  if (options.key !== undefined) contextOptions.key = options.key;
+  if (options.passphrase !== undefined) contextOptions.passphrase = options.passphrase;
+  let secureContext: SecureContext;
+  try {
+    secureContext = createSecureContext(contextOptions);
+  } catch (err) {
+    // A malformed PEM or a key that does not match its certificate.
+    throw new InvalidArgumentError(`Invalid TLS material in \`${name}\`: ${(err as Error).message}`);
+  }
+  return Object.freeze({ ...options, rejectUnauthorized, secureContext, sessions: new Map<string, Buffer>() });
 }
 
 /**
@@ -108,19 +136,26 @@ export function tlsServername(backend: Backend, options: TlsCheckOptions): strin
  */
 export function dialTls(backend: Backend, options: ResolvedTlsOptions, alpn?: readonly string[]): TLSSocket {
   const servername = tlsServername(backend, options);
+  const { sessions } = options;
+  const sessionKey = `${backend.id}\0${servername ?? ''}`;
   const connection: ConnectionOptions = {
     host: backend.host,
     port: backend.port,
     rejectUnauthorized: options.rejectUnauthorized,
+    secureContext: options.secureContext,
   };
   // Absent rather than undefined: Node reads a present key as a setting.
   if (servername !== undefined) connection.servername = servername;
-  if (options.ca !== undefined) connection.ca = options.ca;
-  if (options.cert !== undefined) connection.cert = options.cert;
-  if (options.key !== undefined) connection.key = options.key;
-  if (options.passphrase !== undefined) connection.passphrase = options.passphrase;
   if (alpn !== undefined) connection.ALPNProtocols = [...alpn];
-  return connect(connection);
+  const session = sessions.get(sessionKey);
+  if (session !== undefined) connection.session = session;
+  const socket = connect(connection);
+  socket.on('session', (next: Buffer) => {
+    if (sessions.size >= MAX_SESSIONS && !sessions.has(sessionKey)) sessions.clear();
+    sessions.set(sessionKey, next);
+  });
+  socket.once('error', () => sessions.delete(sessionKey));
+  return socket;
 }
 
 /**
