@@ -560,15 +560,19 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     const id = entry.backend.id;
     const controller = new AbortController();
     run.controller = controller;
-    const timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms`);
-    const timer = clock.setTimeout(() => controller.abort(timeoutError), timeout);
+    // Built only when it fires: most checks pass, and an Error captures a stack.
+    let timeoutError: CheckError | undefined;
+    const timer = clock.setTimeout(() => {
+      timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms`);
+      controller.abort(timeoutError);
+    }, timeout);
     const startedAt = clock.now();
     let error: CheckError | undefined;
     try {
       await check(entry.backend, { signal: controller.signal });
     } catch (err) {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
-      error = controller.signal.reason === timeoutError ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
+      error = timeoutError !== undefined ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
     } finally {
       clock.clearTimeout(timer);
       run.controller = undefined;
