@@ -16,7 +16,7 @@
  * @module
  */
 import { writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { benchContext, type BenchContext } from './lib/context.js';
 import { detectHaproxy, detectNginx } from './lib/peers.js';
 import { fileLimit } from './lib/proc.js';
@@ -40,6 +40,12 @@ export const benches: Readonly<Record<string, (ctx: BenchContext) => Promise<Ben
 
 const SUITE_LIMIT_MS = 10 * 60 * 1000;
 
+function load(): string {
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}
+
 function environment(ctx: BenchContext): string {
   const cpu = cpus();
   const peers = [detectHaproxy(), detectNginx()].map((p) => (p.available ? (p.version ?? p.name) : `${p.name}: ${p.reason ?? 'unavailable'}`));
@@ -49,6 +55,7 @@ function environment(ctx: BenchContext): string {
     '',
     `Node ${process.version}, ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, Linux ${release()}, ulimit -n ${hard}${ctx.quick ? ', BENCH_QUICK=1' : ''}`,
     `Peers: ${peers.join('; ')}`,
+    `Load average at start: ${load()}`,
     '',
   ].join('\n');
 }
@@ -81,6 +88,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`### ${name}\n\nFAILED: ${err instanceof Error ? err.message : String(err)}\n\n`);
     }
   }
+  process.stdout.write(`Load average at end: ${load()}\n`);
   const json = process.env['BENCH_JSON'];
   if (json !== undefined && json !== '') writeFileSync(json, `${JSON.stringify({ at: new Date().toISOString(), node: process.version, reports }, null, 2)}\n`);
   clearTimeout(limit);
