@@ -82,11 +82,14 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
           detail: `${v.toFixed(0)} vs ${peers.map((p) => `${p} ${med(p).toFixed(0)}`).join(', ')} MB/s`,
         });
       }
+      // "Clearly": 10% ahead at the median, and every round of ours above every round of the naive pipe.
       const naive = med('naive');
+      const oursMin = Math.min(...results.get(ours)!.map((r) => r.mbps));
+      const naiveMax = Math.max(...results.get('naive')!.map((r) => r.mbps));
       goals.push({
-        goal: `${contenderLabels[ours]} clearly ahead of the naive pipe (≥ 1.10×)`,
-        met: ratio(v, naive) >= 1.1,
-        detail: `${ratio(v, naive).toFixed(2)}× naive`,
+        goal: `${contenderLabels[ours]} clearly ahead of the naive pipe (≥ 1.10× at the median, ranges apart)`,
+        met: ratio(v, naive) >= 1.1 && oursMin > naiveMax,
+        detail: `${ratio(v, naive).toFixed(2)}× naive; slowest round ${oursMin.toFixed(0)} vs naive's fastest ${naiveMax.toFixed(0)} MB/s`,
       });
     }
 
