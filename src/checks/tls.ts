@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { connect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
+import createDebug from 'debug';
 import type { Backend } from '../backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import * as v from '../validate.js';
@@ -78,6 +79,8 @@ export interface ResolvedTlsOptions extends TlsCheckOptions {
   readonly sessions: Map<string, Buffer>;
 }
 
+const log = createDebug('failover-proxy:probe');
+
 /** Sessions kept at most per check; past it the cache starts over (backends churned a lot). */
 const MAX_SESSIONS = 10_000;
 
@@ -104,6 +107,8 @@ export function resolveTlsOptions(options: TlsCheckOptions, name: string): Resol
   }
   if (options.passphrase !== undefined) v.string(`${name}.passphrase`, options.passphrase, { empty: true });
   const rejectUnauthorized = v.boolean(`${name}.rejectUnauthorized`, options.rejectUnauthorized ?? true);
+  // Said once, when the check is built, not on every check it runs.
+  if (!rejectUnauthorized) log('TLS verification is off for this check (rejectUnauthorized: false): backends\' certificates are not checked');
   const contextOptions: Parameters<typeof createSecureContext>[0] = {};
   if (options.ca !== undefined) contextOptions.ca = options.ca;
   if (options.cert !== undefined) contextOptions.cert = options.cert;
