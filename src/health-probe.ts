@@ -590,7 +590,10 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     // Internal state first (verdict, next check), then the caller's promise,
     // then the pool and the events, all in this tick.
     const transition = this.#verdict(entry, result);
-    if (this.#started) this.#schedule(entry, this.#nextDelay(entry));
+    // Periods run from start to start, as HAProxy's `inter`: a check that ran
+    // into its timeout does not push the next one back by that timeout, which
+    // would add (fall - 1) x timeout to the detection of a silent backend.
+    if (this.#started) this.#schedule(entry, Math.max(0, this.#nextDelay(entry) - result.durationMs));
     this.#settle(entry, run, result);
     this.#act(entry, result, transition);
   }

@@ -34,8 +34,9 @@ export interface HealthProbeOptions {
    */
   readonly check?: CheckSpec | undefined;
   /**
-   * Time between the end of one check of a backend and the start of the next
-   * while the backend is up and steady.
+   * Time from the start of one check of a backend to the start of the next
+   * while the backend is up and steady (a check that takes longer than what
+   * is left of the period is followed at once by the next).
    * @default 2000
    */
   readonly interval?: number | undefined;
