@@ -262,7 +262,7 @@ async function run(t: TestContext, seed: number, ops: number): Promise<RunFigure
   await probe.stop();
   await Promise.all(drains);
   await new Promise<void>((resolve) => front.close(() => resolve()));
-  const v = checker.violations();
+  const v = [...checker.violations(), ...checker.audit()];
   if (v.length > 0) fail(`after destroy: ${v.slice(0, 5).join('; ')}`);
   if (checker.open().length !== 0) fail(`${checker.open().length} connections open after destroy`);
   // Nothing left behind by pool, probe or connections: only the six backend servers' handles remain.
