@@ -21,7 +21,7 @@ import { figure, Prng, seedFromEnv } from './helpers/faults.js';
 import { InvariantChecker } from './helpers/invariants.js';
 import { activeResources, HOST, listen, settle, waitFor } from './helpers/net.js';
 
-const OPS = Number(process.env['INVARIANT_OPS'] ?? 5000);
+const OPS = Number(process.env['INVARIANT_OPS'] ?? 10_000);
 const MAX_CLIENTS = 100;
 const IDS = ['b0', 'b1', 'b2', 'b3', 'b4', 'b5'];
 const CUSTOM_REASON = 'chaos-monkey';
