@@ -9,16 +9,26 @@
 import { join } from 'node:path';
 import type { BenchContext } from './context.js';
 import { startPeer, type Upstream } from './peers.js';
-import { cpuSeconds, nodeTs, rssBytes, startChild, type Child } from './proc.js';
+import { cpuSeconds, minorFaults, nodeTs, rssBytes, startChild, type Child } from './proc.js';
 
 /** Every contender of the TCP benches. */
-export type ContenderName = 'direct' | 'pinned' | 'pool' | 'haproxy' | 'nginx' | 'naive';
+export type ContenderName = 'direct' | 'pinned' | 'pool' | 'pool-toppad' | 'haproxy' | 'nginx' | 'naive';
+
+/**
+ * glibc keeps this much freed memory at the top of the heap instead of
+ * returning it to the kernel. Node reads each chunk into a new 64 KiB buffer
+ * that is freed only at the next GC; with the default (128 KiB) glibc trims
+ * the heap after those frees and the next reads fault fresh pages in, one
+ * fault per 4 KiB read.
+ */
+export const TOP_PAD = 64 * 2 ** 20;
 
 /** How each contender is labelled in tables. */
 export const contenderLabels: Readonly<Record<ContenderName, string>> = Object.freeze({
   direct: 'direct (no proxy)',
   pinned: 'PinnedConnection',
   pool: 'UpstreamPool',
+  'pool-toppad': 'UpstreamPool, MALLOC_TOP_PAD_=64 MiB',
   haproxy: 'HAProxy mode tcp',
   nginx: 'nginx stream',
   naive: 'naive pipe',
@@ -33,6 +43,8 @@ export interface Contender {
   readonly pid: number | undefined;
   /** CPU seconds used by the proxy so far (0 for `direct`). */
   cpuSeconds(): number;
+  /** Minor page faults of the proxy so far (0 for `direct`). */
+  minorFaults(): number;
   /** RSS of the proxy (for nginx, master + worker). */
   rss(): number;
   /** The Node proxy's command channel (see node-proxy.ts); `undefined` for peers and `direct`. */
@@ -41,12 +53,18 @@ export interface Contender {
 }
 
 /** Starts a Node proxy child in `mode` in front of `upstreams`. */
-export async function startNodeProxy(ctx: BenchContext, mode: 'pool' | 'pinned' | 'naive', upstreams: readonly Upstream[], extraArgs: readonly string[] = []): Promise<Child> {
+export async function startNodeProxy(
+  ctx: BenchContext,
+  mode: 'pool' | 'pinned' | 'naive',
+  upstreams: readonly Upstream[],
+  extraArgs: readonly string[] = [],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Child> {
   const flags = ['--expose-gc'];
   // One directory per mode: the main thread and tsx's loader thread each write a profile.
   if (ctx.cpuProfDir !== undefined) flags.push('--cpu-prof', `--cpu-prof-dir=${join(ctx.cpuProfDir, mode)}`);
   const [cmd, args] = nodeTs('bench/lib/node-proxy.ts', ['--mode', mode, ...upstreams.flatMap((u) => ['--backend', `${u.host}:${u.port}`]), ...extraArgs], flags);
-  const child = startChild(cmd, args);
+  const child = startChild(cmd, args, { env });
   try {
     await child.waitForLine(/^listening /);
   } catch (err) {
@@ -62,13 +80,16 @@ export async function startNodeProxy(ctx: BenchContext, mode: 'pool' | 'pinned' 
  */
 export async function startContender(ctx: BenchContext, name: ContenderName, upstream: Upstream, maxconn?: number): Promise<Contender> {
   if (name === 'direct') {
-    return { name, host: upstream.host, port: upstream.port, pid: undefined, control: undefined, cpuSeconds: () => 0, rss: () => 0, stop: () => Promise.resolve() };
+    return { name, host: upstream.host, port: upstream.port, pid: undefined, control: undefined, cpuSeconds: () => 0, minorFaults: () => 0, rss: () => 0, stop: () => Promise.resolve() };
   }
   if (name === 'haproxy' || name === 'nginx') {
     const peer = await startPeer(name, { upstreams: [upstream], maxconn });
-    return { name, host: peer.host, port: peer.port, pid: peer.pid, control: undefined, cpuSeconds: () => peer.cpuSeconds(), rss: () => peer.rss(), stop: () => peer.stop() };
+    return { name, host: peer.host, port: peer.port, pid: peer.pid, control: undefined, cpuSeconds: () => peer.cpuSeconds(), minorFaults: () => peer.minorFaults(), rss: () => peer.rss(), stop: () => peer.stop() };
   }
-  const child = await startNodeProxy(ctx, name, [upstream]);
+  const child =
+    name === 'pool-toppad'
+      ? await startNodeProxy(ctx, 'pool', [upstream], [], { ...process.env, MALLOC_TOP_PAD_: String(TOP_PAD) })
+      : await startNodeProxy(ctx, name, [upstream]);
   const m = await child.waitForLine(/^listening (.+):(\d+)$/);
   return {
     name,
@@ -77,6 +98,7 @@ export async function startContender(ctx: BenchContext, name: ContenderName, ups
     pid: child.pid,
     control: child,
     cpuSeconds: () => cpuSeconds(child.pid),
+    minorFaults: () => minorFaults(child.pid),
     rss: () => rssBytes(child.pid),
     stop: () => child.stop(),
   };

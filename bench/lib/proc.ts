@@ -251,6 +251,21 @@ export function cpuSeconds(pid: number, tree = false): number {
   return total;
 }
 
+/** Minor page faults of `pid` (all its threads) so far, or of its whole tree. */
+export function minorFaults(pid: number, tree = false): number {
+  let total = 0;
+  for (const p of tree ? processTree(pid) : [pid]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // minflt is field 10.
+      total += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+    } catch {
+      /* exited */
+    }
+  }
+  return total;
+}
+
 /** Resident set size in bytes of `pid`, or of its whole tree. */
 export function rssBytes(pid: number, tree = false): number {
   let total = 0;
