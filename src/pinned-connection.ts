@@ -147,6 +147,10 @@ export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
     upstream.on('drain', onUpstreamDrain);
     client.on('end', onClientEnd);
     upstream.on('end', onUpstreamEnd);
+    // A FIN read before we listened (a client that half-closed while its
+    // upstream was being dialled) has already emitted 'end': forward it now.
+    if (client.readableEnded) upstream.end();
+    if (upstream.readableEnded) client.end();
     // A socket the caller paused (or never read) must flow now that it has a sink.
     client.resume();
     upstream.resume();

@@ -241,3 +241,30 @@ test('invalid options throw INVALID_ARGUMENT naming the option', async (t) => {
   assert.throws(() => new PinnedConnection(a, b, { idleTimeout: -1 }), { code: 'INVALID_ARGUMENT', message: /idleTimeout/ });
   assert.throws(() => new PinnedConnection(a, b, { noDelay: 'yes' as unknown as boolean }), { code: 'INVALID_ARGUMENT', message: /noDelay/ });
 });
+
+test('a client FIN read before the connection was built is still forwarded to the upstream', async (t) => {
+  let upstreamSawEnd = false;
+  const { port: upstreamPort } = await listen(t, (socket) => {
+    socket.resume();
+    socket.once('end', () => {
+      upstreamSawEnd = true;
+      socket.end('bye\n');
+    });
+  });
+  let accepted: Socket | undefined;
+  const { port } = await listen(t, (client) => (accepted = client));
+  const client = await connect(t, port);
+  client.end(); // FIN with no data
+  await waitFor(() => accepted !== undefined);
+  const pending = accepted!;
+  pending.resume(); // read the FIN: 'end' is emitted before anyone forwards it
+  await waitFor(() => pending.readableEnded, { what: 'the FIN to be read' });
+  const upstream = await connect(t, upstreamPort);
+  const conn = new PinnedConnection(pending, upstream);
+  let reply = '';
+  client.on('data', (c: Buffer) => (reply += c.toString()));
+  await once(client, 'end');
+  assert.ok(upstreamSawEnd, 'the upstream got the FIN');
+  assert.equal(reply, 'bye\n');
+  await waitFor(() => conn.closed);
+});
