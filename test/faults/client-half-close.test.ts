@@ -41,21 +41,27 @@ test('50 clients FIN immediately while their dials are slow: each upstream sees 
   const port = await frontend(t, pool);
 
   const N = 50;
-  const replies = await Promise.all(
-    Array.from(
-      { length: N },
-      () =>
-        new Promise<string>((resolve, reject) => {
-          const c = net.connect({ host: HOST, port, allowHalfOpen: true });
-          t.after(() => c.destroy());
-          let text = '';
-          c.setEncoding('latin1').on('data', (d: string) => (text += d));
-          c.once('connect', () => c.end());
-          c.once('end', () => resolve(text));
-          c.once('error', reject);
-        }),
-    ),
-  );
+  const replies = Array.from<string | undefined>({ length: N });
+  const clients: net.Socket[] = [];
+  for (let i = 0; i < N; i++) {
+    const c = net.connect({ host: HOST, port, allowHalfOpen: true });
+    clients.push(c);
+    t.after(() => c.destroy());
+    let text = '';
+    c.setEncoding('latin1').on('data', (d: string) => (text += d));
+    c.once('connect', () => c.end());
+    c.once('end', () => (replies[i] = text));
+    c.once('error', (err: NodeJS.ErrnoException) => (replies[i] = `error ${err.code}`));
+  }
+  // Bounded, and on failure says which clients got nothing and what their connections look like.
+  await waitFor(() => replies.every((r) => r !== undefined), { what: 'every answer' }).catch((err: Error) => {
+    const missing = replies.flatMap((r, i) => (r === undefined ? [clients[i]!.localPort] : []));
+    const open = ledger.open().map((e) => {
+      const client = e.conn.client;
+      return `#${e.conn.id} client(${client.remotePort}) ended=${client.readableEnded} upstream writableEnded=${e.conn.upstream.writableEnded} readableEnded=${e.conn.upstream.readableEnded}`;
+    });
+    throw new Error(`${err.message}: no answer for client ports ${missing.join(',')}; fins seen ${finsSeen}; stats ${JSON.stringify(pool.stats())}; open: ${open.join('; ')}`);
+  });
   assert.deepEqual(replies, Array(N).fill('got 0 bytes\n'));
   assert.deepEqual(failures, []);
   await waitFor(() => pool.stats().active === 0 && finsSeen === N);

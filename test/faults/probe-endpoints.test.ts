@@ -181,12 +181,12 @@ test('misbehaving /readyz endpoints fail at the right layer, within the timeout,
   // Bounded: no 10 MB body was ever sent whole, the trickle got a byte or so per check.
   const body = endpoints['ten-mb-body'] as Endpoint;
   const trickle = endpoints.trickle as Endpoint;
-  await waitFor(() => body.open.size === 0 && trickle.open.size === 0, { what: 'check connections closed after stop()' });
+  // stop() settles once the probe's sockets are closed; the servers see it a moment later.
+  const served = Object.values(endpoints).filter((e): e is Endpoint => 'open' in e);
+  await waitFor(() => served.every((e) => e.open.size === 0), { what: 'check connections closed after stop()' });
   assert.equal(bodyFinished, 0, 'the 10 MB body was never read to the end');
   t.diagnostic(`10 MB body: at most ${Math.max(...body.written)} bytes left the server per check; trickle: at most ${Math.max(...trickle.written)}`);
   assert.ok(body.written.every((n) => n < TEN_MB), 'each huge-body check hung up well before 10 MB');
   // TLS records add a few dozen bytes around each byte written.
   assert.ok(trickle.written.length >= ROUNDS);
-  // After stop(), every check socket the servers saw is closed.
-  for (const [id, e] of Object.entries(endpoints)) if ('open' in e) assert.equal(e.open.size, 0, `${id}: check connections left open`);
 });
