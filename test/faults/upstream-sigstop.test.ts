@@ -8,36 +8,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ApiserverBackend } from '../../examples/support/apiserver-backend.js';
-import { loadCerts } from '../../examples/support/certs.js';
-import { WatchFleet } from '../../examples/support/watch-client.js';
-import { HealthProbe, UpstreamPool, type DownChange, type StateChange } from '../../src/index.js';
-import { ConnectionLedger, spawnBackend } from '../helpers/faults.js';
-import { frontend, HOST, waitFor } from '../helpers/net.js';
+import type { DownChange, StateChange } from '../../src/index.js';
+import { victimScenario } from '../helpers/faults.js';
+import { waitFor } from '../helpers/net.js';
 
 test('SIGSTOP of a backend process: PROBE_TIMEOUT, its connections torn down with probe-failed, clients move; SIGCONT brings it back', async (t) => {
-  const { ca } = loadCerts();
-  const victim = await spawnBackend(t, 'victim');
-  const survivor = await ApiserverBackend.start({ name: 'b2', host: HOST, watchIntervalMs: 50 });
-  t.after(() => survivor.close());
-
-  const pool = new UpstreamPool({
-    backends: [
-      { host: victim.host, port: victim.port, id: 'victim' },
-      { ...survivor.address, id: 'b2' },
-    ],
-    balancer: 'round-robin',
-  });
-  t.after(() => pool.destroy());
-  const ledger = new ConnectionLedger(pool);
-  const probe = new HealthProbe({ check: { type: 'https', path: '/readyz', ca }, interval: 300, timeout: 300, rise: 2, fall: 2 });
-  probe.attach(pool);
-  t.after(() => probe.stop());
-  const port = await frontend(t, pool);
-
-  const fleet = new WatchFleet({ host: HOST, port, size: 10, tls: { ca }, backoffMs: 20 });
-  t.after(() => fleet.stop());
-  await fleet.waitFor((f) => f.connectedCount === 10 && (f.byBackend()['victim'] ?? 0) >= 3, 20_000);
+  const { victim, pool, ledger, probe, fleet } = await victimScenario(t, { interval: 300, timeout: 300 });
 
   let down: DownChange | undefined;
   const tornDownAtVerdict: string[] = [];

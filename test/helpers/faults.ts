@@ -10,7 +10,11 @@ import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { ConnectionClosedInfo, PinnedConnection, UpstreamPool } from '../../src/index.js';
+import { ApiserverBackend } from '../../examples/support/apiserver-backend.js';
+import { loadCerts } from '../../examples/support/certs.js';
+import { WatchFleet } from '../../examples/support/watch-client.js';
+import { HealthProbe, UpstreamPool, type ConnectionClosedInfo, type PinnedConnection } from '../../src/index.js';
+import { frontend, HOST } from './net.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 const backendScript = fileURLToPath(new URL('../../examples/support/apiserver-backend.ts', import.meta.url));
@@ -226,4 +230,36 @@ export function figure(t: TestContext, text: string): void {
     // Appended synchronously, one line at a time: several test files may write to it.
     appendFileSync(file, `${t.name}: ${text}\n`);
   }
+}
+
+/**
+ * The process-fault scenario shared by the SIGKILL and SIGSTOP tests: a
+ * backend in its own process (the victim) and one in this process (the
+ * survivor), round-robin through a pool with an HTTPS `/readyz` probe, and 10
+ * watches of which at least 3 are on the victim.
+ */
+export async function victimScenario(t: TestContext, probeTiming: { interval: number; timeout: number }) {
+  const { ca } = loadCerts();
+  const victim = await spawnBackend(t, 'victim');
+  const survivor = await ApiserverBackend.start({ name: 'b2', host: HOST, watchIntervalMs: 50 });
+  t.after(() => survivor.close());
+
+  const pool = new UpstreamPool({
+    backends: [
+      { host: victim.host, port: victim.port, id: 'victim' },
+      { ...survivor.address, id: 'b2' },
+    ],
+    balancer: 'round-robin',
+  });
+  t.after(() => pool.destroy());
+  const ledger = new ConnectionLedger(pool);
+  const probe = new HealthProbe({ check: { type: 'https', path: '/readyz', ca }, ...probeTiming, rise: 2, fall: 2 });
+  probe.attach(pool);
+  t.after(() => probe.stop());
+  const port = await frontend(t, pool);
+
+  const fleet = new WatchFleet({ host: HOST, port, size: 10, tls: { ca }, backoffMs: 20 });
+  t.after(() => fleet.stop());
+  await fleet.waitFor((f) => f.connectedCount === 10 && (f.byBackend()['victim'] ?? 0) >= 3, 20_000);
+  return { victim, survivor, pool, ledger, probe, fleet };
 }
