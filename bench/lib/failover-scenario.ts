@@ -22,6 +22,7 @@ import { request as httpsRequest } from 'node:https';
 import { promisify } from 'node:util';
 import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
 import { certPaths, loadCerts } from '../../examples/support/certs.js';
+import { NFT_CUT_TABLE, nftCutRuleset } from '../../examples/support/nft-cut.js';
 import { WatchFleet, type WatchClient } from '../../examples/support/watch-client.js';
 import { startNodeProxy } from './contenders.js';
 import { benchContext } from './context.js';
@@ -71,20 +72,7 @@ const backends = [
 const victim = backends[2];
 const BACKEND_PORT = 6443;
 
-const cutRuleset = `
-table inet cut {
-  chain input {
-    type filter hook input priority 0; policy accept;
-    ip saddr ${victim.host} drop
-    ip daddr ${victim.host} drop
-  }
-  chain output {
-    type filter hook output priority 0; policy accept;
-    ip saddr ${victim.host} drop
-    ip daddr ${victim.host} drop
-  }
-}
-`;
+const cutRuleset = nftCutRuleset(victim.host);
 
 const ctx = benchContext();
 
@@ -230,7 +218,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
   } finally {
     await fleet?.stop();
     await proxy.stop();
-    if (cut) await nft(['delete', 'table', 'inet', 'cut']);
+    if (cut) await nft(['delete', 'table', 'inet', NFT_CUT_TABLE]);
     // The cut backend must serve again before the next trial.
     await until(`${victim.host} ready again`, 10_000, async () => (await get(`https://${victim.host}:${BACKEND_PORT}/readyz`, 1000)).status === 200);
   }
