@@ -11,6 +11,7 @@ import { httpCheck, httpsCheck } from '../src/checks/http.js';
 import { tcpCheck } from '../src/checks/tcp.js';
 import { tlsCheck } from '../src/checks/tls.js';
 import { CheckError, type CheckLayer, type ErrorCode } from '../src/errors.js';
+import { handlesSettledTo } from './helpers/net.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 const ca = fixture('ca.crt');
@@ -78,27 +79,7 @@ async function rejectsAt(promise: Promise<unknown>, layer: CheckLayer, message?:
   return caught;
 }
 
-/** Socket and timer handles only: the runner's own pipes are not ours to count. */
-function ourHandles(): string[] {
-  return process
-    .getActiveResourcesInfo()
-    .filter((name) => /TCP|TLS|Timeout/.test(name))
-    .sort();
-}
 
-/**
- * The handles once they match `expected`, or after a bounded number of loop
- * turns: a closed server's libuv handle is released a turn or two after its
- * `close` event, and earlier tests' servers may still be on their way out.
- */
-async function handlesSettledTo(expected: readonly string[]): Promise<string[]> {
-  let handles = ourHandles();
-  for (let turn = 0; turn < 20 && handles.join() !== expected.join(); turn++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    handles = ourHandles();
-  }
-  return handles;
-}
 
 function causeCode(err: CheckError): unknown {
   return (err.cause as { code?: unknown } | undefined)?.code;

@@ -11,6 +11,7 @@ import type { CheckResult, HealthProbeEvents } from '../src/events.js';
 import { HealthProbe, type ProbeTarget, type ProbeTargetEvents, type ProbeTargetStatus } from '../src/health-probe.js';
 import { resolveProbeOptions, type HealthProbeOptions } from '../src/probe-options.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { handlesSettledTo, ourHandles } from './helpers/net.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -72,23 +73,7 @@ async function listen(t: TestContext, server: Server): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-/** Socket and timer handles: the runner's own pipes are not ours to count. */
-function ourHandles(): string[] {
-  return process
-    .getActiveResourcesInfo()
-    .filter((name) => /TCP|TLS|Timeout/.test(name))
-    .sort();
-}
 
-/** The handles once they match `expected`, or after a bounded number of loop turns (libuv frees a closed handle a turn or two late). */
-async function handlesSettledTo(expected: readonly string[]): Promise<string[]> {
-  let handles = ourHandles();
-  for (let turn = 0; turn < 20 && handles.join() !== expected.join(); turn++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    handles = ourHandles();
-  }
-  return handles;
-}
 
 /** Real timers, but ref'd, so they show up in `getActiveResourcesInfo()` while pending. */
 const refClock: Clock = {

@@ -144,3 +144,25 @@ export async function frontend(t: TestContext, pool: { accept(socket: Socket): v
 export function closedOf(conn: { once(event: 'closed', fn: (info: ConnectionClosedInfo) => void): unknown }): Promise<ConnectionClosedInfo> {
   return new Promise((resolve) => conn.once('closed', resolve));
 }
+
+/** Socket and timer handles only: the test runner's own pipes are not ours to count. */
+export function ourHandles(): string[] {
+  return process
+    .getActiveResourcesInfo()
+    .filter((name) => /TCP|TLS|Timeout/.test(name))
+    .sort();
+}
+
+/**
+ * The handles once they match `expected`, or after a bounded number of loop
+ * turns: libuv releases a closed handle a turn or two after its `close` event,
+ * and earlier tests' servers may still be on their way out.
+ */
+export async function handlesSettledTo(expected: readonly string[]): Promise<string[]> {
+  let handles = ourHandles();
+  for (let turn = 0; turn < 20 && handles.join() !== expected.join(); turn++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    handles = ourHandles();
+  }
+  return handles;
+}
