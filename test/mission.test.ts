@@ -73,5 +73,7 @@ test('a silently cut backend: every client pinned to it is torn down and re-watc
   assert.equal(fleet.connectedCount, 30, 'no stream lost');
   assert.equal([...pool.connections('b3')].length, 0);
   assert.equal(pool.stats().teardowns['probe-failed'], onB3.length);
-  assert.equal(fleet.stalled(4 * INTERVAL + 1000).length, 0, 'no stream stalled');
+  // Streams get an event every 200 ms; 5 s without one means stalled, with
+  // room for a loaded machine (recovery itself is asserted above, per stream).
+  assert.equal(fleet.stalled(5000).length, 0, 'no stream stalled');
 });

@@ -207,13 +207,15 @@ test('a client reset tears down the upstream with reason client-error', async (t
 test('idle timeout tears the connection down with reason idle-timeout; traffic either way keeps it alive', async (t) => {
   let serverSide: Socket | undefined;
   const { port: upstreamPort } = await listen(t, (s) => (serverSide = s));
-  const { port, conns } = await proxyTo(t, upstreamPort, { idleTimeout: 300 });
+  const { port, conns } = await proxyTo(t, upstreamPort, { idleTimeout: 1500 });
   const client = await connect(t, port);
   client.resume();
   await waitFor(() => conns.length === 1 && serverSide !== undefined);
   const conn = conns[0]!;
-  // Upstream-only traffic for a while: must not count as idle.
-  for (let i = 0; i < 6; i++) {
+  // Upstream-only traffic for longer than the idle timeout: must not count as
+  // idle. Writes come 100 ms apart against a 1,500 ms timeout, so a loaded
+  // machine would have to stall the loop for well over a second to break it.
+  for (let i = 0; i < 20; i++) {
     serverSide!.write('x');
     await new Promise((r) => setTimeout(r, 100));
   }
