@@ -2,6 +2,7 @@
  * Loopback building blocks for tests: servers on port 0, clients, and waiting
  * for a condition without asserting on wall-clock speed.
  */
+import { spawn } from 'node:child_process';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { TestContext } from 'node:test';
@@ -106,31 +107,53 @@ export async function settle(turns = 3): Promise<void> {
 }
 
 /**
- * A backend that never completes a handshake: a listener (in a child python
- * process) with a backlog of 0 that never accepts, its one queue slot taken by
- * a first connection. Further SYNs are dropped by the kernel, so dials hang
- * until their timeout: a stand-in for a host that vanished.
+ * Node turns a backlog of 0 into its default of 511, so the child asks for 1;
+ * Linux queues backlog + 1 handshaken connections, hence two fillers.
+ */
+const UNRESPONSIVE_BACKLOG = 1;
+const UNRESPONSIVE_FILLERS = UNRESPONSIVE_BACKLOG + 1;
+
+/**
+ * The child behind `unresponsiveBackend`: it listens with a backlog of 1,
+ * prints its port, then blocks its only thread in a synchronous read of stdin,
+ * so its event loop never runs and never accepts. It exits when stdin closes,
+ * so it cannot outlive a test runner that died before its `t.after`.
+ */
+const UNRESPONSIVE_CHILD = `
+const fs = require('node:fs');
+const server = require('node:net').createServer();
+server.listen({ host: ${JSON.stringify(HOST)}, port: 0, backlog: ${UNRESPONSIVE_BACKLOG} }, () => {
+  fs.writeSync(1, server.address().port + '\\n');
+  const buf = Buffer.alloc(64);
+  while (fs.readSync(0, buf) > 0);
+  process.exit(0);
+});`;
+
+/**
+ * A backend that never completes a handshake: a listener (in a child node
+ * process whose thread is blocked) that never accepts, its accept queue filled
+ * by a few first connections. Further SYNs are dropped by the kernel, so dials
+ * hang until their timeout: a stand-in for a host that vanished.
  */
 export async function unresponsiveBackend(t: TestContext): Promise<number> {
-  const { spawn } = await import('node:child_process');
-  const child = spawn('python3', [
-    '-c',
-    "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()",
-  ], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', UNRESPONSIVE_CHILD], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.after(() => {
     child.stdin.end();
     child.kill('SIGKILL');
   });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
+    child.once('exit', (code, signal) => reject(new Error(`unresponsive backend exited early (${signal ?? code})`)));
     child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
   });
-  const filler = net.connect({ host: HOST, port });
-  filler.on('error', () => {});
-  t.after(() => {
-    filler.destroy();
-  });
-  await once(filler, 'connect');
+  for (let i = 0; i < UNRESPONSIVE_FILLERS; i++) {
+    const filler = net.connect({ host: HOST, port });
+    filler.on('error', () => {});
+    t.after(() => {
+      filler.destroy();
+    });
+    await once(filler, 'connect');
+  }
   return port;
 }
 
