@@ -35,16 +35,21 @@ test('silent clients stay pinned without an idle timeout, and go with their back
   assert.deepEqual(ledger.problems(), []);
 });
 
+// A byte every 100 ms against a 1,500 ms idle timeout: a loaded machine would
+// have to stall the loop for well over a second to starve the dripper.
+const IDLE_TIMEOUT = 1500;
+const DRIP_EVERY = 100;
+
 test('with idleTimeout, silent clients are closed with reason idle-timeout; a client dripping bytes is kept', async (t) => {
   const { port: up, sockets } = await listen(t, (s) => s.on('data', () => undefined));
-  const pool = new UpstreamPool({ backends: [{ host: HOST, port: up, id: 'b1' }], connection: { idleTimeout: 300 } });
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: up, id: 'b1' }], connection: { idleTimeout: IDLE_TIMEOUT } });
   t.after(() => pool.destroy());
   const ledger = new ConnectionLedger(pool);
   const port = await frontend(t, pool);
   const silent: Socket[] = [];
   for (let i = 0; i < 5; i++) silent.push(await connect(t, port));
   const dripper = await connect(t, port);
-  const drip = setInterval(() => dripper.write('.'), 50);
+  const drip = setInterval(() => dripper.write('.'), DRIP_EVERY);
   t.after(() => clearInterval(drip));
   await waitFor(() => pool.stats().active === 6);
   await waitFor(() => pool.stats().active === 1, { what: 'the silent clients to be closed' });
@@ -56,11 +61,15 @@ test('with idleTimeout, silent clients are closed with reason idle-timeout; a cl
     }),
   );
   assert.equal(pool.stats().teardowns['idle-timeout'], 5);
-  // The dripping client has kept going past several idle periods.
+  // The dripping client keeps going past two idle periods: an interval fires
+  // at most once per period, so this many drips take more than two timeouts
+  // however late the timers run, and an idle timer blind to the drips would
+  // have closed it after one.
   const dripperConn = ledger.open()[0]!;
-  const bytesBefore = dripperConn.conn.bytesFromClient;
-  await waitFor(() => dripperConn.conn.bytesFromClient >= bytesBefore + 10, { what: 'the dripper to keep sending' });
+  const drips = (2 * IDLE_TIMEOUT) / DRIP_EVERY + 5;
+  await waitFor(() => dripperConn.conn.bytesFromClient >= drips || dripperConn.conn.closed, { what: 'the dripper to keep sending' });
   assert.equal(dripperConn.conn.closed, false);
+  assert.ok(dripperConn.conn.bytesFromClient >= drips);
   // The backend saw the silent ones go (FIN) and still holds the dripper's.
   await waitFor(() => [...sockets].filter((s) => s.readableEnded || s.destroyed).length === 5, { what: 'the backend to see 5 FINs' });
   clearInterval(drip);
