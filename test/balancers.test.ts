@@ -71,7 +71,7 @@ const allBalancers = (): Array<[string, Balancer]> => [
   ['hash (keyless)', new HashBalancer()],
 ];
 
-void test('every built-in picker', async (t) => {
+test('every built-in picker', async (t) => {
   for (const [name, balancer] of allBalancers()) {
     const context: PickContext = name === 'hash (keyed)' ? { key: 'k' } : {};
 
@@ -94,7 +94,7 @@ void test('every built-in picker', async (t) => {
   }
 });
 
-void test('LeastConnectionsBalancer', async (t) => {
+test('LeastConnectionsBalancer', async (t) => {
   await t.test('picks the least loaded', () => {
     const list = candidates({ active: 3 }, { active: 1 }, { active: 2 });
     assert.equal(new LeastConnectionsBalancer().pick(list, {}), list[1]);
@@ -146,7 +146,7 @@ void test('LeastConnectionsBalancer', async (t) => {
   });
 });
 
-void test('RoundRobinBalancer', async (t) => {
+test('RoundRobinBalancer', async (t) => {
   await t.test('equal weights cycle in order', () => {
     const balancer = new RoundRobinBalancer();
     const list = candidates({}, {}, {});
@@ -206,7 +206,7 @@ void test('RoundRobinBalancer', async (t) => {
   });
 });
 
-void test('RandomTwoBalancer', async (t) => {
+test('RandomTwoBalancer', async (t) => {
   await t.test('picks the less loaded of its two draws', () => {
     // Draws are weighted by cumulative weight; with weights 1 each and 3
     // candidates, 0.0 draws b0 and then 0.6 of the remaining two draws b2.
@@ -259,7 +259,7 @@ void test('RandomTwoBalancer', async (t) => {
   });
 });
 
-void test('HashBalancer', async (t) => {
+test('HashBalancer', async (t) => {
   const keys = Array.from({ length: 10_000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
   const assign = (balancer: Balancer, list: readonly PickCandidate[]): Map<string, string> =>
     new Map(keys.map((key) => [key, balancer.pick(list, { key })!.backend.id]));
@@ -346,7 +346,7 @@ void test('HashBalancer', async (t) => {
   });
 });
 
-void test('createBalancer', async (t) => {
+test('createBalancer', async (t) => {
   await t.test('builds each named strategy as a fresh instance', () => {
     assert.ok(createBalancer('least-connections') instanceof LeastConnectionsBalancer);
     assert.ok(createBalancer('round-robin') instanceof RoundRobinBalancer);

@@ -87,17 +87,17 @@ function causeCode(err: CheckError): unknown {
 
 // ---------------------------------------------------------------- tcp
 
-void test('tcp: passes against a listening port', async (t) => {
+test('tcp: passes against a listening port', async (t) => {
   const { port } = await listen(t, createNetServer());
   await runCheck(tcpCheck(), backendAt(port));
 });
 
-void test('tcp: a refused port fails at layer connect', async () => {
+test('tcp: a refused port fails at layer connect', async () => {
   const err = await rejectsAt(runCheck(tcpCheck(), backendAt(await closedPort())), 'connect');
   assert.equal(causeCode(err), 'ECONNREFUSED');
 });
 
-void test('tcp: an already-aborted signal fails at layer timeout without dialling', async (t) => {
+test('tcp: an already-aborted signal fails at layer timeout without dialling', async (t) => {
   let connections = 0;
   const server = createNetServer(() => connections++);
   const { port } = await listen(t, server);
@@ -109,12 +109,12 @@ void test('tcp: an already-aborted signal fails at layer timeout without diallin
 
 // ---------------------------------------------------------------- tls
 
-void test('tls: passes with the right CA, verifying the IP SAN of an IP host', async (t) => {
+test('tls: passes with the right CA, verifying the IP SAN of an IP host', async (t) => {
   const { port } = await listen(t, createTlsServer(serverCert, (s) => s.end()));
   await runCheck(tlsCheck({ ca }), backendAt(port));
 });
 
-void test('tls: SNI is backend.servername, else the host name, and none for an IP', async (t) => {
+test('tls: SNI is backend.servername, else the host name, and none for an IP', async (t) => {
   const seen: string[] = [];
   const context = createSecureContext(serverCert);
   const server = createTlsServer(
@@ -136,38 +136,38 @@ void test('tls: SNI is backend.servername, else the host name, and none for an I
   assert.deepEqual(seen, ['localhost', 'apiserver.test', 'kubernetes.default.svc']);
 });
 
-void test('tls: an untrusted issuer fails at layer tls', async (t) => {
+test('tls: an untrusted issuer fails at layer tls', async (t) => {
   const { port } = await listen(t, createTlsServer(otherServerCert, (s) => s.end()));
   const err = await rejectsAt(runCheck(tlsCheck({ ca }), backendAt(port)), 'tls');
   assert.equal(causeCode(err), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
 });
 
-void test('tls: the wrong name fails at layer tls', async (t) => {
+test('tls: the wrong name fails at layer tls', async (t) => {
   const { port } = await listen(t, createTlsServer(wrongNameCert, (s) => s.end()));
   const err = await rejectsAt(runCheck(tlsCheck({ ca }), backendAt(port)), 'tls');
   assert.equal(causeCode(err), 'ERR_TLS_CERT_ALTNAME_INVALID');
 });
 
-void test('tls: verification is on by default (Node roots do not trust the test CA)', async (t) => {
+test('tls: verification is on by default (Node roots do not trust the test CA)', async (t) => {
   const { port } = await listen(t, createTlsServer(serverCert, (s) => s.end()));
   await rejectsAt(runCheck(tlsCheck(), backendAt(port)), 'tls');
 });
 
-void test('tls: rejectUnauthorized: false accepts an untrusted certificate', async (t) => {
+test('tls: rejectUnauthorized: false accepts an untrusted certificate', async (t) => {
   const { port } = await listen(t, createTlsServer(otherServerCert, (s) => s.end()));
   await runCheck(tlsCheck({ rejectUnauthorized: false }), backendAt(port));
 });
 
-void test('tls: a refused port fails at layer connect', async () => {
+test('tls: a refused port fails at layer connect', async () => {
   await rejectsAt(runCheck(tlsCheck({ ca }), backendAt(await closedPort())), 'connect');
 });
 
-void test('tls: a server speaking something else fails at layer tls', async (t) => {
+test('tls: a server speaking something else fails at layer tls', async (t) => {
   const { port } = await listen(t, createNetServer((s) => s.end('SSH-2.0-OpenSSH_9.6\r\n')));
   await rejectsAt(runCheck(tlsCheck({ ca }), backendAt(port)), 'tls');
 });
 
-void test('tls: a server that never answers the handshake fails at layer timeout on abort', async (t) => {
+test('tls: a server that never answers the handshake fails at layer timeout on abort', async (t) => {
   let connected!: () => void;
   const accepted = new Promise<void>((resolve) => (connected = resolve));
   const { port } = await listen(t, createNetServer(() => connected()));
@@ -186,7 +186,7 @@ async function httpServer(t: TestContext, handler: Handler): Promise<number> {
   return (await listen(t, createHttpServer(handler))).port;
 }
 
-void test('http: passes on 200 and sends GET /readyz with a Host header by default', async (t) => {
+test('http: passes on 200 and sends GET /readyz with a Host header by default', async (t) => {
   const requests: { method?: string | undefined; url?: string | undefined; host?: string | undefined; connection?: string | undefined }[] = [];
   const port = await httpServer(t, (req, res) => {
     requests.push({ method: req.method, url: req.url, host: req.headers.host, connection: req.headers.connection });
@@ -196,7 +196,7 @@ void test('http: passes on 200 and sends GET /readyz with a Host header by defau
   assert.deepEqual(requests, [{ method: 'GET', url: '/readyz', host: `127.0.0.1:${port}`, connection: 'close' }]);
 });
 
-void test('http: method, path and headers are sent as given', async (t) => {
+test('http: method, path and headers are sent as given', async (t) => {
   let seen: IncomingMessage | undefined;
   const port = await httpServer(t, (req, res) => {
     seen = req;
@@ -209,7 +209,7 @@ void test('http: method, path and headers are sent as given', async (t) => {
   assert.equal(seen?.headers.host, 'api.internal');
 });
 
-void test('http: any 2xx or 3xx passes by default; other statuses fail at layer protocol', async (t) => {
+test('http: any 2xx or 3xx passes by default; other statuses fail at layer protocol', async (t) => {
   let status = 200;
   const port = await httpServer(t, (_req, res) => {
     res.statusCode = status;
@@ -225,7 +225,7 @@ void test('http: any 2xx or 3xx passes by default; other statuses fail at layer 
   }
 });
 
-void test('http: expect takes one status or a list', async (t) => {
+test('http: expect takes one status or a list', async (t) => {
   let status = 503;
   const port = await httpServer(t, (_req, res) => {
     res.statusCode = status;
@@ -239,7 +239,7 @@ void test('http: expect takes one status or a list', async (t) => {
   await rejectsAt(runCheck(httpCheck({ expect: [200, 204] }), backendAt(port)), 'protocol', /expected one of 200, 204/);
 });
 
-void test('http: the body predicate decides after the status', async (t) => {
+test('http: the body predicate decides after the status', async (t) => {
   let body = 'ok';
   const port = await httpServer(t, (_req, res) => res.end(body));
   const seen: string[] = [];
@@ -258,7 +258,7 @@ void test('http: the body predicate decides after the status', async (t) => {
   assert.deepEqual(seen, ['ok', 'degraded', 'é'.repeat(5000)]);
 });
 
-void test('http: a throwing or non-boolean predicate fails at layer protocol', async (t) => {
+test('http: a throwing or non-boolean predicate fails at layer protocol', async (t) => {
   const port = await httpServer(t, (_req, res) => res.end('{"status":"ok"}'));
   const boom = new Error('boom');
   const err = await rejectsAt(
@@ -300,7 +300,7 @@ function streamingHandler(total: number, declareLength: boolean): Handler {
   };
 }
 
-void test('http: a 10 MiB body is not buffered: the predicate check fails at maxBodyBytes', async (t) => {
+test('http: a 10 MiB body is not buffered: the predicate check fails at maxBodyBytes', async (t) => {
   for (const declareLength of [true, false]) {
     const port = await httpServer(t, streamingHandler(tenMiB, declareLength));
     let called = false;
@@ -310,19 +310,19 @@ void test('http: a 10 MiB body is not buffered: the predicate check fails at max
   }
 });
 
-void test('http: an endless body fails with a predicate and passes without one (the status decides)', async (t) => {
+test('http: an endless body fails with a predicate and passes without one (the status decides)', async (t) => {
   const port = await httpServer(t, streamingHandler(Infinity, false));
   await rejectsAt(runCheck(httpCheck({ body: () => true, maxBodyBytes: 1024 }), backendAt(port)), 'protocol', /maxBodyBytes \(1024\)/);
   await runCheck(httpCheck(), backendAt(port));
 });
 
-void test('http: a body within maxBodyBytes is read whole', async (t) => {
+test('http: a body within maxBodyBytes is read whole', async (t) => {
   const port = await httpServer(t, (_req, res) => res.end('x'.repeat(1024)));
   await runCheck(httpCheck({ body: (text) => text.length === 1024, maxBodyBytes: 1024 }), backendAt(port));
   await rejectsAt(runCheck(httpCheck({ body: () => true, maxBodyBytes: 1023 }), backendAt(port)), 'protocol');
 });
 
-void test('http: headers that never end fail at layer timeout on abort', async (t) => {
+test('http: headers that never end fail at layer timeout on abort', async (t) => {
   let requested!: () => void;
   const gotRequest = new Promise<void>((resolve) => (requested = resolve));
   const { port } = await listen(
@@ -341,7 +341,7 @@ void test('http: headers that never end fail at layer timeout on abort', async (
   await rejectsAt(check, 'timeout');
 });
 
-void test('http: an endless header block fails at layer protocol (the parser bounds it)', async (t) => {
+test('http: an endless header block fails at layer protocol (the parser bounds it)', async (t) => {
   const { port } = await listen(
     t,
     createNetServer((s) =>
@@ -360,24 +360,24 @@ void test('http: an endless header block fails at layer protocol (the parser bou
   assert.equal(causeCode(err), 'HPE_HEADER_OVERFLOW');
 });
 
-void test('http: garbage bytes fail at layer protocol', async (t) => {
+test('http: garbage bytes fail at layer protocol', async (t) => {
   const { port } = await listen(t, createNetServer((s) => s.once('data', () => s.end('\x00\x01garbage\r\n\r\n'))));
   const err = await rejectsAt(runCheck(httpCheck(), backendAt(port)), 'protocol');
   assert.match(String(causeCode(err)), /^HPE_/);
 });
 
-void test('http: a connection closed without an answer fails at layer protocol', async (t) => {
+test('http: a connection closed without an answer fails at layer protocol', async (t) => {
   const { port } = await listen(t, createNetServer((s) => s.once('data', () => s.end())));
   await rejectsAt(runCheck(httpCheck(), backendAt(port)), 'protocol');
 });
 
-void test('http: a refused port fails at layer connect', async () => {
+test('http: a refused port fails at layer connect', async () => {
   await rejectsAt(runCheck(httpCheck(), backendAt(await closedPort())), 'connect');
 });
 
 // ---------------------------------------------------------------- https
 
-void test('https: passes with the right CA; an untrusted issuer or wrong name fails at layer tls', async (t) => {
+test('https: passes with the right CA; an untrusted issuer or wrong name fails at layer tls', async (t) => {
   const handler: Handler = (_req, res) => res.end('ok');
   const good = await listen(t, createHttpsServer(serverCert, handler));
   const untrusted = await listen(t, createHttpsServer(otherServerCert, handler));
@@ -388,7 +388,7 @@ void test('https: passes with the right CA; an untrusted issuer or wrong name fa
   await runCheck(httpsCheck({ rejectUnauthorized: false }), backendAt(untrusted.port));
 });
 
-void test('https: the Host header carries the TLS name', async (t) => {
+test('https: the Host header carries the TLS name', async (t) => {
   let host: string | undefined;
   const { port } = await listen(
     t,
@@ -401,7 +401,7 @@ void test('https: the Host header carries the TLS name', async (t) => {
   assert.equal(host, `apiserver.test:${port}`);
 });
 
-void test('https: mutual TLS passes with the client certificate and fails at layer tls without it', async (t) => {
+test('https: mutual TLS passes with the client certificate and fails at layer tls without it', async (t) => {
   const { port } = await listen(
     t,
     createHttpsServer({ ...serverCert, ca, requestCert: true, rejectUnauthorized: true }, (_req, res) => res.end('ok')),
@@ -410,14 +410,14 @@ void test('https: mutual TLS passes with the client certificate and fails at lay
   await rejectsAt(runCheck(httpsCheck({ ca }), backendAt(port)), 'tls');
 });
 
-void test('https: plain HTTP on the port fails at layer tls', async (t) => {
+test('https: plain HTTP on the port fails at layer tls', async (t) => {
   const port = await httpServer(t, (_req, res) => res.end());
   await rejectsAt(runCheck(httpsCheck({ ca }), backendAt(port)), 'tls');
 });
 
 // ---------------------------------------------------------------- handles
 
-void test('every check leaves no handle behind, on success, failure and abort', async (t) => {
+test('every check leaves no handle behind, on success, failure and abort', async (t) => {
   const before = await handlesSettledTo([]);
   const silent = await listen(t, createNetServer());
   const tls = await listen(t, createTlsServer(serverCert, (s) => s.end()));
@@ -442,7 +442,7 @@ void test('every check leaves no handle behind, on success, failure and abort', 
 
 // ---------------------------------------------------------------- custom
 
-void test('custom: a resolving function passes; a throw fails at layer custom with the cause', async () => {
+test('custom: a resolving function passes; a throw fails at layer custom with the cause', async () => {
   const backend = backendAt(1);
   await runCheck(customCheck(() => Promise.resolve()), backend);
   const cause = new Error('no leader');
@@ -460,12 +460,12 @@ void test('custom: a resolving function passes; a throw fails at layer custom wi
   );
 });
 
-void test('custom: a thrown CheckError keeps its layer', async () => {
+test('custom: a thrown CheckError keeps its layer', async () => {
   const err = new CheckError('protocol', 'etcd says no');
   assert.equal(await runCheck(customCheck(() => Promise.reject(err)), backendAt(1)).catch((e: unknown) => e), err);
 });
 
-void test('custom: a function ignoring its signal is abandoned at the abort', async () => {
+test('custom: a function ignoring its signal is abandoned at the abort', async () => {
   const controller = new AbortController();
   const never = customCheck(() => new Promise<void>(() => undefined));
   const running = never(backendAt(1), { signal: controller.signal });
@@ -473,13 +473,13 @@ void test('custom: a function ignoring its signal is abandoned at the abort', as
   await rejectsAt(running, 'timeout', /took too long/);
 });
 
-void test('custom: resolveCheck wraps a function', async () => {
+test('custom: resolveCheck wraps a function', async () => {
   await rejectsAt(runCheck(resolveCheck(() => Promise.reject(new Error('x'))), backendAt(1)), 'custom');
 });
 
 // ---------------------------------------------------------------- resolveCheck
 
-void test('resolveCheck builds each built-in type', async (t) => {
+test('resolveCheck builds each built-in type', async (t) => {
   const { port } = await listen(t, createHttpServer((_req, res) => res.end()));
   await runCheck(resolveCheck({ type: 'tcp' }), backendAt(port));
   await runCheck(resolveCheck({ type: 'http', path: '/' }), backendAt(port));
@@ -488,7 +488,7 @@ void test('resolveCheck builds each built-in type', async (t) => {
   await runCheck(resolveCheck({ type: 'https', ca }), backendAt(tls.port));
 });
 
-void test('resolveCheck rejects invalid specs with INVALID_ARGUMENT naming the option', () => {
+test('resolveCheck rejects invalid specs with INVALID_ARGUMENT naming the option', () => {
   const cases: [unknown, RegExp][] = [
     [null, /`check`/],
     [{}, /`check\.type`/],

@@ -138,7 +138,7 @@ class FakePool extends EventEmitter<ProbeTargetEvents> implements ProbeTarget {
 
 // ---------------------------------------------------------------- options
 
-void test('options: defaults, and timeout follows a small interval', () => {
+test('options: defaults, and timeout follows a small interval', () => {
   const d = resolveProbeOptions();
   assert.equal(d.interval, 2000);
   assert.equal(d.timeout, 1000);
@@ -157,7 +157,7 @@ void test('options: defaults, and timeout follows a small interval', () => {
   assert.equal(resolveProbeOptions({ jitter: 0 }).jitter, 0);
 });
 
-void test('options: invalid values throw INVALID_ARGUMENT naming the option', () => {
+test('options: invalid values throw INVALID_ARGUMENT naming the option', () => {
   const cases: [unknown, RegExp][] = [
     [{ interval: 0 }, /`interval`/],
     [{ interval: 1.5 }, /`interval`/],
@@ -196,7 +196,7 @@ void test('options: invalid values throw INVALID_ARGUMENT naming the option', ()
 
 // ---------------------------------------------------------------- scheduling (fake clock, no sockets)
 
-void test('scheduling: interval while up, fastInterval while changing, downInterval while down', async (t) => {
+test('scheduling: interval while up, fastInterval while changing, downInterval while down', async (t) => {
   const clock = new FakeClock();
   const { check, state } = switchable();
   const probe = probeWith(t, {
@@ -249,7 +249,7 @@ void test('scheduling: interval while up, fastInterval while changing, downInter
   assert.equal(state.calls, 7);
 });
 
-void test('scheduling: jitter spreads each delay within ±jitter, and first checks over [0, interval × jitter]', async (t) => {
+test('scheduling: jitter spreads each delay within ±jitter, and first checks over [0, interval × jitter]', async (t) => {
   const clock = new FakeClock();
   const randoms = [0, 0.5, 0.999];
   let next = 0;
@@ -269,7 +269,7 @@ void test('scheduling: jitter spreads each delay within ±jitter, and first chec
   assert.deepEqual(clock.delays(), [800, 1000, 1200]);
 });
 
-void test('scheduling: jitter 0 probes at exact intervals', async (t) => {
+test('scheduling: jitter 0 probes at exact intervals', async (t) => {
   const clock = new FakeClock();
   const probe = probeWith(t, { clock, check: () => Promise.resolve(), interval: 700, jitter: 0 });
   probe.add({ host: '127.0.0.1', port: 1 });
@@ -280,7 +280,7 @@ void test('scheduling: jitter 0 probes at exact intervals', async (t) => {
   assert.deepEqual(clock.delays(), [700]);
 });
 
-void test('scheduling: autoStart false schedules nothing until start(); checkNow still works', async (t) => {
+test('scheduling: autoStart false schedules nothing until start(); checkNow still works', async (t) => {
   const clock = new FakeClock();
   const probe = probeWith(t, { clock, check: () => Promise.resolve(), autoStart: false, random: () => 0 });
   probe.add({ host: '127.0.0.1', port: 1, id: 'a' });
@@ -296,7 +296,7 @@ void test('scheduling: autoStart false schedules nothing until start(); checkNow
 
 // ---------------------------------------------------------------- timeout
 
-void test('timeout: a check that never settles fails with PROBE_TIMEOUT exactly at `timeout`', async (t) => {
+test('timeout: a check that never settles fails with PROBE_TIMEOUT exactly at `timeout`', async (t) => {
   const clock = new FakeClock();
   let aborted: unknown;
   const probe = probeWith(t, {
@@ -326,7 +326,7 @@ void test('timeout: a check that never settles fails with PROBE_TIMEOUT exactly 
   assert.equal(aborted, result.error, 'the check is aborted with the same error');
 });
 
-void test('timeout: a TCP server that never answers an HTTP check fails with PROBE_TIMEOUT at `timeout`', async (t) => {
+test('timeout: a TCP server that never answers an HTTP check fails with PROBE_TIMEOUT at `timeout`', async (t) => {
   const clock = new FakeClock();
   const requested = deferred();
   const closed = deferred();
@@ -356,7 +356,7 @@ void test('timeout: a TCP server that never answers an HTTP check fails with PRO
 
 // ---------------------------------------------------------------- rise/fall through a real server
 
-void test('rise/fall: an HTTP backend toggled unhealthy and back goes down after `fall` and up after `rise`', async (t) => {
+test('rise/fall: an HTTP backend toggled unhealthy and back goes down after `fall` and up after `rise`', async (t) => {
   let status = 200;
   const port = await listen(
     t,
@@ -406,7 +406,7 @@ void test('rise/fall: an HTTP backend toggled unhealthy and back goes down after
   assert.equal(probe.health('api')?.consecutiveSuccesses, 2);
 });
 
-void test('rise/fall: a refused port fails at layer connect', async (t) => {
+test('rise/fall: a refused port fails at layer connect', async (t) => {
   const server = createNetServer();
   const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
   await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -419,7 +419,7 @@ void test('rise/fall: a refused port fails at layer connect', async (t) => {
 
 // ---------------------------------------------------------------- one in flight, concurrency
 
-void test('never two checks of one backend in flight: checkNow and the timer join the running check', async (t) => {
+test('never two checks of one backend in flight: checkNow and the timer join the running check', async (t) => {
   const clock = new FakeClock();
   const gate = deferred();
   let calls = 0;
@@ -453,7 +453,7 @@ void test('never two checks of one backend in flight: checkNow and the timer joi
   assert.equal(maxActive, 1);
 });
 
-void test('concurrency bounds the checks running at once across backends', async (t) => {
+test('concurrency bounds the checks running at once across backends', async (t) => {
   const gate = deferred();
   let active = 0;
   let maxActive = 0;
@@ -478,7 +478,7 @@ void test('concurrency bounds the checks running at once across backends', async
   assert.equal(maxActive, 2);
 });
 
-void test('a check queued behind the concurrency bound starts its timeout when it starts', async (t) => {
+test('a check queued behind the concurrency bound starts its timeout when it starts', async (t) => {
   const clock = new FakeClock();
   const gate = deferred();
   const probe = probeWith(t, {
@@ -503,7 +503,7 @@ void test('a check queued behind the concurrency bound starts its timeout when i
 
 // ---------------------------------------------------------------- add/remove/errors
 
-void test('add, remove, isHealthy and checkNow report unknown and duplicate ids by code', async (t) => {
+test('add, remove, isHealthy and checkNow report unknown and duplicate ids by code', async (t) => {
   const probe = probeWith(t, { clock: new FakeClock(), autoStart: false, check: () => Promise.resolve() });
   const backend = probe.add({ host: '127.0.0.1', port: 6443 });
   assert.equal(backend.id, '127.0.0.1:6443');
@@ -518,7 +518,7 @@ void test('add, remove, isHealthy and checkNow report unknown and duplicate ids 
   assert.equal(probe.health(backend.id), undefined);
 });
 
-void test('remove() during a check aborts it: checkNow rejects UNKNOWN_BACKEND and no result is emitted', async (t) => {
+test('remove() during a check aborts it: checkNow rejects UNKNOWN_BACKEND and no result is emitted', async (t) => {
   let aborted = false;
   const probe = probeWith(t, {
     clock: new FakeClock(),
@@ -541,7 +541,7 @@ void test('remove() during a check aborts it: checkNow rejects UNKNOWN_BACKEND a
   assert.equal(checked, 0);
 });
 
-void test('a custom check failure is a result at layer custom, not a rejection', async (t) => {
+test('a custom check failure is a result at layer custom, not a rejection', async (t) => {
   const probe = probeWith(t, { clock: new FakeClock(), autoStart: false, check: () => Promise.reject(new Error('etcd unhealthy')) });
   probe.add({ host: '127.0.0.1', port: 1, id: 'a' });
   const result = await probe.checkNow('a');
@@ -553,7 +553,7 @@ void test('a custom check failure is a result at layer custom, not a rejection',
 
 // ---------------------------------------------------------------- attach
 
-void test('attach: initial verdicts follow the pool state', (t) => {
+test('attach: initial verdicts follow the pool state', (t) => {
   const pool = new FakePool();
   pool.put({ host: '127.0.0.1', port: 1, id: 'up' }, 'up');
   pool.put({ host: '127.0.0.1', port: 2, id: 'awaiting' }, 'down', 'awaiting-probe');
@@ -567,7 +567,7 @@ void test('attach: initial verdicts follow the pool state', (t) => {
   assert.throws(() => probe.attach(pool), assertCode('INVALID_ARGUMENT'));
 });
 
-void test('attach: markDown is called synchronously with the verdict, before `checked` and `unhealthy`', async (t) => {
+test('attach: markDown is called synchronously with the verdict, before `checked` and `unhealthy`', async (t) => {
   const pool = new FakePool();
   pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'up');
   const { check, state } = switchable();
@@ -603,7 +603,7 @@ void test('attach: markDown is called synchronously with the verdict, before `ch
   ]);
 });
 
-void test('attach: markUp when the pool has it down; operator states win', async (t) => {
+test('attach: markUp when the pool has it down; operator states win', async (t) => {
   const pool = new FakePool();
   pool.put({ host: '127.0.0.1', port: 1, id: 'awaiting' }, 'down', 'awaiting-probe');
   pool.put({ host: '127.0.0.1', port: 2, id: 'maint' }, 'maintenance', 'maintenance');
@@ -655,7 +655,7 @@ void test('attach: markUp when the pool has it down; operator states win', async
   assert.deepEqual(pool.calls, ['markUp down probe-passed']);
 });
 
-void test('attach: a backend marked up behind a down verdict is marked down again on the next failure', async (t) => {
+test('attach: a backend marked up behind a down verdict is marked down again on the next failure', async (t) => {
   const pool = new FakePool();
   pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'up');
   const { check, state } = switchable();
@@ -671,7 +671,7 @@ void test('attach: a backend marked up behind a down verdict is marked down agai
   assert.deepEqual(pool.calls, ['markDown a probe-failed', 'markDown a probe-failed']);
 });
 
-void test('attach: follows backendAdded and backendRemoved; detach unsubscribes and forgets pool backends', async (t) => {
+test('attach: follows backendAdded and backendRemoved; detach unsubscribes and forgets pool backends', async (t) => {
   const clock = new FakeClock();
   const pool = new FakePool();
   const probe = probeWith(t, { clock, check: () => Promise.resolve(), random: () => 0 });
@@ -695,7 +695,7 @@ void test('attach: follows backendAdded and backendRemoved; detach unsubscribes 
   assert.equal(probe.health('c'), undefined);
 });
 
-void test('attach: with countConnectFailures, failed dials count as failed checks', async (t) => {
+test('attach: with countConnectFailures, failed dials count as failed checks', async (t) => {
   const clock = new FakeClock();
   const pool = new FakePool();
   const a = pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'up');
@@ -724,7 +724,7 @@ void test('attach: with countConnectFailures, failed dials count as failed check
   assert.equal(probe.isHealthy('a'), false);
 });
 
-void test('attach: without countConnectFailures, failed dials are ignored', async (t) => {
+test('attach: without countConnectFailures, failed dials are ignored', async (t) => {
   const pool = new FakePool();
   const a = pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'up');
   const probe = probeWith(t, { clock: new FakeClock(), check: () => Promise.resolve(), fall: 1 });
@@ -739,7 +739,7 @@ void test('attach: without countConnectFailures, failed dials are ignored', asyn
 
 // ---------------------------------------------------------------- stop
 
-void test('stop(): aborts checks, clears timers, leaves no handle; idempotent; PROBE_CLOSED afterwards', async (t) => {
+test('stop(): aborts checks, clears timers, leaves no handle; idempotent; PROBE_CLOSED afterwards', async (t) => {
   const requested = deferred();
   const port = await listen(
     t,
@@ -773,7 +773,7 @@ void test('stop(): aborts checks, clears timers, leaves no handle; idempotent; P
   await assert.rejects(probe.checkNow(), assertCode('PROBE_CLOSED'));
 });
 
-void test('stop(): checks still queued behind the concurrency bound reject PROBE_CLOSED and never start', async () => {
+test('stop(): checks still queued behind the concurrency bound reject PROBE_CLOSED and never start', async () => {
   let started = 0;
   const probe = new HealthProbe({
     clock: new FakeClock(),
@@ -795,7 +795,7 @@ void test('stop(): checks still queued behind the concurrency bound reject PROBE
   assert.equal(started, 1);
 });
 
-void test('await using stops the probe at the end of the scope', async () => {
+test('await using stops the probe at the end of the scope', async () => {
   const clock = new FakeClock();
   let stopped = false;
   {

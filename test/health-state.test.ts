@@ -10,7 +10,7 @@ function run(state: HealthState, results: readonly boolean[]): (HealthVerdict | 
 const T = true;
 const F = false;
 
-void test('starts unknown by default, not healthy, not changing', () => {
+test('starts unknown by default, not healthy, not changing', () => {
   const state = new HealthState({ rise: 2, fall: 3 });
   assert.equal(state.verdict, 'unknown');
   assert.equal(state.healthy, false);
@@ -21,7 +21,7 @@ void test('starts unknown by default, not healthy, not changing', () => {
   assert.equal(state.fall, 3);
 });
 
-void test('unknown: the first result decides at once, whatever rise and fall are', () => {
+test('unknown: the first result decides at once, whatever rise and fall are', () => {
   const up = new HealthState({ rise: 5, fall: 5, initial: 'unknown' });
   assert.equal(up.record(true), 'up');
   assert.equal(up.healthy, true);
@@ -35,7 +35,7 @@ void test('unknown: the first result decides at once, whatever rise and fall are
   assert.deepEqual(run(down, [T, T, T, T, T]), ['-', '-', '-', '-', 'up']);
 });
 
-void test('up: `fall` consecutive failures mark down, and only the last one reports it', () => {
+test('up: `fall` consecutive failures mark down, and only the last one reports it', () => {
   const state = new HealthState({ rise: 2, fall: 3, initial: 'up' });
   assert.equal(state.record(false), undefined);
   assert.equal(state.changing, true);
@@ -52,7 +52,7 @@ void test('up: `fall` consecutive failures mark down, and only the last one repo
   assert.equal(state.consecutiveFailures, 5);
 });
 
-void test('down: `rise` consecutive successes mark up', () => {
+test('down: `rise` consecutive successes mark up', () => {
   const state = new HealthState({ rise: 2, fall: 3, initial: 'down' });
   assert.equal(state.record(true), undefined);
   assert.equal(state.changing, true);
@@ -62,7 +62,7 @@ void test('down: `rise` consecutive successes mark up', () => {
   assert.deepEqual(run(state, [T, T, T]), ['-', '-', '-']);
 });
 
-void test('a success resets the failure run', () => {
+test('a success resets the failure run', () => {
   const state = new HealthState({ rise: 2, fall: 3, initial: 'up' });
   assert.deepEqual(run(state, [F, F, T]), ['-', '-', '-']);
   assert.equal(state.consecutiveFailures, 0);
@@ -72,7 +72,7 @@ void test('a success resets the failure run', () => {
   assert.deepEqual(run(state, [F, F, F]), ['-', '-', 'down']);
 });
 
-void test('a failure resets the success run', () => {
+test('a failure resets the success run', () => {
   const state = new HealthState({ rise: 3, fall: 2, initial: 'down' });
   assert.deepEqual(run(state, [T, T, F]), ['-', '-', '-']);
   assert.equal(state.consecutiveSuccesses, 0);
@@ -81,7 +81,7 @@ void test('a failure resets the success run', () => {
   assert.deepEqual(run(state, [T, T, T]), ['-', '-', 'up']);
 });
 
-void test('flapping never transitions when rise and fall are >= 2', () => {
+test('flapping never transitions when rise and fall are >= 2', () => {
   for (const initial of ['up', 'down'] as const) {
     for (let rise = 2; rise <= 4; rise++) {
       for (let fall = 2; fall <= 4; fall++) {
@@ -99,7 +99,7 @@ void test('flapping never transitions when rise and fall are >= 2', () => {
   }
 });
 
-void test('flapping with runs shorter than the threshold never transitions', () => {
+test('flapping with runs shorter than the threshold never transitions', () => {
   // up, fall=3: two failures then a success, forever.
   const state = new HealthState({ rise: 2, fall: 3, initial: 'up' });
   const results = Array.from({ length: 99 }, (_, i) => i % 3 === 2);
@@ -107,13 +107,13 @@ void test('flapping with runs shorter than the threshold never transitions', () 
   assert.equal(state.healthy, true);
 });
 
-void test('rise=1 and fall=1 follow every result', () => {
+test('rise=1 and fall=1 follow every result', () => {
   const state = new HealthState({ rise: 1, fall: 1, initial: 'up' });
   assert.deepEqual(run(state, [F, T, F, F, T, T]), ['down', 'up', 'down', '-', 'up', '-']);
   assert.equal(state.changing, false);
 });
 
-void test('changing is true exactly while a run against the verdict is under way', () => {
+test('changing is true exactly while a run against the verdict is under way', () => {
   const state = new HealthState({ rise: 3, fall: 3, initial: 'up' });
   const seen: boolean[] = [];
   for (const ok of [T, F, F, F, F, T, T, T, T]) {
@@ -124,7 +124,7 @@ void test('changing is true exactly while a run against the verdict is under way
   assert.deepEqual(seen, [false, true, true, false, false, true, true, false, false]);
 });
 
-void test('a long sequence matches a reference model', () => {
+test('a long sequence matches a reference model', () => {
   // A second, deliberately naive implementation to compare against.
   function reference(initial: InitialHealth, rise: number, fall: number, results: readonly boolean[]): (HealthVerdict | '-')[] {
     let verdict = initial;
@@ -157,7 +157,7 @@ void test('a long sequence matches a reference model', () => {
   }
 });
 
-void test('invalid options throw INVALID_ARGUMENT naming the option', () => {
+test('invalid options throw INVALID_ARGUMENT naming the option', () => {
   const cases: [unknown, RegExp][] = [
     [{ rise: 0, fall: 3 }, /`rise`/],
     [{ rise: 2, fall: 1.5 }, /`fall`/],

@@ -95,21 +95,18 @@ async function captureDebug(namespaces: string, fn: () => Promise<void>): Promis
   return lines;
 }
 
-test(
-  'turning probe TLS verification off is logged, once per probe',
-  async (t) => {
-    const good = await ApiserverBackend.start({ name: 'good', host: HOST });
-    t.after(() => good.close());
-    const lines = await captureDebug('failover-proxy:*', async () => {
-      const probe = new HealthProbe({ check: { type: 'https', path: '/readyz', rejectUnauthorized: false }, autoStart: false });
-      probe.add({ ...good.address, id: 'b' });
-      for (let i = 0; i < 3; i++) await probe.checkNow('b');
-      await probe.stop();
-    });
-    const warnings = lines.filter((l) => /verif|rejectUnauthorized|insecure/i.test(l));
-    assert.equal(warnings.length, 1, `expected one line saying verification is off, got ${JSON.stringify(lines)}`);
-  },
-);
+test('turning probe TLS verification off is logged, once per probe', async (t) => {
+  const good = await ApiserverBackend.start({ name: 'good', host: HOST });
+  t.after(() => good.close());
+  const lines = await captureDebug('failover-proxy:*', async () => {
+    const probe = new HealthProbe({ check: { type: 'https', path: '/readyz', rejectUnauthorized: false }, autoStart: false });
+    probe.add({ ...good.address, id: 'b' });
+    for (let i = 0; i < 3; i++) await probe.checkNow('b');
+    await probe.stop();
+  });
+  const warnings = lines.filter((l) => /verif|rejectUnauthorized|insecure/i.test(l));
+  assert.equal(warnings.length, 1, `expected one line saying verification is off, got ${JSON.stringify(lines)}`);
+});
 
 test('the reference balancer verifies by default, and says so once when --insecure turns it off', async (t) => {
   const certs = loadCerts();

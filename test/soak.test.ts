@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { UpstreamPool } from '../src/index.js';
@@ -130,7 +130,7 @@ async function idle(pool: UpstreamPool, backendSockets: Set<Socket>[]): Promise<
   await settle(10);
 }
 
-test(`churn soak: ${TOTAL.toLocaleString('en')} short connections with backends flapping; heap and handles return, no byte lost`, { timeout: big ? 1_800_000 : 120_000 }, async (t: TestContext) => {
+test(`churn soak: ${TOTAL.toLocaleString('en')} short connections with backends flapping; heap and handles return, no byte lost`, { timeout: big ? 1_800_000 : 120_000 }, async (t) => {
   const gc = forcedGc();
   const servers = await Promise.all([0, 1, 2].map(() => listen(t, checksumHandler)));
   const pool = new UpstreamPool({ backends: servers.map((s, i) => ({ host: HOST, port: s.port, id: `b${i}` })), queue: { max: 4096, timeout: 30_000 } });

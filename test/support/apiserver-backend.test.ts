@@ -82,7 +82,7 @@ async function openWatch(t: TestContext, backend: ApiserverBackend) {
   return { req, res, next };
 }
 
-void test('/readyz follows setReady(); /healthz does not', opts, async (t) => {
+test('/readyz follows setReady(); /healthz does not', opts, async (t) => {
   const backend = await start(t);
   assert.equal(backend.ready, true);
   let r = await fetchText(backend, '/readyz');
@@ -104,7 +104,7 @@ void test('/readyz follows setReady(); /healthz does not', opts, async (t) => {
   assert.equal(r.status, 404);
 });
 
-void test('/watch streams newline-delimited bookmarks, one timer for all streams', opts, async (t) => {
+test('/watch streams newline-delimited bookmarks, one timer for all streams', opts, async (t) => {
   const backend = await start(t, { name: 'watch-me', watchIntervalMs: 20 });
   const a = await openWatch(t, backend);
   assert.equal(a.res.statusCode, 200);
@@ -134,7 +134,7 @@ void test('/watch streams newline-delimited bookmarks, one timer for all streams
   while (watches() !== 0) await delay(5);
 });
 
-void test('close() ends open watches, is idempotent and leaves no handle', opts, async (t) => {
+test('close() ends open watches, is idempotent and leaves no handle', opts, async (t) => {
   const resourcesBefore = process.getActiveResourcesInfo().sort();
   const backend = await ApiserverBackend.start({ name: 'b1', watchIntervalMs: 20 });
   const w = await openWatch(t, backend);
@@ -153,7 +153,7 @@ void test('close() ends open watches, is idempotent and leaves no handle', opts,
   assert.deepEqual(process.getActiveResourcesInfo().sort(), resourcesBefore);
 });
 
-void test('/echo returns the request body', opts, async (t) => {
+test('/echo returns the request body', opts, async (t) => {
   const backend = await start(t);
   const body = JSON.stringify({ hello: 'world', n: [1, 2, 3] });
   const r = await fetchText(backend, '/echo', { method: 'POST', body, headers: { 'content-type': 'application/json' } });
@@ -162,14 +162,14 @@ void test('/echo returns the request body', opts, async (t) => {
   assert.equal(r.headers['content-type'], 'application/json');
 });
 
-void test('plain HTTP with tls: false', opts, async (t) => {
+test('plain HTTP with tls: false', opts, async (t) => {
   const backend = await start(t, { tls: false });
   assert.ok(backend.url.startsWith('http://'));
   const r = await fetchText(backend, '/readyz');
   assert.equal(r.status, 200);
 });
 
-void test('fixtures: server.crt is valid for every SAN, the bad ones fail for the right reason', opts, async (t) => {
+test('fixtures: server.crt is valid for every SAN, the bad ones fail for the right reason', opts, async (t) => {
   const good = await start(t);
   for (const servername of ['apiserver.test', 'kubernetes.default.svc', 'localhost']) {
     assert.equal((await fetchText(good, '/healthz', { servername })).status, 200, servername);
@@ -185,7 +185,7 @@ void test('fixtures: server.crt is valid for every SAN, the bad ones fail for th
   assert.equal((await fetchText(untrusted, '/healthz', { ca: certs.otherCa })).status, 200);
 });
 
-void test('requestCert: the client certificate is required and accepted', opts, async (t) => {
+test('requestCert: the client certificate is required and accepted', opts, async (t) => {
   const backend = await start(t, {
     tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, requestCert: true },
   });
@@ -195,13 +195,13 @@ void test('requestCert: the client certificate is required and accepted', opts, 
   await assert.rejects(fetchText(backend, '/healthz'));
 });
 
-void test('start() validates its options', opts, async () => {
+test('start() validates its options', opts, async () => {
   await assert.rejects(ApiserverBackend.start({ name: '' }), TypeError);
   await assert.rejects(ApiserverBackend.start({ name: 'x', watchIntervalMs: 0 }), /watchIntervalMs/);
   await assert.rejects(ApiserverBackend.start({ name: 'x', port: -1 }), /port/);
 });
 
-void test('runs as a CLI: prints "listening host:port", serves, exits 0 on SIGTERM', opts, async (t) => {
+test('runs as a CLI: prints "listening host:port", serves, exits 0 on SIGTERM', opts, async (t) => {
   const script = fileURLToPath(new URL('../../examples/support/apiserver-backend.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', 'tsx', script, '--name', 'cli', '--listen', '127.0.0.1:0', '--plain'], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -239,7 +239,7 @@ function nextEvent<K extends keyof WatchClientEvents>(client: WatchClient, name:
   });
 }
 
-void test('WatchClient: re-watches at once when the server ends its stream', opts, async (t) => {
+test('WatchClient: re-watches at once when the server ends its stream', opts, async (t) => {
   const backend = await start(t, { watchIntervalMs: 20 });
   const client = new WatchClient({ host: backend.host, port: backend.port, servername: 'apiserver.test', backoffMs: 10 });
   t.after(() => client.stop());
@@ -268,7 +268,7 @@ void test('WatchClient: re-watches at once when the server ends its stream', opt
   );
 });
 
-void test('WatchClient: keeps re-watching through a dead server until another takes its port', opts, async (t) => {
+test('WatchClient: keeps re-watching through a dead server until another takes its port', opts, async (t) => {
   const b1 = await start(t, { name: 'b1', watchIntervalMs: 20 });
   const { host, port } = b1.address;
   const client = new WatchClient({ host, port, servername: 'apiserver.test', backoffMs: 10 });
@@ -291,7 +291,7 @@ void test('WatchClient: keeps re-watching through a dead server until another ta
   assert.ok(client.reconnects >= 2);
 });
 
-void test('WatchFleet: a silent cut leaves every watch open but stalled; a reset moves them on', opts, async (t) => {
+test('WatchFleet: a silent cut leaves every watch open but stalled; a reset moves them on', opts, async (t) => {
   const backend = await start(t, { watchIntervalMs: 20 });
   const proxy = await FaultProxy.start({ target: backend.address });
   t.after(() => proxy.close());
@@ -316,7 +316,7 @@ void test('WatchFleet: a silent cut leaves every watch open but stalled; a reset
   for (const c of fleet.clients) assert.deepEqual(c.history.map((e) => e.event), ['connected', 'error', 'connected']);
 });
 
-void test('WatchFleet: stop() is idempotent and leaves no handle', opts, async (t) => {
+test('WatchFleet: stop() is idempotent and leaves no handle', opts, async (t) => {
   const backend = await start(t, { watchIntervalMs: 20 });
   const resourcesBefore = process.getActiveResourcesInfo().sort();
   const fleet = new WatchFleet({ size: 3, host: backend.host, port: backend.port, servername: 'apiserver.test' });
@@ -340,7 +340,7 @@ void test('WatchFleet: stop() is idempotent and leaves no handle', opts, async (
   assert.deepEqual(process.getActiveResourcesInfo().sort(), resourcesBefore);
 });
 
-void test('WatchClient and WatchFleet validate their options', opts, () => {
+test('WatchClient and WatchFleet validate their options', opts, () => {
   assert.throws(() => new WatchClient({ host: '', port: 1 }), /host/);
   assert.throws(() => new WatchClient({ host: '127.0.0.1', port: 0 }), /port/);
   assert.throws(() => new WatchClient({ host: '127.0.0.1', port: 1, backoffMs: -1 }), /backoffMs/);

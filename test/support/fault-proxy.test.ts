@@ -103,7 +103,7 @@ function sha256(socket: Socket): Promise<string> {
 
 const digest = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
 
-void test('forwards bytes intact in both directions, with half-close', opts, async (t) => {
+test('forwards bytes intact in both directions, with half-close', opts, async (t) => {
   const target = await startTarget(t);
   const proxy = await startProxy(t, target);
   const up = randomBytes(4 * 1024 * 1024);
@@ -122,7 +122,7 @@ void test('forwards bytes intact in both directions, with half-close', opts, asy
   assert.equal(proxy.mode, 'forwarding');
 });
 
-void test('cut(): no byte, FIN, RST or close reaches either peer of an open connection', opts, async (t) => {
+test('cut(): no byte, FIN, RST or close reaches either peer of an open connection', opts, async (t) => {
   const target = await startTarget(t);
   const proxy = await startProxy(t, target);
   const accepted = target.next();
@@ -162,7 +162,7 @@ void test('cut(): no byte, FIN, RST or close reaches either peer of an open conn
   await roundTrip(client2, await acceptedAfter);
 });
 
-void test('cut(): new connections are accepted but never forwarded, answered or closed', opts, async (t) => {
+test('cut(): new connections are accepted but never forwarded, answered or closed', opts, async (t) => {
   const target = await startTarget(t);
   const proxy = await startProxy(t, target);
   proxy.cut();
@@ -178,7 +178,7 @@ void test('cut(): new connections are accepted but never forwarded, answered or 
   assert.equal(proxy.connections, 1);
 });
 
-void test('reset(): both peers get ECONNRESET', opts, async (t) => {
+test('reset(): both peers get ECONNRESET', opts, async (t) => {
   const target = await startTarget(t);
   const proxy = await startProxy(t, target);
   const accepted = target.next();
@@ -201,7 +201,7 @@ void test('reset(): both peers get ECONNRESET', opts, async (t) => {
   await roundTrip(client2, await acceptedAfter);
 });
 
-void test('reset() after cut() releases silenced connections with an RST', opts, async (t) => {
+test('reset() after cut() releases silenced connections with an RST', opts, async (t) => {
   const target = await startTarget(t);
   const proxy = await startProxy(t, target);
   const accepted = target.next();
@@ -216,7 +216,7 @@ void test('reset() after cut() releases silenced connections with an RST', opts,
   assert.equal(err.code, 'ECONNRESET');
 });
 
-void test('an upstream that refuses connections is passed on as a reset', opts, async (t) => {
+test('an upstream that refuses connections is passed on as a reset', opts, async (t) => {
   // Grab a free port, then close it, so the connect is refused.
   const probe = createServer().listen(0, '127.0.0.1');
   await once(probe, 'listening');
@@ -231,7 +231,7 @@ void test('an upstream that refuses connections is passed on as a reset', opts, 
   assert.equal(err.code, 'ECONNRESET');
 });
 
-void test('close() is idempotent and leaves no handle behind', opts, async (t) => {
+test('close() is idempotent and leaves no handle behind', opts, async (t) => {
   const resourcesBefore = process.getActiveResourcesInfo().sort();
   const target = await startTarget(t);
   const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: target.port } });
@@ -257,7 +257,7 @@ void test('close() is idempotent and leaves no handle behind', opts, async (t) =
   assert.deepEqual(process.getActiveResourcesInfo().sort(), resourcesBefore);
 });
 
-void test('start() rejects a bad target and a busy port', opts, async (t) => {
+test('start() rejects a bad target and a busy port', opts, async (t) => {
   await assert.rejects(FaultProxy.start({ target: { host: '127.0.0.1', port: 0 } }), TypeError);
   const target = await startTarget(t);
   const proxy = await startProxy(t, target);
