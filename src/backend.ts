@@ -54,7 +54,12 @@ export interface BackendSpec {
   readonly meta?: Readonly<Record<string, unknown>> | undefined;
 }
 
-/** A backend as the library holds it: every field resolved. */
+/**
+ * A backend as the library holds it: every field resolved. Identity (`id`,
+ * `host`, `port`, `servername`, `tls`) never changes; the tunables (`weight`,
+ * `maxConnections`, `meta`) change only through `pool.update()` and are read
+ * live from this same object.
+ */
 export interface Backend {
   readonly id: string;
   readonly host: string;
@@ -66,14 +71,18 @@ export interface Backend {
   readonly meta: Readonly<Record<string, unknown>>;
 }
 
-/**
- * Where a backend stands with the pool.
- * - `up`: picked for new connections.
- * - `down`: not picked; its connections were torn down when it went down.
- * - `draining`: not picked; existing connections may finish until a deadline.
- * - `maintenance`: taken out by an operator; probe verdicts are ignored until `markUp`.
- */
-export type BackendState = 'up' | 'down' | 'draining' | 'maintenance';
+/** The tunables of a live backend, as `pool.update()` takes them. */
+export interface BackendTunables {
+  /** Relative weight; `0` keeps the backend out of rotation. */
+  readonly weight?: number | undefined;
+  /** Per-backend connection cap. */
+  readonly maxConnections?: number | undefined;
+  /** Free-form data (replaces the old `meta`). */
+  readonly meta?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** A spec, or `'host:port'` (`'[v6]:port'`) as written on a command line. */
+export type BackendInput = BackendSpec | string;
 
 const specKeys = ['host', 'port', 'id', 'weight', 'servername', 'maxConnections', 'tls', 'meta'] as const;
 
@@ -82,31 +91,78 @@ export function backendId(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Validates a spec and fills in its defaults. Throws `INVALID_ARGUMENT`. */
-export function resolveBackend(spec: BackendSpec, name = 'backend'): Backend {
+// `10.0.0.1:6443` or `[::1]:6443` given as a host: one colon then digits, or
+// brackets. A bare IPv6 literal (`::1`, `fd00::3`) has several colons and passes.
+const hostWithPort = /^(?:\[[^\]]*\]|[^:]+):\d+$/;
+
+/**
+ * Validates a spec (or a `'host:port'` string) and fills in its defaults.
+ * Throws `INVALID_ARGUMENT`.
+ *
+ * @internal
+ */
+export function resolveBackend(input: BackendInput, name = 'backend'): Backend {
+  const spec: BackendSpec = typeof input === 'string' ? parseHostPort(input, name) : input;
   const raw = v.object(name, spec);
   v.knownKeys(name, raw, specKeys);
   const host = v.string(`${name}.host`, spec.host);
+  if (hostWithPort.test(host)) {
+    throw v.invalid(`${name}.host`, 'a host name or IP address without a port (put the port in `port`)', host);
+  }
   const port = v.integer(`${name}.port`, spec.port, 1, 65535);
   const id = spec.id === undefined ? backendId(host, port) : v.string(`${name}.id`, spec.id);
-  const weight = spec.weight === undefined ? 1 : v.number(`${name}.weight`, spec.weight, 0);
   const servername = spec.servername === undefined ? undefined : v.string(`${name}.servername`, spec.servername);
-  const maxConnections =
-    spec.maxConnections === undefined ? Infinity : v.integer(`${name}.maxConnections`, spec.maxConnections, 1, Infinity);
   if (spec.tls !== undefined && spec.tls !== false && (typeof spec.tls !== 'object' || spec.tls === null)) {
     throw v.invalid(`${name}.tls`, 'an object of TLS options or false', spec.tls);
   }
-  if (spec.meta !== undefined) v.object(`${name}.meta`, spec.meta);
-  return Object.freeze({
+  const tunables = resolveTunables(spec, name);
+  // Sealed, not frozen: the pool changes the tunables in place (`update()`),
+  // so every holder of this object reads the live values.
+  return Object.seal({
     id,
     host,
     port,
-    weight,
+    weight: tunables.weight ?? 1,
     servername,
-    maxConnections,
+    maxConnections: tunables.maxConnections ?? Infinity,
     tls: spec.tls,
-    meta: Object.freeze({ ...spec.meta }),
+    meta: tunables.meta ?? Object.freeze({}),
   });
+}
+
+/**
+ * Validates tunables; only the fields given are returned. Throws `INVALID_ARGUMENT`.
+ *
+ * @internal
+ */
+export function resolveTunables(tunables: BackendTunables, name: string): BackendTunables {
+  const out: { weight?: number; maxConnections?: number; meta?: Readonly<Record<string, unknown>> } = {};
+  if (tunables.weight !== undefined) out.weight = v.number(`${name}.weight`, tunables.weight, 0);
+  if (tunables.maxConnections !== undefined) {
+    out.maxConnections = v.integer(`${name}.maxConnections`, tunables.maxConnections, 1, Infinity);
+  }
+  if (tunables.meta !== undefined) out.meta = Object.freeze({ ...v.object(`${name}.meta`, tunables.meta) });
+  return out;
+}
+
+/**
+ * Whether two backends lead to the same place (id, address, SNI, TLS
+ * settings): a change of any of these is a different backend.
+ *
+ * @internal
+ */
+export function sameIdentity(a: Backend, b: Backend): boolean {
+  return a.id === b.id && a.host === b.host && a.port === b.port && a.servername === b.servername && sameTls(a.tls, b.tls);
+}
+
+function sameTls(a: Backend['tls'], b: Backend['tls']): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object') return false;
+  try {
+    return JSON.stringify(a) === JSON.stringify(b);
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -118,6 +174,7 @@ export function resolveBackend(spec: BackendSpec, name = 'backend'): Backend {
  * ```
  */
 export function parseHostPort(text: string, name = 'address'): { host: string; port: number } {
+  if (typeof text !== 'string') throw v.invalid(name, 'a HOST:PORT string', text);
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
   if (!match || port < 1 || port > 65535) {

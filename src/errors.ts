@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'BACKEND_DOWN'
   | 'CLIENT_CLOSED'
   | 'POOL_CLOSED'
+  | 'MEMBER_ALREADY_REGISTERED'
   | 'PROBE_CLOSED'
   | 'PROBE_TIMEOUT'
   | 'PROBE_CONNECT_FAILED'
@@ -95,8 +96,13 @@ brand(UnknownBackendError, 'UnknownBackendError');
 
 /** A backend with the same id is already in the pool. */
 export class DuplicateBackendError extends FailoverProxyError {
-  constructor(readonly backendId: string) {
-    super('DUPLICATE_BACKEND', `Backend \`${backendId}\` is already in the pool`);
+  constructor(
+    readonly backendId: string,
+    /** What already holds it. */
+    readonly holder: 'pool' | 'probe' = 'pool',
+    detail = '',
+  ) {
+    super('DUPLICATE_BACKEND', `Backend \`${backendId}\` is already in the ${holder}${detail}`);
   }
 }
 brand(DuplicateBackendError, 'DuplicateBackendError');
@@ -182,6 +188,17 @@ export class PoolClosedError extends FailoverProxyError {
   }
 }
 brand(PoolClosedError, 'PoolClosedError');
+
+/**
+ * The member is registered with another pool already. A member belongs to
+ * one pool at most; that pool is left as it was.
+ */
+export class MemberRegisteredError extends FailoverProxyError {
+  constructor(readonly memberId: string) {
+    super('MEMBER_ALREADY_REGISTERED', `Member \`${memberId}\` is already registered with another pool`);
+  }
+}
+brand(MemberRegisteredError, 'MemberRegisteredError');
 
 /** The probe was stopped; it schedules nothing more. */
 export class ProbeClosedError extends FailoverProxyError {

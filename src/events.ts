@@ -4,10 +4,10 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import type { Backend, BackendState } from './backend.js';
+import type { Backend } from './backend.js';
+import type { AdminState, BackendHealth, BackendState, HealthCause } from './backend-status.js';
 import type { CheckError, ConnectError, ConnectTimeoutError, FailoverProxyError } from './errors.js';
-import type { PinnedConnection } from './pinned-connection.js';
-import type { PinnedSocket } from './pinned-socket.js';
+import type { PoolMember } from './pool-member.js';
 
 /**
  * Why a connection was torn down. Every teardown carries one, in the
@@ -22,7 +22,10 @@ import type { PinnedSocket } from './pinned-socket.js';
  * - `client-closed` / `upstream-closed`: that side closed (after FIN both ways, the side that closed first).
  * - `client-error` / `upstream-error`: that side's socket failed (reset, timeout, EPIPE).
  * - `pool-closed`: the pool's `close()` deadline passed; `pool-destroyed`: `destroy()`.
- * - `destroyed`: `destroy()` was called on the connection without a reason.
+ * - `rebalanced`: closed gracefully to move load back to a backend below its share.
+ * - `write-stalled`: writes toward one side did not drain for `writeStallTimeout` ms.
+ * - `destroyed`: `destroy()` was called on the connection without a reason;
+ *   `closed`: `close()` was called without a reason.
  *
  * Custom reasons passed to `markDown(id, reason)` or `destroy(reason)` are carried as given.
  */
@@ -32,6 +35,8 @@ export type TeardownReason =
   | 'maintenance'
   | 'backend-removed'
   | 'drained'
+  | 'rebalanced'
+  | 'write-stalled'
   | 'idle-timeout'
   | 'client-closed'
   | 'upstream-closed'
@@ -40,11 +45,14 @@ export type TeardownReason =
   | 'pool-closed'
   | 'pool-destroyed'
   | 'destroyed'
+  | 'closed'
   | (string & {});
 
-/** What a closed connection reports, once. */
+/** What a closed member reports, once. */
 export interface ConnectionClosedInfo {
   readonly reason: TeardownReason;
+  /** The member's kind (`connection`, `socket`, …). */
+  readonly kind: string;
   /** The socket error that caused the teardown, if one did. */
   readonly error: Error | undefined;
   /** Bytes read from the client (and forwarded upstream). */
@@ -55,48 +63,83 @@ export interface ConnectionClosedInfo {
   readonly durationMs: number;
 }
 
-/** Events of a {@link PinnedConnection}. */
-export interface PinnedConnectionEvents {
-  /** Both sockets are destroyed. Emitted exactly once. */
+/** Events of every registry member ({@link PoolMember}). */
+export interface MemberEvents {
+  /** The member is torn down. Emitted exactly once. */
   closed: [info: ConnectionClosedInfo];
 }
 
-/** One state transition of a backend. */
-export interface StateChange {
-  readonly from: BackendState;
-  readonly to: BackendState;
-  readonly reason: string;
-  /** Clock time of the change (ms since epoch). */
-  readonly at: number;
+/** Events of a {@link PinnedConnection} (the member events). */
+export type PinnedConnectionEvents = MemberEvents;
+
+/** Where both axes stood before or after a change. */
+export interface StatePoint {
+  readonly health: BackendHealth;
+  readonly admin: AdminState;
+  readonly state: BackendState;
 }
 
-/** A transition to `down` (or `maintenance`), with how many connections it tore down. */
-export interface DownChange extends StateChange {
-  /** Connections destroyed, synchronously, by this transition. */
+/**
+ * One change of a backend's state, on either axis. `from`/`to` are the
+ * derived one-word states (for logs); `previous` and the top-level
+ * `health`/`admin` are both axes before and after.
+ */
+export interface StateChange extends StatePoint {
+  readonly from: BackendState;
+  readonly to: BackendState;
+  readonly previous: StatePoint;
+  /** Which axis changed. */
+  readonly axis: 'health' | 'admin';
+  /** The reason given (a teardown reason for changes that took the backend out). */
+  readonly reason: string;
+  /** Why the health is what it is now. */
+  readonly cause: HealthCause;
+  /** Clock time of the change (ms since epoch). */
+  readonly at: number;
+  /** Members taken out of the registry, synchronously, by this change. */
   readonly tornDown: number;
+}
+
+/** @deprecated the same as {@link StateChange}, which now always carries `tornDown`. */
+export type DownChange = StateChange;
+
+/** What `pool.update()` changed. */
+export interface BackendUpdate {
+  readonly weight?: number | undefined;
+  readonly maxConnections?: number | undefined;
+  readonly meta?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Events of an {@link UpstreamPool}. */
 export interface UpstreamPoolEvents {
   backendAdded: [backend: Backend];
   backendRemoved: [backend: Backend];
-  /** Every transition, whatever its target state. Emitted before the specific event. */
+  /** A live backend's tunables changed (`update()`, `reconcile()`). */
+  backendUpdated: [backend: Backend, changed: BackendUpdate];
+  /** Every change of either axis. Emitted before the specific event. */
   backendStateChanged: [backend: Backend, change: StateChange];
+  /** Health became `up`. */
   backendUp: [backend: Backend, change: StateChange];
-  /** Emitted after every connection pinned to the backend was destroyed. */
-  backendDown: [backend: Backend, change: DownChange];
+  /** Health became `down`; emitted after every member of the backend was taken out. */
+  backendDown: [backend: Backend, change: StateChange];
+  /** Admin became `draining`. */
   backendDraining: [backend: Backend, change: StateChange];
-  backendMaintenance: [backend: Backend, change: DownChange];
-  connectionOpened: [connection: PinnedConnection];
-  connectionClosed: [connection: PinnedConnection, info: ConnectionClosedInfo];
-  /** A single upstream socket (a {@link PinnedSocket}, e.g. a `PoolAgent`'s) joined the registry. */
-  socketOpened: [socket: PinnedSocket];
-  /** A registered upstream socket closed; `info.reason` says why, as for connections. */
-  socketClosed: [socket: PinnedSocket, info: ConnectionClosedInfo];
-  /** A dial failed: a passive health signal (a probe may count it as a failed check). */
+  /** Admin became `maintenance`; emitted after every member was taken out. */
+  backendMaintenance: [backend: Backend, change: StateChange];
+  /** Admin became `active` again. */
+  backendReady: [backend: Backend, change: StateChange];
+  /** A member (a pinned pair, an agent socket, …) joined the registry; `member.kind` says which. */
+  connectionOpened: [member: PoolMember];
+  /** A member left the registry; `info.reason` says why. */
+  connectionClosed: [member: PoolMember, info: ConnectionClosedInfo];
+  /** A dial failed: a passive health signal (a probe counts it as a failed check). */
   connectFailed: [backend: Backend, error: ConnectTimeoutError | ConnectError];
+  /** A pinned connection's writes stalled: a passive health signal. */
+  writeStalled: [backend: Backend, member: PoolMember];
   /** A client could not be given a backend and was closed. */
   pinFailed: [error: FailoverProxyError, client: Socket];
+  /** Every backend became ineligible (`active: false`) or one became eligible again (`active: true`); see `allDown`. */
+  allDownChanged: [active: boolean, policy: 'queue' | 'fail-open'];
   /** `close()` or `destroy()` finished. */
   closed: [];
 }

@@ -10,10 +10,12 @@
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
-import { resolveBackend, type Backend, type BackendSpec, type BackendState } from './backend.js';
+import { resolveBackend, sameIdentity, type Backend, type BackendInput } from './backend.js';
+import type { BackendHealth, HealthCause } from './backend-status.js';
 import { socketError } from './checks/tcp.js';
 import {
   CheckError,
+  type CheckLayer,
   ConnectTimeoutError,
   DuplicateBackendError,
   InvalidArgumentError,
@@ -47,21 +49,17 @@ export const PROBE_FAILED = 'probe-failed';
  * ```
  */
 export const PROBE_PASSED = 'probe-passed';
-/** The pool's reason for a backend that waits for its first probe: the probe then starts it as `unknown`. */
-const AWAITING_PROBE = 'awaiting-probe';
-
 /**
- * Where a backend stands with a {@link ProbeTarget}.
+ * What the probe reads of a backend in its {@link ProbeTarget}: only the
+ * health axis. Admin states (drain, maintenance) are the pool's business.
  *
  * @example
  * ```ts
- * const status: ProbeTargetStatus = { state: 'down', since: Date.now(), reason: 'awaiting-probe' };
+ * const status: ProbeTargetStatus = { health: 'unknown' };
  * ```
  */
 export interface ProbeTargetStatus {
-  readonly state: BackendState;
-  readonly since: number;
-  readonly reason: string;
+  readonly health: BackendHealth;
 }
 
 /**
@@ -77,6 +75,8 @@ export interface ProbeTargetEvents {
   backendRemoved: [backend: Backend];
   /** A dial to the backend failed (refused, timed out, TLS). */
   connectFailed: [backend: Backend, error: Error];
+  /** A member's writes toward the backend (or its client) stalled. */
+  writeStalled: [backend: Backend, member: unknown];
 }
 
 /**
@@ -92,16 +92,18 @@ export interface ProbeTargetEvents {
 export interface ProbeTarget {
   /** Every backend now in the pool. */
   backends(): Iterable<Backend>;
-  /** Where a backend stands, or `undefined` when it is not in the pool. */
+  /** A backend's health, or `undefined` when it is not in the pool. */
   status(id: string): ProbeTargetStatus | undefined;
-  /** Takes the backend out; must destroy every connection pinned to it before returning. */
-  markDown(id: string, reason: string): number;
-  /** Puts the backend back in rotation. */
-  markUp(id: string, reason: string): void;
+  /** Records the verdict `down`; must take every member pinned to the backend out before returning. */
+  markDown(id: string, reason: string, cause?: HealthCause): number;
+  /** Records the verdict `up`. */
+  markUp(id: string, reason: string, cause?: HealthCause): void;
   on(event: 'backendAdded' | 'backendRemoved', fn: (backend: Backend) => void): unknown;
   on(event: 'connectFailed', fn: (backend: Backend, error: Error) => void): unknown;
+  on(event: 'writeStalled', fn: (backend: Backend, member: unknown) => void): unknown;
   off(event: 'backendAdded' | 'backendRemoved', fn: (backend: Backend) => void): unknown;
   off(event: 'connectFailed', fn: (backend: Backend, error: Error) => void): unknown;
+  off(event: 'writeStalled', fn: (backend: Backend, member: unknown) => void): unknown;
 }
 
 /**
@@ -164,21 +166,21 @@ function createRun(): Run {
   return { promise, resolve, reject, controller: undefined, settled: false };
 }
 
-/** A pool's view of a backend, translated into where its health counter starts. */
+/** A pool's health of a backend is where the probe's counter starts. */
 function initialFrom(status: ProbeTargetStatus | undefined): InitialHealth {
-  if (status === undefined) return 'unknown';
-  switch (status.state) {
-    case 'up':
-    case 'draining':
-      // Draining backends still serve their connections: they were up.
-      return 'up';
-    case 'down':
-      return status.reason === AWAITING_PROBE ? 'unknown' : 'down';
-    case 'maintenance':
-      // Verdicts are ignored in maintenance; the first result sets one for
-      // when the operator puts the backend back.
-      return 'unknown';
-  }
+  return status?.health ?? 'unknown';
+}
+
+/** A check result as the plain, JSON-safe cause the pool records. */
+function causeOf(result: CheckResult): HealthCause {
+  return {
+    source: result.passive ? 'passive' : 'probe',
+    code: result.error?.code ?? PROBE_PASSED,
+    layer: result.error?.layer,
+    message: result.error?.message ?? 'check passed',
+    durationMs: result.durationMs,
+    at: result.at,
+  };
 }
 
 /**
@@ -241,10 +243,10 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
    * const backend = probe.add({ host: '10.0.0.3', port: 6443 });
    * ```
    */
-  add(spec: Backend | BackendSpec): Backend {
+  add(spec: Backend | BackendInput): Backend {
     this.#assertOpen();
     const backend = resolveBackend(spec);
-    if (this.#entries.has(backend.id)) throw new DuplicateBackendError(backend.id);
+    if (this.#entries.has(backend.id)) throw new DuplicateBackendError(backend.id, 'probe');
     this.#add(backend, 'unknown', false);
     return backend;
   }
@@ -399,10 +401,19 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     if (typeof pool?.status !== 'function' || typeof pool.markDown !== 'function' || typeof pool.on !== 'function') {
       throw new InvalidArgumentError('Expected `pool` to be a ProbeTarget (backends, status, markDown, markUp, on, off)');
     }
+    // A backend added by hand under an id the pool uses for another address
+    // would report its verdicts against the pool's live backend: refuse.
+    for (const backend of pool.backends()) {
+      const mine = this.#entries.get(backend.id);
+      if (mine !== undefined && !sameIdentity(mine.backend, backend)) {
+        throw new DuplicateBackendError(backend.id, 'probe', ` for another address (${mine.backend.host}:${mine.backend.port})`);
+      }
+    }
     this.#pool = pool;
     pool.on('backendAdded', this.#onBackendAdded);
     pool.on('backendRemoved', this.#onBackendRemoved);
     pool.on('connectFailed', this.#onConnectFailed);
+    pool.on('writeStalled', this.#onWriteStalled);
     for (const backend of pool.backends()) this.#onBackendAdded(backend);
     if (log.enabled) log('attached to a pool of %d backends', this.#entries.size);
   }
@@ -483,6 +494,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     pool.off('backendAdded', this.#onBackendAdded);
     pool.off('backendRemoved', this.#onBackendRemoved);
     pool.off('connectFailed', this.#onConnectFailed);
+    pool.off('writeStalled', this.#onWriteStalled);
     this.#pool = undefined;
   }
 
@@ -504,10 +516,16 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   }
 
   readonly #onBackendAdded = (backend: Backend): void => {
-    if (this.#entries.has(backend.id)) {
-      // Already probed (added by hand before attach): keep its history.
-      if (log.enabled) log('%s: already probed, not re-added', backend.id);
-      return;
+    const mine = this.#entries.get(backend.id);
+    if (mine !== undefined) {
+      if (sameIdentity(mine.backend, backend)) {
+        // Already probed (added by hand before attach): keep its history.
+        if (log.enabled) log('%s: already probed, not re-added', backend.id);
+        return;
+      }
+      // The pool added another address under a hand-added id: the pool's wins.
+      if (log.enabled) log('%s: probed by hand at another address; now probing the pool\'s', backend.id);
+      this.remove(backend.id);
     }
     this.#add(backend, initialFrom(this.#pool?.status(backend.id)), true);
   };
@@ -516,17 +534,26 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     if (this.#entries.get(backend.id)?.fromPool === true) this.remove(backend.id);
   };
 
+  readonly #onWriteStalled = (backend: Backend): void => {
+    this.#passiveFailure(backend, 'timeout', `Traffic to \`${backend.id}\` stalled: writes did not drain`, undefined);
+  };
+
   readonly #onConnectFailed = (backend: Backend, error: Error): void => {
+    const layer =
+      error instanceof ConnectTimeoutError ? 'timeout' : socketError(backend.id, 'connect', (error as { cause?: unknown }).cause ?? error).layer;
+    this.#passiveFailure(backend, layer, `Traffic to \`${backend.id}\` failed to connect: ${error.message}`, error);
+  };
+
+  /** Traffic failed: counted as a failed check toward `fall` (HAProxy's `observe layer4`). */
+  #passiveFailure(backend: Backend, layer: CheckLayer, message: string, error: Error | undefined): void {
     if (!this.#options.countConnectFailures) return;
     const entry = this.#entries.get(backend.id);
     if (entry === undefined) return;
-    const layer =
-      error instanceof ConnectTimeoutError ? 'timeout' : socketError(backend.id, 'connect', (error as { cause?: unknown }).cause ?? error).layer;
     const now = this.#options.clock.now();
     this.#record(entry, {
       backend: entry.backend,
       ok: false,
-      error: new CheckError(layer, `Traffic to \`${backend.id}\` failed to connect: ${error.message}`, { cause: error }),
+      error: new CheckError(layer, message, { cause: error }),
       durationMs: 0,
       at: now,
       passive: true,
@@ -537,7 +564,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       const delay = this.#nextDelay(entry);
       if (entry.timer === undefined || now + delay < entry.dueAt) this.#schedule(entry, delay);
     }
-  };
+  }
 
   #run(entry: Entry): Promise<CheckResult> {
     if (entry.run !== undefined) return entry.run.promise;
@@ -627,16 +654,18 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     const pool = this.#pool;
     const id = entry.backend.id;
     const status = pool?.status(id);
+    // Only the health axis is reported; the pool keeps drains and maintenance
+    // apart and decides what a verdict does in each.
     if (pool !== undefined && status !== undefined) {
       if (!result.ok && entry.health.verdict === 'down') {
         // Also on later failures: someone may have marked it up since.
-        if (status.state === 'up' || status.state === 'draining') {
-          const tornDown = pool.markDown(id, PROBE_FAILED);
-          if (log.enabled) log('%s: marked down in the pool (%s was %s, %d connections torn down)', id, PROBE_FAILED, status.state, tornDown);
+        if (status.health !== 'down') {
+          const tornDown = pool.markDown(id, PROBE_FAILED, causeOf(result));
+          if (log.enabled) log('%s: reported down to the pool (%s, %d members taken out)', id, result.error?.code, tornDown);
         }
-      } else if (transition === 'up' && status.state === 'down') {
-        pool.markUp(id, PROBE_PASSED);
-        if (log.enabled) log('%s: marked up in the pool (%s)', id, PROBE_PASSED);
+      } else if (result.ok && entry.health.verdict === 'up' && (transition === 'up' || status.health === 'unknown')) {
+        pool.markUp(id, PROBE_PASSED, causeOf(result));
+        if (log.enabled) log('%s: reported up to the pool (%s)', id, PROBE_PASSED);
       }
     }
     this.emit('checked', result);

@@ -1,32 +1,43 @@
-export { UpstreamPool, AWAITING_PROBE } from './upstream-pool.js';
+export { UpstreamPool } from './upstream-pool.js';
 export type {
   BackendStats,
-  BackendStatus,
   CloseOptions,
   DrainOptions,
-  PinOptions,
   PoolStats,
+  ReconcileOptions,
+  ReconcileResult,
   RemoveOptions,
   UpstreamSocket,
-  ConnectOptions,
   PoolConnection,
 } from './upstream-pool.js';
+export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
+export { isPoolMember } from './pool-member.js';
+export type { DestroyOptions, MemberCloseOptions, MemberKind, PoolMember } from './pool-member.js';
 export { PinnedConnection } from './pinned-connection.js';
-export type { DestroyOptions, PinnedConnectionInit } from './pinned-connection.js';
+export type { PinnedConnectionInit } from './pinned-connection.js';
 export { PinnedSocket } from './pinned-socket.js';
 export type { PinnedSocketInit } from './pinned-socket.js';
 export { PoolAgent } from './pool-agent.js';
-export type { PoolAgentOptions } from './pool-agent.js';
+export type { AgentPool, PoolAgentOptions } from './pool-agent.js';
 export { createUpgradeHandler, pinUpgrade } from './upgrade.js';
-export type { UpgradeHandlerOptions, UpgradeOptions } from './upgrade.js';
+export type { UpgradeHandlerOptions, UpgradeOptions, UpgradePool } from './upgrade.js';
+export { Rebalancer } from './rebalancer.js';
+export type { RebalancerEvents, RebalancerOptions, RebalancerPool } from './rebalancer.js';
+export { WriteStallDetector } from './write-stall-detector.js';
+export type { WriteStallDetectorOptions, WriteStallPool } from './write-stall-detector.js';
 export { proxyAddressesOf, proxyHeader, proxyHeaderV1, proxyHeaderV2, PROXY_V2_SIGNATURE } from './proxy-protocol.js';
 export type { ProxyAddresses, ProxyProtocolVersion, SocketAddresses } from './proxy-protocol.js';
-export { dialBackend } from './dial.js';
-export type { DialOptions } from './dial.js';
-export { backendId, parseHostPort, resolveBackend } from './backend.js';
-export type { Backend, BackendSpec, BackendState, UpstreamTlsOptions } from './backend.js';
-export { pinnedConnectionDefaults, upstreamPoolDefaults } from './options.js';
-export type { DialFunction, DialFunctionOptions, PinnedConnectionOptions, QueueOptions, UpstreamPoolOptions } from './options.js';
+export { backendId, parseHostPort } from './backend.js';
+export type { Backend, BackendInput, BackendSpec, BackendTunables, UpstreamTlsOptions } from './backend.js';
+export type { AdminState, BackendHealth, BackendState, BackendStatus, HealthCause, HealthSource } from './backend-status.js';
+export type {
+  DialFunction,
+  DialFunctionOptions,
+  PinnedConnectionOptions,
+  QueueOptions,
+  TeardownOptions,
+  UpstreamPoolOptions,
+} from './options.js';
 export { systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { LeastConnectionsBalancer } from './balancers/least-connections.js';
@@ -47,6 +58,7 @@ export {
   FailoverProxyError,
   InvalidArgumentError,
   MaxConnectionsError,
+  MemberRegisteredError,
   NoHealthyBackendError,
   PoolClosedError,
   ProbeClosedError,
@@ -54,22 +66,23 @@ export {
 } from './errors.js';
 export type { CheckLayer, ErrorCode, NoHealthyBackendReason } from './errors.js';
 export type {
+  BackendUpdate,
   CheckResult,
   ConnectionClosedInfo,
   DownChange,
   HealthProbeEvents,
+  MemberEvents,
   PinnedConnectionEvents,
   StateChange,
+  StatePoint,
   TeardownReason,
   UpstreamPoolEvents,
 } from './events.js';
-export { HealthProbe, PROBE_FAILED, PROBE_PASSED } from './health-probe.js';
+export { HealthProbe } from './health-probe.js';
 export type { ProbeHealth, ProbeTarget, ProbeTargetEvents, ProbeTargetStatus } from './health-probe.js';
-export { healthProbeDefaults } from './probe-options.js';
 export type { HealthProbeOptions } from './probe-options.js';
-export { HealthState } from './health-state.js';
-export type { HealthStateOptions, HealthVerdict, InitialHealth } from './health-state.js';
-export { customCheck, resolveCheck } from './checks/check.js';
+export type { HealthVerdict, InitialHealth } from './health-state.js';
+export { customCheck } from './checks/check.js';
 export type { CheckContext, CheckFunction, CheckSpec, TcpCheckSpec } from './checks/check.js';
 export { tcpCheck } from './checks/tcp.js';
 export { tlsCheck } from './checks/tls.js';

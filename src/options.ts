@@ -6,7 +6,7 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import type { Backend, BackendSpec, UpstreamTlsOptions } from './backend.js';
+import type { Backend, BackendInput, UpstreamTlsOptions } from './backend.js';
 import type { Balancer, BalancerName, PickFunction } from './balancers/balancer.js';
 import { systemClock, type Clock } from './clock.js';
 import * as v from './validate.js';
@@ -118,7 +118,7 @@ export interface QueueOptions {
 /** Options of {@link UpstreamPool}. */
 export interface UpstreamPoolOptions {
   /** Backends to start with; more can be added with `add()`. */
-  readonly backends?: readonly BackendSpec[] | undefined;
+  readonly backends?: readonly BackendInput[] | undefined;
   /**
    * How a backend is chosen per connection: a built-in strategy by name, a
    * {@link Balancer}, or a plain function.
@@ -126,8 +126,9 @@ export interface UpstreamPoolOptions {
    */
   readonly balancer?: BalancerName | Balancer | PickFunction | undefined;
   /**
-   * State of a newly added backend: `'up'` (assume healthy until a probe says
-   * otherwise) or `'probe'` (down, reason `awaiting-probe`, until the first probe passes).
+   * Health of a newly added backend: `'up'` (assume healthy until a probe says
+   * otherwise) or `'probe'` (`unknown`, cause `awaiting-probe`, not picked
+   * until the first check passes).
    * @default 'up'
    */
   readonly initialState?: 'up' | 'probe' | undefined;
@@ -183,6 +184,39 @@ export interface UpstreamPoolOptions {
    * @default 5000
    */
   readonly closeTimeout?: number | undefined;
+  /**
+   * Slow start, in ms: a backend that becomes eligible (recovered, made
+   * ready, added to a running pool) gets an effective weight that ramps
+   * linearly from 10% of its weight to all of it over this time, so a
+   * reconnect storm does not land on a cold server. `0` disables it.
+   * @default 0
+   */
+  readonly slowStart?: number | undefined;
+  /**
+   * Tear down a pinned pair whose writes toward one side have made no
+   * progress for this many ms (reason `write-stalled`); a stall toward the
+   * backend also counts as a passive failure of it. Node has no
+   * `TCP_USER_TIMEOUT`, so without this a write to a vanished backend queues
+   * for ~15 minutes. Keep it above the probe's detection time. `0` disables it.
+   * @default 15000
+   */
+  readonly writeStallTimeout?: number | undefined;
+  /**
+   * What to do while no backend is eligible: `'queue'` new connections until
+   * one is (bounded by `queue.timeout`), or `'fail-open'`: place them on every
+   * backend that is active though unhealthy (Envoy's panic mode), in case the
+   * checks are what failed. Each switch is logged and emitted as `allDownChanged`.
+   * @default 'queue'
+   */
+  readonly allDown?: 'queue' | 'fail-open' | undefined;
+  /**
+   * How a backend's members are closed when it leaves service: up to
+   * `syncMax` inside the call, more in slices of at most `budgetMs` of work
+   * per event-loop turn. Either way every member is out of the registry and
+   * forwards nothing when the call returns.
+   * @default { syncMax: 256, budgetMs: 8 }
+   */
+  readonly teardown?: TeardownOptions | undefined;
   /** Time source for `since` stamps and timers (tests inject a fake one). */
   readonly clock?: Clock | undefined;
   /**
@@ -190,6 +224,20 @@ export interface UpstreamPoolOptions {
    * @default Math.random
    */
   readonly random?: (() => number) | undefined;
+}
+
+/** How teardown of many members is spread over event-loop turns. */
+export interface TeardownOptions {
+  /**
+   * Members closed inside the call that takes their backend out.
+   * @default 256
+   */
+  readonly syncMax?: number | undefined;
+  /**
+   * Time spent closing sockets per event-loop turn beyond `syncMax`, in ms.
+   * @default 8
+   */
+  readonly budgetMs?: number | undefined;
 }
 
 /** @internal */
@@ -200,7 +248,7 @@ export interface ResolvedQueueOptions {
 
 /** @internal */
 export interface ResolvedUpstreamPoolOptions {
-  readonly backends: readonly BackendSpec[];
+  readonly backends: readonly BackendInput[];
   readonly balancer: BalancerName | Balancer | PickFunction;
   readonly initialState: 'up' | 'probe';
   readonly connectTimeout: number;
@@ -213,6 +261,10 @@ export interface ResolvedUpstreamPoolOptions {
   readonly proxyProtocol: false | 'v1' | 'v2';
   readonly dial: DialFunction | undefined;
   readonly closeTimeout: number;
+  readonly slowStart: number;
+  readonly writeStallTimeout: number;
+  readonly allDown: 'queue' | 'fail-open';
+  readonly teardown: { readonly syncMax: number; readonly budgetMs: number };
   readonly clock: Clock;
   readonly random: () => number;
 }
@@ -228,6 +280,10 @@ export const upstreamPoolDefaults = Object.freeze({
   resetOnTeardown: true,
   proxyProtocol: false,
   closeTimeout: 5000,
+  slowStart: 0,
+  writeStallTimeout: 15_000,
+  allDown: 'queue',
+  teardown: Object.freeze({ syncMax: 256, budgetMs: 8 }),
 } as const);
 
 const poolKeys = [
@@ -244,6 +300,10 @@ const poolKeys = [
   'proxyProtocol',
   'dial',
   'closeTimeout',
+  'slowStart',
+  'writeStallTimeout',
+  'allDown',
+  'teardown',
   'clock',
   'random',
 ] as const;
@@ -265,6 +325,8 @@ export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): R
   }
   const queue = options.queue === undefined ? {} : v.object('queue', options.queue);
   v.knownKeys('queue', queue, ['max', 'timeout']);
+  const teardown = options.teardown === undefined ? {} : v.object('teardown', options.teardown);
+  v.knownKeys('teardown', teardown, ['syncMax', 'budgetMs']);
   if (options.tls !== undefined) v.object('tls', options.tls);
   const proxyProtocol = options.proxyProtocol ?? d.proxyProtocol;
   if (proxyProtocol !== false) v.oneOf('proxyProtocol', proxyProtocol, ['v1', 'v2']);
@@ -290,6 +352,13 @@ export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): R
     proxyProtocol,
     dial: options.dial === undefined ? undefined : v.func<DialFunction>('dial', options.dial),
     closeTimeout: v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, MAX_TIMER),
+    slowStart: v.integer('slowStart', options.slowStart ?? d.slowStart, 0, MAX_TIMER),
+    writeStallTimeout: options.writeStallTimeout === 0 ? 0 : v.integer('writeStallTimeout', options.writeStallTimeout ?? d.writeStallTimeout, 100, MAX_TIMER),
+    allDown: v.oneOf('allDown', options.allDown ?? d.allDown, ['queue', 'fail-open']),
+    teardown: Object.freeze({
+      syncMax: v.integer('teardown.syncMax', (teardown as TeardownOptions).syncMax ?? d.teardown.syncMax, 0, Infinity),
+      budgetMs: v.number('teardown.budgetMs', (teardown as TeardownOptions).budgetMs ?? d.teardown.budgetMs, 0.1, 1000),
+    }),
     clock,
     random: options.random === undefined ? Math.random : v.func<() => number>('random', options.random),
   });

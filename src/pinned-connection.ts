@@ -10,8 +10,17 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import type { Backend } from './backend.js';
 import { systemClock, type Clock } from './clock.js';
-import type { ConnectionClosedInfo, PinnedConnectionEvents, TeardownReason } from './events.js';
+import type { ConnectionClosedInfo, MemberEvents, TeardownReason } from './events.js';
 import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
+import {
+  DEFAULT_MEMBER_CLOSE_TIMEOUT,
+  kMember,
+  kQuiesce,
+  type DestroyOptions,
+  type MemberCloseOptions,
+  type PoolMember,
+} from './pool-member.js';
+import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:conn');
 
@@ -24,6 +33,7 @@ type Side = 'client' | 'upstream';
 // Assigned in the class's static block, where they may touch private state.
 let socketClosed: (conn: PinnedConnection, side: Side) => void;
 let socketFailed: (conn: PinnedConnection, side: Side, err: Error) => void;
+let pendingReasonOf: (conn: PinnedConnection) => TeardownReason;
 
 /** Options of a {@link PinnedConnection} built by hand. */
 export interface PinnedConnectionInit extends PinnedConnectionOptions {
@@ -35,17 +45,7 @@ export interface PinnedConnectionInit extends PinnedConnectionOptions {
   readonly clock?: Clock | undefined;
 }
 
-/** How to tear a connection down. */
-export interface DestroyOptions {
-  /**
-   * Close the client with a TCP reset instead of a FIN, so it notices at once
-   * even if it is only writing. Ignored for sockets that cannot be reset (TLS).
-   * @default false
-   */
-  readonly reset?: boolean | undefined;
-  /** An error to report in the `closed` event (and to `destroy()` the sockets with). */
-  readonly error?: Error | undefined;
-}
+export type { DestroyOptions } from './pool-member.js';
 
 /**
  * A client socket piped to an upstream socket.
@@ -74,7 +74,11 @@ export interface DestroyOptions {
  * }).listen(8000);
  * ```
  */
-export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
+export class PinnedConnection extends EventEmitter<MemberEvents> implements PoolMember {
+  /** The member brand. */
+  readonly [kMember] = 'connection' as const;
+  /** A client-to-upstream pair. */
+  readonly kind = 'connection' as const;
   /** The client-facing socket. */
   readonly client: Socket;
   /** The backend-facing socket. */
@@ -88,12 +92,18 @@ export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
 
   #clock: Clock;
   #closed = false;
+  /** Taken out by the registry: forwards nothing; its sockets close on a later turn. */
+  #quiesced = false;
   #info: ConnectionClosedInfo | undefined;
   /** Reason noted when one side closed cleanly and the other is still flushing. */
   #pendingReason: TeardownReason | undefined;
+  /** The graceful close's deadline, while one runs. */
+  #closeTimer: NodeJS.Timeout | undefined;
 
   constructor(client: Socket, upstream: Socket, init: PinnedConnectionInit = {}) {
     super();
+    if (!isSocketLike(client)) throw v.invalid('client', 'a net.Socket', client);
+    if (!isSocketLike(upstream)) throw v.invalid('upstream', 'a net.Socket', upstream);
     const options = resolvePinnedConnectionOptions(init, 'init');
     this.client = client;
     this.upstream = upstream;
@@ -167,14 +177,57 @@ export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
     return this.upstream.bytesRead;
   }
 
-  /** Whether the connection has been torn down. */
+  /** Whether the connection has been torn down (or taken out of service to be, a turn later). */
   get closed(): boolean {
-    return this.#closed;
+    return this.#closed || this.#quiesced;
   }
 
   /** What the `closed` event reported, once closed. */
   get closedInfo(): ConnectionClosedInfo | undefined {
     return this.#info;
+  }
+
+  /**
+   * Closes gracefully: stops forwarding, sends FIN both ways, and emits
+   * `closed` with `reason` once both peers have closed, or destroys the pair
+   * at the deadline. Idempotent; a later `destroy()` cuts it short.
+   *
+   * @example
+   * ```ts
+   * conn.close('rebalanced'); // the client sees a clean end of stream and reconnects
+   * ```
+   */
+  close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
+    if (this.#closed || this.#quiesced || this.#closeTimer !== undefined) return;
+    const timeout = v.integer('timeout', options.timeout ?? DEFAULT_MEMBER_CLOSE_TIMEOUT, 0, 2 ** 31 - 1);
+    const { client, upstream } = this;
+    this.#pendingReason = reason;
+    // Bytes still arriving from either peer have nowhere to go once both
+    // sides are ended: drop them (the sockets keep flowing so FINs are read).
+    client.off('data', onClientData);
+    upstream.off('data', onUpstreamData);
+    client.resume();
+    upstream.resume();
+    client.end();
+    upstream.end();
+    this.#closeTimer = setTimeout(onCloseDeadline, timeout, this);
+    this.#closeTimer.unref();
+    if (log.enabled) log('%s closing: %s', this.id, reason);
+  }
+
+  /**
+   * Stops moving bytes at once, closing nothing: the registry calls this when
+   * it takes the pair out and closes the sockets on a later turn.
+   *
+   * @internal
+   */
+  [kQuiesce](): void {
+    this.#quiesced = true;
+    const { client, upstream } = this;
+    client.off('data', onClientData);
+    upstream.off('data', onUpstreamData);
+    client.pause();
+    upstream.pause();
   }
 
   /**
@@ -186,6 +239,10 @@ export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
     this.#closed = true;
     const { client, upstream } = this;
     const error = options.error;
+    if (this.#closeTimer !== undefined) {
+      clearTimeout(this.#closeTimer);
+      this.#closeTimer = undefined;
+    }
 
     if (options.reset === true && !client.destroyed) resetSocket(client);
     else client.destroy();
@@ -195,6 +252,7 @@ export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
 
     const info: ConnectionClosedInfo = Object.freeze({
       reason,
+      kind: this.kind,
       error,
       bytesFromClient: client.bytesRead,
       bytesFromUpstream: upstream.bytesRead,
@@ -221,12 +279,23 @@ export class PinnedConnection extends EventEmitter<PinnedConnectionEvents> {
       }
       conn.destroy(reason);
     };
+    pendingReasonOf = (conn) => conn.#pendingReason ?? 'closed';
     socketFailed = (conn, side, err) => {
       if (conn.#closed) return; // after the first error, further ones are noise
       if (log.enabled) log('%s %s error: %s', conn.id, side, (err as NodeJS.ErrnoException).code ?? err.message);
-      conn.destroy(side === 'client' ? 'client-error' : 'upstream-error', { error: err });
+      // A peer that resets while we close it gracefully keeps the close's reason.
+      const reason = conn.#closeTimer !== undefined ? conn.#pendingReason! : side === 'client' ? 'client-error' : 'upstream-error';
+      conn.destroy(reason, { error: err });
     };
   }
+}
+
+function isSocketLike(value: unknown): value is Socket {
+  return typeof value === 'object' && value !== null && typeof (value as Socket).write === 'function' && typeof (value as Socket).destroy === 'function';
+}
+
+function onCloseDeadline(conn: PinnedConnection): void {
+  conn.destroy(pendingReasonOf(conn));
 }
 
 function configure(socket: Socket, keepAlive: boolean, delay: number, noDelay: boolean): void {

@@ -11,8 +11,16 @@ import { EventEmitter } from 'eventemitter3';
 import type { Backend } from './backend.js';
 import { systemClock, type Clock } from './clock.js';
 import { BackendDownError, PoolClosedError } from './errors.js';
-import type { ConnectionClosedInfo, PinnedConnectionEvents, TeardownReason } from './events.js';
-import type { DestroyOptions } from './pinned-connection.js';
+import type { ConnectionClosedInfo, MemberEvents, TeardownReason } from './events.js';
+import {
+  DEFAULT_MEMBER_CLOSE_TIMEOUT,
+  kMember,
+  kQuiesce,
+  type DestroyOptions,
+  type MemberCloseOptions,
+  type PoolMember,
+} from './pool-member.js';
+import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:conn');
 
@@ -20,6 +28,9 @@ const log = createDebug('failover-proxy:conn');
 // pinned-connection.ts), so registering a socket allocates no closure.
 const kPinned = Symbol('failover-proxy.pinned-socket');
 type OwnedSocket = Socket & { [kPinned]?: PinnedSocket };
+
+// Assigned in the class's static block, where it may read private state.
+let closingReasonOf: (pinned: PinnedSocket) => TeardownReason;
 
 /** Options of a {@link PinnedSocket}. */
 export interface PinnedSocketInit {
@@ -58,7 +69,11 @@ export interface PinnedSocketInit {
  * socket.on('error', (err) => console.log((err as FailoverProxyError).code)); // 'BACKEND_DOWN' after markDown
  * ```
  */
-export class PinnedSocket extends EventEmitter<PinnedConnectionEvents> {
+export class PinnedSocket extends EventEmitter<MemberEvents> implements PoolMember {
+  /** The member brand. */
+  readonly [kMember] = 'socket' as const;
+  /** A lone upstream socket whose I/O someone else does. */
+  readonly kind = 'socket' as const;
   /** The backend-facing socket. */
   readonly upstream: Socket;
   /** The backend the socket leads to, when known. */
@@ -71,9 +86,14 @@ export class PinnedSocket extends EventEmitter<PinnedConnectionEvents> {
   #clock: Clock;
   #closed = false;
   #info: ConnectionClosedInfo | undefined;
+  #closingReason: TeardownReason | undefined;
+  #closeTimer: NodeJS.Timeout | undefined;
 
   constructor(upstream: Socket, init: PinnedSocketInit = {}) {
     super();
+    if (typeof upstream !== 'object' || upstream === null || typeof (upstream).destroy !== 'function') {
+      throw v.invalid('upstream', 'a net.Socket', upstream);
+    }
     this.upstream = upstream;
     this.backend = init.backend;
     this.#clock = init.clock ?? systemClock;
@@ -109,6 +129,34 @@ export class PinnedSocket extends EventEmitter<PinnedConnectionEvents> {
   }
 
   /**
+   * Whether `close()` asked for the socket to go: its owner should not reuse
+   * it (a {@link PoolAgent} keeps no such socket alive).
+   */
+  get closing(): boolean {
+    return this.#closingReason !== undefined;
+  }
+
+  /**
+   * Evicts the socket gracefully: destroyed now when it is idle (no request
+   * on it, nothing left to write), else once its owner is done with it, or at
+   * the deadline. Idempotent.
+   */
+  close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
+    if (this.#closed || this.#closingReason !== undefined) return;
+    const timeout = v.integer('timeout', options.timeout ?? DEFAULT_MEMBER_CLOSE_TIMEOUT, 0, 2 ** 31 - 1);
+    this.#closingReason = reason;
+    if (isIdle(this.upstream)) {
+      this.destroy(reason);
+      return;
+    }
+    this.#closeTimer = setTimeout(onCloseDeadline, timeout, this);
+    this.#closeTimer.unref();
+  }
+
+  /** @internal Nothing to stop: the owner does the I/O; the socket is destroyed on a later turn. */
+  [kQuiesce](): void {}
+
+  /**
    * Destroys the socket and emits `closed` before returning. A socket still
    * open is destroyed with `options.error`, or else with a `BACKEND_DOWN`
    * error (`POOL_CLOSED` for `pool-closed`/`pool-destroyed`), so its user
@@ -118,10 +166,15 @@ export class PinnedSocket extends EventEmitter<PinnedConnectionEvents> {
   destroy(reason: TeardownReason = 'destroyed', options: DestroyOptions = {}): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#closeTimer !== undefined) {
+      clearTimeout(this.#closeTimer);
+      this.#closeTimer = undefined;
+    }
     const { upstream } = this;
     if (!upstream.destroyed) upstream.destroy(options.error ?? teardownError(this, reason));
     const info: ConnectionClosedInfo = Object.freeze({
       reason,
+      kind: this.kind,
       error: options.error,
       bytesFromClient: upstream.bytesWritten,
       bytesFromUpstream: upstream.bytesRead,
@@ -131,6 +184,20 @@ export class PinnedSocket extends EventEmitter<PinnedConnectionEvents> {
     if (log.enabled) log('%s closed: %s (%d B out, %d B in)', this.id, reason, info.bytesFromClient, info.bytesFromUpstream);
     this.emit('closed', info);
   }
+
+  static {
+    closingReasonOf = (pinned) => pinned.#closingReason ?? 'closed';
+  }
+}
+
+/** An HTTP client socket with no request on it and nothing queued to write. */
+function isIdle(socket: Socket): boolean {
+  const message = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
+  return (message === undefined || message === null) && socket.writableLength === 0;
+}
+
+function onCloseDeadline(pinned: PinnedSocket): void {
+  pinned.destroy(closingReasonOf(pinned));
 }
 
 function teardownError(pinned: PinnedSocket, reason: TeardownReason): Error {
@@ -151,5 +218,6 @@ function onUpstreamClose(this: OwnedSocket): void {
   if (pinned === undefined || pinned.closed) return;
   // A FIN from the backend ends the readable side first; otherwise the owner
   // closed the socket itself (a request without keep-alive, an idle timeout).
-  pinned.destroy(this.readableEnded ? 'upstream-closed' : 'client-closed');
+  // An eviction asked for by close() keeps its reason.
+  pinned.destroy(pinned.closing ? closingReasonOf(pinned) : this.readableEnded ? 'upstream-closed' : 'client-closed');
 }

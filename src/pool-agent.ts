@@ -12,11 +12,25 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import createDebug from 'debug';
 import type { Backend } from './backend.js';
-import { BackendDownError, ConnectError } from './errors.js';
+import type { BackendStatus } from './backend-status.js';
+import { ConnectError } from './errors.js';
 import type { ConnectionClosedInfo } from './events.js';
 import { PinnedSocket } from './pinned-socket.js';
-import type { PinOptions, UpstreamPool } from './upstream-pool.js';
+import type { MemberFactory, PinOptions, PlaceOptions } from './placement.js';
+import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
+
+/**
+ * What an agent needs of a pool ({@link UpstreamPool} has it): the placement
+ * path, backend status, and the drain event. Declared here so the agent does
+ * not depend on the pool's module.
+ */
+export interface AgentPool {
+  place<M extends PoolMember>(options: PlaceOptions, build: MemberFactory<M>): Promise<M>;
+  status(id: string): BackendStatus | undefined;
+  on(event: 'backendDraining', fn: (backend: Backend) => void, context?: unknown): unknown;
+  off(event: 'backendDraining', fn: (backend: Backend) => void, context?: unknown): unknown;
+}
 
 const log = createDebug('failover-proxy:agent');
 
@@ -51,13 +65,6 @@ const kPinned = Symbol('failover-proxy.agent-socket');
 type AgentSocket = Socket & { [kPinned]?: PinnedSocket };
 type AgentPinned = PinnedSocket & { [kAgent]?: PoolAgent };
 type HttpMessageSocket = Socket & { _httpMessage?: (ClientRequest & { res?: IncomingMessage | null }) | null };
-
-/**
- * Re-placing a socket whose backend left service between the pick and the
- * registration (a microtask window) is bounded, so a flapping pool cannot
- * spin a request forever.
- */
-const MAX_REPLACEMENTS = 3;
 
 /**
  * An `http.Agent` over an {@link UpstreamPool}. Use it with `http.request`,
@@ -96,15 +103,14 @@ export class PoolAgent extends Agent {
   /** `80`, or `443` for a `secure` agent. */
   declare defaultPort: number;
   /** The pool the agent's connections come from. */
-  readonly pool: UpstreamPool;
+  readonly pool: AgentPool;
   readonly #secure: boolean;
   readonly #keepAlive: boolean;
   readonly #keepAliveMsecs: number;
   readonly #context: ((request: ClientRequestArgs) => PinOptions | undefined) | undefined;
-  #nextId = 1;
   #destroyed = false;
 
-  constructor(pool: UpstreamPool, options: PoolAgentOptions = {}) {
+  constructor(pool: AgentPool, options: PoolAgentOptions = {}) {
     const raw = v.object('options', options);
     const { secure, context, ...agentOptions } = options;
     const isSecure = v.boolean('secure', secure ?? false);
@@ -149,7 +155,7 @@ export class PoolAgent extends Agent {
    */
   override keepSocketAlive(socket: Duplex): boolean {
     const pinned = (socket as AgentSocket)[kPinned];
-    if (pinned !== undefined && (pinned.closed || !isUp(this.pool, pinned.backend))) return false;
+    if (pinned !== undefined && (pinned.closed || pinned.closing || !isUp(this.pool, pinned.backend))) return false;
     return super.keepSocketAlive(socket) as unknown as boolean;
   }
 
@@ -163,41 +169,32 @@ export class PoolAgent extends Agent {
   }
 
   async #open(request: ClientRequestArgs): Promise<Socket> {
-    const { pool } = this;
     const context = this.#context?.(request) ?? {};
-    for (let attempt = 0; ; attempt++) {
-      const { backend, socket } = await pool.connect(context);
+    // The pool checks the backend and registers the socket in one step with
+    // the end of the dial: no markDown can slip in between.
+    const pinned = await this.pool.place<AgentPinned>({ key: context.key, meta: context.meta }, (backend, socket, id) => {
       if (this.#secure && !(socket instanceof TLSSocket)) {
-        socket.destroy();
         throw new ConnectError(backend.id, {
           cause: new Error('the pool dialled this backend without TLS, but the agent is secure: set `tls` on the pool or the backend'),
         });
-      }
-      // The backend may have left service in the microtasks since the pick;
-      // checked and registered in one synchronous step, so no markDown can
-      // slip in between.
-      if (!isUp(pool, backend)) {
-        socket.destroy();
-        if (attempt < MAX_REPLACEMENTS) continue;
-        throw new BackendDownError(backend.id, pool.status(backend.id)?.reason ?? 'backend-removed');
       }
       // An HTTP socket must close when the server closes: half-open (as the
       // pool dials for piping) it would sit in the free list and be reused.
       socket.allowHalfOpen = false;
       configure(socket, this.#keepAlive, this.#keepAliveMsecs);
       if (typeof request.timeout === 'number' && request.timeout > 0) socket.setTimeout(request.timeout);
-      const pinned = new PinnedSocket(socket, { backend, id: `agent-${this.#nextId++}` }) as AgentPinned;
-      pinned[kAgent] = this;
-      (socket as AgentSocket)[kPinned] = pinned;
-      pool.register(pinned);
-      pinned.on('closed', onAgentSocketClosed);
-      if (log.enabled) log('%s: new socket to %s', pinned.id, backend.id);
-      return socket;
-    }
+      const member = new PinnedSocket(socket, { backend, id: `agent-${id}` }) as AgentPinned;
+      member[kAgent] = this;
+      (socket as AgentSocket)[kPinned] = member;
+      member.on('closed', onAgentSocketClosed);
+      return member;
+    });
+    if (log.enabled) log('%s: new socket to %s', pinned.id, pinned.backend?.id);
+    return pinned.upstream;
   }
 }
 
-function isUp(pool: UpstreamPool, backend: Backend | undefined): boolean {
+function isUp(pool: AgentPool, backend: Backend | undefined): boolean {
   return backend !== undefined && pool.status(backend.id)?.state === 'up';
 }
 

@@ -84,10 +84,13 @@ export interface HealthProbeOptions {
    */
   readonly concurrency?: number | undefined;
   /**
-   * When attached to a pool, count each failed dial the pool reports
-   * (`connectFailed`) as a failed check of that backend: real traffic then
-   * brings a dead backend down without waiting for `fall` probes.
-   * @default false
+   * Passive health: when attached to a pool, count each failed dial the pool
+   * reports (`connectFailed`: refused, timed out) and each stalled write
+   * (`writeStalled`) as a failed check of that backend, as HAProxy's
+   * `observe layer4` does: real traffic then brings a dead backend down
+   * before the next probe round instead of sending reconnecting clients to
+   * it first. `false` counts only the probe's own checks.
+   * @default true
    */
   readonly countConnectFailures?: boolean | undefined;
   /**
@@ -150,7 +153,7 @@ export const healthProbeDefaults = Object.freeze({
   rise: 2,
   fall: 3,
   concurrency: 64,
-  countConnectFailures: false,
+  countConnectFailures: true,
   autoStart: true,
 } as const);
 

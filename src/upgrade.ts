@@ -9,10 +9,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import createDebug from 'debug';
-import { BackendDownError, ClientClosedError, ConnectError, FailoverProxyError, type ErrorCode } from './errors.js';
+import { ConnectError, FailoverProxyError, type ErrorCode } from './errors.js';
 import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
-import type { PinOptions, UpstreamPool } from './upstream-pool.js';
+import type { MemberFactory, PinOptions, PlaceOptions } from './placement.js';
+import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:upgrade');
@@ -37,18 +38,13 @@ export interface UpgradeHandlerOptions extends UpgradeOptions {
   readonly onError?: ((error: FailoverProxyError, req: IncomingMessage) => void) | undefined;
 }
 
-// A pending client finds the dial to cancel through this back-reference.
-const kPending = Symbol('failover-proxy.upgrade');
-type PendingSocket = Socket & { [kPending]?: AbortController };
+/** What an upgrade needs of a pool ({@link UpstreamPool} has it): the placement path. */
+export interface UpgradePool {
+  place<M extends PoolMember>(options: PlaceOptions, build: MemberFactory<M>): Promise<M>;
+}
 
 /** How long a refused client may take to read the answer and hang up. */
 const REFUSAL_GRACE_MS = 2000;
-
-/**
- * Re-placing when the backend left service between the pick and the
- * registration is bounded, so a flapping pool cannot spin an upgrade forever.
- */
-const MAX_REPLACEMENTS = 3;
 
 /**
  * Relays an upgrade request to a backend chosen by the pool and pins the
@@ -76,54 +72,31 @@ const MAX_REPLACEMENTS = 3;
  * ```
  */
 export async function pinUpgrade(
-  pool: UpstreamPool,
+  pool: UpgradePool,
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
   options: UpgradeOptions = {},
 ): Promise<PinnedConnection> {
-  const client = socket as PendingSocket;
+  const client = socket as Socket;
   const { key, meta, connection } = options;
-  const controller = new AbortController();
-  client[kPending] = controller;
-  // Until the pair is pinned, a client reset must not crash the process and a
-  // client leaving must cancel the dial (as pin() does).
-  client.on('error', onPendingError);
-  client.on('close', onPendingClose);
-  // Reading into the socket's buffer notices a reset even if nothing consumes
-  // it yet; bytes read stay buffered for the upstream.
-  if (!client.destroyed) client.read(0);
   try {
     const requestHead = serializeRequestHead(req);
-    for (let attempt = 0; ; attempt++) {
-      const { backend, socket: upstream } = await pool.connect({ key, meta, client, signal: controller.signal });
-      if (client.destroyed) {
-        upstream.destroy();
-        throw new ClientClosedError();
-      }
-      // Checked and registered in one synchronous step: no markDown can slip
-      // in between, so the pair is never pinned to a backend out of service.
-      if (pool.status(backend.id)?.state !== 'up') {
-        upstream.destroy();
-        if (attempt < MAX_REPLACEMENTS) continue;
-        throw new BackendDownError(backend.id, pool.status(backend.id)?.reason ?? 'backend-removed');
-      }
+    // The pool watches the client while it is placed (a reset or close
+    // cancels the dial) and checks the backend in the same step as this
+    // callback, so the pair is never pinned to a backend out of service.
+    const conn = await pool.place({ key, meta, client }, (backend, upstream, id) => {
       upstream.write(requestHead);
       if (head.length > 0) upstream.write(head);
-      const conn = new PinnedConnection(client, upstream, { ...connection, backend });
-      pool.register(conn);
-      if (log.enabled) log('%s %s upgraded to %s', conn.id, req.url, backend.id);
-      return conn;
-    }
+      return new PinnedConnection(client, upstream, { ...connection, backend, id });
+    });
+    if (log.enabled) log('%s %s upgraded to %s', conn.id, req.url, conn.backend?.id);
+    return conn;
   } catch (err) {
     const error = err instanceof FailoverProxyError ? err : new ConnectError('?', { cause: err });
     refuse(client, error);
     if (log.enabled) log('upgrade of %s failed: %s', req.url, error.message);
     throw error;
-  } finally {
-    client.off('error', onPendingError);
-    client.off('close', onPendingClose);
-    delete client[kPending];
   }
 }
 
@@ -138,7 +111,7 @@ export async function pinUpgrade(
  * ```
  */
 export function createUpgradeHandler(
-  pool: UpstreamPool,
+  pool: UpgradePool,
   options: UpgradeHandlerOptions = {},
 ): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   v.knownKeys('options', v.object('options', options), ['key', 'meta', 'connection', 'onError']);
@@ -188,12 +161,4 @@ function noop(): void {}
 
 function onRefusalTimeout(this: Socket): void {
   this.destroy();
-}
-
-function onPendingError(this: PendingSocket, err: Error): void {
-  this[kPending]?.abort(new ClientClosedError({ cause: err }));
-}
-
-function onPendingClose(this: PendingSocket): void {
-  this[kPending]?.abort(new ClientClosedError());
 }

@@ -1,49 +1,35 @@
 /**
- * The pool: backends, their states, a picker, and the registry of live
- * connections indexed by backend, so that a backend leaving service takes its
- * connections with it, synchronously.
+ * The pool: a facade over membership and state ({@link BackendTable}), the
+ * registry of live members ({@link MemberRegistry}) and the placement path
+ * ({@link PlacementEngine}). A backend leaving service takes its members with
+ * it, synchronously.
  *
  * @module
  */
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
-import { resolveBackend, type Backend, type BackendSpec, type BackendState } from './backend.js';
-import type { Balancer, PickCandidate, PickContext } from './balancers/balancer.js';
+import { resolveBackend, resolveTunables, sameIdentity, type Backend, type BackendInput, type BackendTunables } from './backend.js';
+import type { BackendEntry } from './backend-entry.js';
+import type { BackendStatus, HealthCause } from './backend-status.js';
+import { BackendTable } from './backend-table.js';
+import type { PickContext } from './balancers/balancer.js';
 import { createBalancer } from './balancers/create-balancer.js';
 import { dialBackend } from './dial.js';
-import {
-  BackendDownError,
-  ClientClosedError,
-  ConnectError,
-  ConnectTimeoutError,
-  DuplicateBackendError,
-  FailoverProxyError,
-  MaxConnectionsError,
-  NoHealthyBackendError,
-  PoolClosedError,
-  UnknownBackendError,
-} from './errors.js';
-import type { ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
+import { BackendDownError, ConnectError, DuplicateBackendError, FailoverProxyError, PoolClosedError } from './errors.js';
+import type { BackendUpdate, ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
+import { MemberRegistry } from './member-registry.js';
+import { resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
 import { PinnedSocket } from './pinned-socket.js';
+import { WriteStallDetector } from './write-stall-detector.js';
+import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
+import type { PoolMember } from './pool-member.js';
 import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
-import { resolveUpstreamPoolOptions, type DialFunction, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:pool');
-
-/** The reason a backend added under `initialState: 'probe'` is down for. */
-export const AWAITING_PROBE = 'awaiting-probe';
-
-/** Where a backend stands: its state, since when, and why. */
-export interface BackendStatus {
-  readonly state: BackendState;
-  /** Clock time of the last transition (ms since epoch). */
-  readonly since: number;
-  readonly reason: string;
-}
 
 /** A per-backend snapshot in {@link PoolStats}. */
 export interface BackendStats extends BackendStatus {
@@ -51,19 +37,22 @@ export interface BackendStats extends BackendStatus {
   readonly host: string;
   readonly port: number;
   readonly weight: number;
-  /** Connections open now. */
+  readonly maxConnections: number;
+  /** Members open now. */
   readonly active: number;
   /** Dials in flight now. */
   readonly dialling: number;
-  /** Connections pinned since the backend was added. */
+  /** Members registered since the backend was added. */
   readonly total: number;
   /** Failed dials (refused, timed out, reset) since the backend was added. */
   readonly connectFailures: number;
-  /** Bytes read from clients and sent to this backend (open and closed connections). */
+  /** Members torn down for stalled writes since the backend was added. */
+  readonly writeStalls: number;
+  /** Bytes read from clients and sent to this backend (open and closed members). */
   readonly bytesFromClient: number;
   /** Bytes read from this backend and sent to clients. */
   readonly bytesFromUpstream: number;
-  /** Closed connections by teardown reason. */
+  /** Closed members by teardown reason. */
   readonly teardowns: Readonly<Record<string, number>>;
 }
 
@@ -72,31 +61,27 @@ export interface PoolStats {
   /** Clock time of the snapshot. */
   readonly at: number;
   readonly closed: boolean;
-  /** Connections open now, all backends. */
+  /** Members open now, all backends. */
   readonly active: number;
-  /** Clients waiting for a backend to come up. */
+  /** Members taken out whose sockets are still being closed (sliced teardown). */
+  readonly closing: number;
+  /** Clients waiting for a backend. */
   readonly waiting: number;
-  /** Connections pinned since the pool was made. */
+  /** Members registered since the pool was made. */
   readonly total: number;
+  /** No backend is eligible now. */
+  readonly allDown: boolean;
   readonly backends: readonly BackendStats[];
-  /** Closed connections by teardown reason, all backends (including removed ones). */
+  /** Closed members by teardown reason, all backends (including removed ones). */
   readonly teardowns: Readonly<Record<string, number>>;
   /** Clients that could not be placed, by error code. */
   readonly pinFailures: Readonly<Record<string, number>>;
 }
 
-/** Per-connection input to {@link UpstreamPool.pin}. */
-export interface PinOptions {
-  /** Hash key for the `hash` strategy. @default the client's remote address */
-  readonly key?: string | undefined;
-  /** Data for a custom picker (a zone, a tenant). */
-  readonly meta?: Readonly<Record<string, unknown>> | undefined;
-}
-
 /** Options of {@link UpstreamPool.drain}. */
 export interface DrainOptions {
   /**
-   * Deadline in ms; connections still open then are destroyed with reason `drained`.
+   * Deadline in ms; members still open then are destroyed with reason `drained`.
    * @default 30000
    */
   readonly timeout?: number | undefined;
@@ -110,9 +95,35 @@ export interface RemoveOptions {
   readonly timeout?: number | undefined;
 }
 
+/** Options of {@link UpstreamPool.reconcile}. */
+export interface ReconcileOptions {
+  /**
+   * Deadline in ms for draining backends that are no longer listed; then
+   * they are removed (and what is left on them destroyed, reason `drained`).
+   * @default 30000
+   */
+  readonly drainTimeout?: number | undefined;
+}
+
+/** What {@link UpstreamPool.reconcile} did. */
+export interface ReconcileResult {
+  /** Ids added. */
+  readonly added: readonly string[];
+  /** Ids whose tunables changed. */
+  readonly updated: readonly string[];
+  /** Ids draining, to be removed. */
+  readonly removed: readonly string[];
+  /** Ids whose address (or TLS, SNI) changed: removed at once and added anew. */
+  readonly replaced: readonly string[];
+  /** Ids left as they were. */
+  readonly unchanged: readonly string[];
+  /** Settles when every drained backend is removed. */
+  readonly settled: Promise<void>;
+}
+
 /** Options of {@link UpstreamPool.close}. */
 export interface CloseOptions {
-  /** Grace period in ms before open connections are destroyed. @default the pool's `closeTimeout` */
+  /** Grace period in ms before open members are destroyed. @default the pool's `closeTimeout` */
   readonly timeout?: number | undefined;
 }
 
@@ -122,74 +133,17 @@ export interface UpstreamSocket {
   readonly socket: Socket;
 }
 
-/** Per-connection input to {@link UpstreamPool.connect}. */
-export interface ConnectOptions extends PinOptions {
-  /**
-   * The client the upstream is opened for, when there is one: given to the
-   * picker, and its addresses are sent in the PROXY protocol header when the
-   * pool sends one. Without it the header says the connection is the
-   * proxy's own (`LOCAL` in v2, `UNKNOWN` in v1).
-   */
-  readonly client?: Socket | undefined;
-  /** Cancels the pick, the dial and the wait in the queue (the promise rejects with `signal.reason`). */
-  readonly signal?: AbortSignal | undefined;
-}
-
 /**
- * What the registry holds: client-to-upstream pairs from {@link UpstreamPool.pin}
- * (or built by hand), and single upstream sockets owned by someone else (a
- * {@link PoolAgent}). Both have `backend`, `closed`, `destroy(reason)` and a
- * `closed` event; tell them apart with `instanceof`.
+ * What the registry holds: anything that fulfils the member contract
+ * ({@link PoolMember}): pairs from {@link UpstreamPool.pin}, agent sockets,
+ * upgrades, members of your own.
  */
-export type PoolConnection = PinnedConnection | PinnedSocket;
+export type PoolConnection = PoolMember;
+
+export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
 
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
-
-/** The pool's bookkeeping for one backend. */
-class BackendEntry implements PickCandidate {
-  state: BackendState;
-  since: number;
-  reason: string;
-  readonly connections = new Set<PoolConnection>();
-  dialling = 0;
-  total = 0;
-  connectFailures = 0;
-  closedBytesFromClient = 0;
-  closedBytesFromUpstream = 0;
-  readonly teardowns: Record<string, number> = Object.create(null) as Record<string, number>;
-  drainTimer: unknown = undefined;
-  drainWaiters: (() => void)[] = [];
-  removed = false;
-
-  constructor(
-    readonly backend: Backend,
-    state: BackendState,
-    reason: string,
-    since: number,
-  ) {
-    this.state = state;
-    this.reason = reason;
-    this.since = since;
-  }
-
-  get active(): number {
-    return this.connections.size + this.dialling;
-  }
-}
-
-/** A client (or agent request) waiting for a backend: aborted when it leaves or the pool closes. */
-class Placement {
-  readonly controller = new AbortController();
-  wake: (() => void) | undefined = undefined;
-  constructor(
-    readonly client: Socket | undefined,
-    /** Bytes the dialler sends first (a PROXY protocol header). */
-    readonly preamble: Buffer | undefined = undefined,
-  ) {}
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-}
+const MAX_TIMER = 2 ** 31 - 1;
 
 /**
  * The pick context of a client connection. The hash key defaults to the
@@ -200,272 +154,416 @@ class ClientPickContext implements PickContext {
   readonly #key: string | undefined;
   readonly meta: Readonly<Record<string, unknown>> | undefined;
   constructor(
-    readonly client: Socket,
+    readonly client: Socket | undefined,
     options: PinOptions,
   ) {
     this.#key = options.key;
     this.meta = options.meta;
   }
   get key(): string | undefined {
-    return this.#key ?? this.client.remoteAddress;
+    return this.#key ?? this.client?.remoteAddress;
   }
 }
 
-// Pending client sockets find their placement through this back-reference.
-const kPlacement = Symbol('failover-proxy.placement');
-const kEntry = Symbol('failover-proxy.entry');
-const kPool = Symbol('failover-proxy.pool');
-type PendingSocket = Socket & { [kPlacement]?: Placement | undefined };
-type PooledConnection = PoolConnection & { [kEntry]?: BackendEntry; [kPool]?: UpstreamPool };
-
-let connectionClosed: (conn: PooledConnection, info: ConnectionClosedInfo) => void;
-
 /**
- * A set of backends with health states, a picker, and a registry of the
- * connections pinned to each.
+ * A set of backends with two state axes, a picker, and a registry of the
+ * members pinned to each.
  *
- * `pin(socket)` picks an `up` backend, dials it (retrying the next one when a
- * dial fails), and pipes the client to it. `markDown(id)` takes a backend out
- * of rotation and destroys every connection pinned to it before returning, so
- * a {@link HealthProbe} verdict reaches every client in the same tick.
+ * `pin(socket)` picks an eligible backend (health `up`, admin `active`),
+ * dials it (retrying the next one when a dial fails), and pipes the client to
+ * it. `markDown(id)` sets a backend's health to `down` and takes every member
+ * pinned to it out before returning, so a {@link HealthProbe} verdict reaches
+ * every client in the same tick. Operators drain, put in maintenance and make
+ * ready on the other axis; `update()` and `reconcile()` change live backends.
  *
  * @example
  * ```ts
  * import net from 'node:net';
  * import { UpstreamPool, HealthProbe } from 'failover-proxy';
  *
- * const pool = new UpstreamPool({
- *   backends: [{ host: '10.0.0.1', port: 6443 }, { host: '10.0.0.2', port: 6443 }],
- * });
- * const probe = new HealthProbe({ check: { type: 'https', path: '/readyz', rejectUnauthorized: false } });
+ * const pool = new UpstreamPool({ backends: ['10.0.0.1:6443', '10.0.0.2:6443'], initialState: 'probe' });
+ * const probe = new HealthProbe({ check: { type: 'https', path: '/readyz', ca } });
  * probe.attach(pool);
+ * await probe.checkNow();
  * net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => pool.accept(socket)).listen(6443);
  * ```
  */
 export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   readonly #options: ResolvedUpstreamPoolOptions;
-  readonly #balancer: Balancer;
-  readonly #dial: DialFunction;
-  readonly #entries = new Map<string, BackendEntry>();
-  readonly #placements = new Set<Placement>();
-  /** Placements parked until a backend comes up (insertion order = arrival order). */
-  readonly #waiting = new Set<Placement>();
-  readonly #candidates: BackendEntry[] = [];
-  readonly #teardowns: Record<string, number> = Object.create(null) as Record<string, number>;
+  readonly #registry: MemberRegistry;
+  readonly #table: BackendTable;
+  readonly #placement: PlacementEngine;
   readonly #pinFailures: Record<string, number> = Object.create(null) as Record<string, number>;
-  #active = 0;
-  #dialling = 0;
-  #total = 0;
   #nextId = 1;
   #closing = false;
   #closePromise: Promise<void> | undefined;
   #idle: (() => void) | undefined;
+  #allDown = false;
+  readonly #stalls: WriteStallDetector | undefined;
 
   constructor(options: UpstreamPoolOptions = {}) {
     super();
-    this.#options = resolveUpstreamPoolOptions(options);
-    this.#balancer = createBalancer(this.#options.balancer, { random: this.#options.random });
-    const tls = this.#options.tls;
-    this.#dial = this.#options.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
-    this.#options.backends.forEach((spec, i) => this.#add(spec, `backends[${i}]`));
+    const o = resolveUpstreamPoolOptions(options);
+    this.#options = o;
+    const balancer = createBalancer(o.balancer, { random: o.random });
+    const tls = o.tls;
+    const dial = o.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
+    this.#registry = new MemberRegistry(
+      {
+        opened: (member) => this.emit('connectionOpened', member),
+        closed: (member, entry, info) => this.#memberClosed(member, entry, info),
+      },
+      o.teardown,
+    );
+    this.#table = new BackendTable(
+      o.clock,
+      this.#registry,
+      { changed: (entry, change) => this.#changed(entry, change) },
+      () => this.#options.resetOnTeardown,
+      { duration: o.slowStart, floor: 0.1, clock: o.clock },
+    );
+    const entries = this.#table.entries;
+    this.#placement = new PlacementEngine({
+      clock: o.clock,
+      connectTimeout: o.connectTimeout,
+      retries: o.retries,
+      queueMax: o.queue.max,
+      queueTimeout: o.queue.timeout,
+      maxConnections: o.maxConnections,
+      balancer,
+      dial,
+      entries,
+      failOpen: () => this.#allDown && o.allDown === 'fail-open',
+      registered: () => this.#registry.active,
+      closing: () => this.#closing,
+      connectFailed: (entry, error) => {
+        entry.connectFailures++;
+        if (log.enabled) log('%s connect failed: %s', entry.backend.id, error.message);
+        this.emit('connectFailed', entry.backend, error);
+      },
+    });
+    // Validate every spec before adding any: a bad list changes nothing.
+    const initial = o.backends.map((spec, i) => resolveBackend(spec, `backends[${i}]`));
+    const seen = new Set<string>();
+    for (const backend of initial) {
+      if (seen.has(backend.id)) throw new DuplicateBackendError(backend.id);
+      seen.add(backend.id);
+    }
+    for (const backend of initial) this.#add(backend, false);
+    this.#allDown = this.#computeAllDown();
+    if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => o.clock.now() });
   }
 
   // ---------------------------------------------------------------- backends
 
   /**
-   * Adds a backend. It starts `up`, or `down` (reason `awaiting-probe`) when
-   * the pool's `initialState` is `'probe'`.
+   * Adds a backend (a spec or a `'host:port'` string). Its health starts
+   * `up`, or `unknown` (cause `awaiting-probe`) when the pool's
+   * `initialState` is `'probe'`; its admin state starts `active`.
    *
    * @throws `INVALID_ARGUMENT` for a bad spec, `DUPLICATE_BACKEND` for a taken id, `POOL_CLOSED`.
+   * @example
+   * ```ts
+   * pool.add('10.0.0.4:6443');
+   * pool.add({ host: '10.0.0.5', port: 6443, weight: 2 });
+   * ```
    */
-  add(spec: BackendSpec): Backend {
+  add(spec: BackendInput): Backend {
     this.#assertOpen();
-    return this.#add(spec, 'backend');
+    const backend = resolveBackend(spec, 'backend');
+    this.#table.assertFree(backend.id);
+    return this.#add(backend, true);
   }
 
-  #add(spec: BackendSpec, name: string): Backend {
-    const backend = resolveBackend(spec, name);
-    if (this.#entries.has(backend.id)) throw new DuplicateBackendError(backend.id);
+  #add(backend: Backend, warm: boolean): Backend {
+    const at = this.#options.clock.now();
     const probeFirst = this.#options.initialState === 'probe';
-    const entry = new BackendEntry(
-      backend,
-      probeFirst ? 'down' : 'up',
-      probeFirst ? AWAITING_PROBE : 'added',
-      this.#options.clock.now(),
-    );
-    this.#entries.set(backend.id, entry);
+    const cause: HealthCause = probeFirst
+      ? { source: 'pool', code: 'awaiting-probe', message: 'waiting for the first health check', at }
+      : { source: 'pool', code: 'added', message: 'assumed healthy until checked', at };
+    const entry = this.#table.add(backend, probeFirst ? 'unknown' : 'up', cause, warm);
     if (log.enabled) log('%s added (%s)', backend.id, entry.state);
     this.emit('backendAdded', backend);
-    if (entry.state === 'up') this.#wakeWaiting();
+    if (entry.eligible) this.#capacityAppeared();
     return backend;
   }
 
   /**
-   * Removes a backend. Without `drain`, every connection pinned to it is
-   * destroyed (reason `backend-removed`) before this returns and the promise is
+   * Removes a backend. Without `drain`, every member pinned to it is taken
+   * out (reason `backend-removed`) before this returns and the promise is
    * already settled; with `drain`, it first drains with the given deadline.
-   *
-   * @throws `UNKNOWN_BACKEND`
+   * Rejects with `UNKNOWN_BACKEND` for an id not in the pool.
    */
   remove(id: string, options: RemoveOptions = {}): Promise<void> {
-    const entry = this.#entry(id);
-    v.knownKeys('options', v.object('options', options), ['drain', 'timeout']);
-    if (options.drain === true) {
-      return this.drain(id, { timeout: options.timeout }).then(() => {
-        if (!entry.removed) this.#delete(entry);
-      });
+    try {
+      const entry = this.#table.get(id);
+      v.knownKeys('options', v.object('options', options), ['drain', 'timeout']);
+      if (options.drain !== undefined) v.boolean('drain', options.drain);
+      if (options.timeout !== undefined) v.integer('timeout', options.timeout, 0, MAX_TIMER);
+      if (options.drain === true) {
+        return this.drain(id, { timeout: options.timeout }).then(() => {
+          if (!entry.removed) this.#delete(entry);
+        });
+      }
+      this.#delete(entry);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(asError(err));
     }
-    this.#delete(entry);
-    return Promise.resolve();
   }
 
   #delete(entry: BackendEntry): void {
-    entry.removed = true;
     this.#stopDrain(entry);
-    const tornDown = this.#destroyAll(entry, 'backend-removed', this.#options.resetOnTeardown);
-    this.#entries.delete(entry.backend.id);
-    if (log.enabled) log('%s removed, %d connections torn down', entry.backend.id, tornDown);
+    const tornDown = this.#table.delete(entry, 'backend-removed');
+    if (log.enabled) log('%s removed, %d members taken out', entry.backend.id, tornDown);
     this.emit('backendRemoved', entry.backend);
+    this.#checkAllDown();
+  }
+
+  /**
+   * Changes a live backend's tunables without touching its members: weight
+   * (`0` takes it out of rotation, its members stay), per-backend
+   * `maxConnections`, `meta`. Identity (id, host, port, TLS) is immutable:
+   * a changed address is a remove and an add (see {@link reconcile}).
+   *
+   * @throws `UNKNOWN_BACKEND`, `INVALID_ARGUMENT` (nothing changed), `POOL_CLOSED`
+   * @example
+   * ```ts
+   * pool.update('10.0.0.3:6443', { weight: 0 }); // no new connections; existing ones stay
+   * ```
+   */
+  update(id: string, tunables: BackendTunables): Backend {
+    this.#assertOpen();
+    const entry = this.#table.get(id);
+    const raw = v.object('tunables', tunables);
+    v.knownKeys('tunables', raw, ['weight', 'maxConnections', 'meta']);
+    const next = resolveTunables(tunables, 'tunables');
+    return this.#applyTunables(entry, next);
+  }
+
+  #applyTunables(entry: BackendEntry, next: BackendTunables): Backend {
+    const backend = entry.backend as { -readonly [K in keyof Backend]: Backend[K] };
+    const changed: { -readonly [K in keyof BackendUpdate]: BackendUpdate[K] } = {};
+    const wasEligible = entry.eligible;
+    const oldCap = backend.maxConnections;
+    if (next.weight !== undefined && next.weight !== backend.weight) changed.weight = backend.weight = next.weight;
+    if (next.maxConnections !== undefined && next.maxConnections !== backend.maxConnections) {
+      changed.maxConnections = backend.maxConnections = next.maxConnections;
+    }
+    if (next.meta !== undefined && JSON.stringify(next.meta) !== JSON.stringify(backend.meta)) changed.meta = backend.meta = next.meta;
+    if (Object.keys(changed).length === 0) return backend;
+    if (log.enabled) log('%s updated: %o', backend.id, changed);
+    if (entry.eligible && !wasEligible) entry.becameEligible(this.#options.clock.now(), true);
+    this.emit('backendUpdated', backend, changed);
+    if (entry.eligible && (!wasEligible || backend.maxConnections > oldCap)) this.#capacityAppeared();
+    this.#checkAllDown();
+    return backend;
+  }
+
+  /**
+   * Makes the pool match a desired list of backends — the one call behind a
+   * config reload and DNS re-resolution: adds new ones, updates changed
+   * tunables live (their members untouched), drains then removes the ones no
+   * longer listed (with `drainTimeout`), and replaces a backend whose address
+   * or TLS settings changed (removed at once, added anew). Every spec is
+   * validated first: a bad list throws and changes nothing.
+   *
+   * @throws `INVALID_ARGUMENT`, `DUPLICATE_BACKEND` (an id listed twice), `POOL_CLOSED`
+   * @example
+   * ```ts
+   * const { added, removed } = pool.reconcile(['10.0.0.1:6443', '10.0.0.4:6443'], { drainTimeout: 60_000 });
+   * ```
+   */
+  reconcile(specs: readonly BackendInput[], options: ReconcileOptions = {}): ReconcileResult {
+    this.#assertOpen();
+    if (!Array.isArray(specs)) throw v.invalid('specs', 'an array of backends', specs);
+    v.knownKeys('options', v.object('options', options), ['drainTimeout']);
+    const drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
+    const wanted = new Map<string, { backend: Backend; tunables: BackendTunables }>();
+    specs.forEach((spec, i) => {
+      const backend = resolveBackend(spec, `specs[${i}]`);
+      if (wanted.has(backend.id)) throw new DuplicateBackendError(backend.id, 'pool', ' list');
+      const tunables = typeof spec === 'string' ? { weight: 1, maxConnections: Infinity, meta: {} } : { weight: backend.weight, maxConnections: backend.maxConnections, meta: backend.meta };
+      wanted.set(backend.id, { backend, tunables });
+    });
+    const added: string[] = [];
+    const updated: string[] = [];
+    const removed: string[] = [];
+    const replaced: string[] = [];
+    const unchanged: string[] = [];
+    const drains: Promise<void>[] = [];
+    for (const entry of Array.from(this.#table.entries.values())) {
+      if (!wanted.has(entry.backend.id)) {
+        removed.push(entry.backend.id);
+        drains.push(this.remove(entry.backend.id, { drain: true, timeout: drainTimeout }));
+      }
+    }
+    for (const [id, { backend, tunables }] of wanted) {
+      const entry = this.#table.entries.get(id);
+      if (entry === undefined) {
+        this.#add(backend, true);
+        added.push(id);
+      } else if (!sameIdentity(entry.backend, backend)) {
+        this.#delete(entry);
+        this.#add(backend, true);
+        replaced.push(id);
+      } else {
+        const before = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
+        this.#applyTunables(entry, tunables);
+        const after = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
+        (before === after ? unchanged : updated).push(id);
+      }
+    }
+    if (log.enabled) log('reconciled: +%d ~%d -%d replaced %d', added.length, updated.length, removed.length, replaced.length);
+    return { added, updated, removed, replaced, unchanged, settled: Promise.all(drains).then(noop) };
   }
 
   /** The backend with this id, or `undefined`. */
   get(id: string): Backend | undefined {
-    return this.#entries.get(id)?.backend;
+    return this.#table.entries.get(id)?.backend;
   }
 
   /** Whether a backend with this id is in the pool. */
   has(id: string): boolean {
-    return this.#entries.has(id);
+    return this.#table.entries.has(id);
   }
 
   /** Every backend, in the order they were added. */
   backends(): Backend[] {
-    return Array.from(this.#entries.values(), (e) => e.backend);
+    return Array.from(this.#table.entries.values(), (e) => e.backend);
   }
-
-  /** Where a backend stands, or `undefined` when it is not in the pool. */
-  status(id: string): BackendStatus | undefined {
-    const entry = this.#entries.get(id);
-    return entry && { state: entry.state, since: entry.since, reason: entry.reason };
-  }
-
-  // ------------------------------------------------------------- transitions
 
   /**
-   * Takes a backend out of rotation and destroys every connection pinned to
-   * it **before returning** (clients are reset when `resetOnTeardown`). Other
-   * backends' connections are untouched. Returns how many were torn down.
+   * Where a backend stands: both axes, the derived word, the cause, since
+   * when; `undefined` when it is not in the pool.
+   *
+   * @example
+   * ```ts
+   * const s = pool.status('10.0.0.3:6443');
+   * console.log(s?.health, s?.admin, s?.cause.code); // 'down' 'draining' 'PROBE_TIMEOUT'
+   * ```
+   */
+  status(id: string): BackendStatus | undefined {
+    return this.#table.entries.get(id)?.status();
+  }
+
+  // ------------------------------------------------------------ health axis
+
+  /**
+   * Sets a backend's health to `down` and takes every member pinned to it out
+   * **before returning** (whatever its admin state): out of the registry,
+   * forwarding no byte; clients are reset when `resetOnTeardown`. With many
+   * members their sockets are closed in slices on the next turns (see the
+   * pool's `teardown` option). Other backends' members are untouched.
+   * Returns how many were taken out (0 when it was already down).
    *
    * @param reason carried into each teardown and the `backendDown` event.
-   * @throws `UNKNOWN_BACKEND`
+   * @param cause why, as data (a probe passes its check result); defaults to an operator cause.
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
    * @example
    * ```ts
    * const n = pool.markDown('10.0.0.3:6443', 'probe-failed');
-   * // here every connection to 10.0.0.3 is already destroyed
+   * // here no connection to 10.0.0.3 is in the registry or forwards a byte
    * ```
    */
-  markDown(id: string, reason: TeardownReason = 'marked-down'): number {
-    return this.#takeOut(this.#entry(id), 'down', reason);
+  markDown(id: string, reason: TeardownReason = 'marked-down', cause?: Partial<HealthCause>): number {
+    this.#assertOpen();
+    const entry = this.#table.get(id);
+    const change = this.#table.setHealth(entry, 'down', reason, this.#cause(reason, cause, 'down'));
+    return change?.tornDown ?? 0;
   }
 
   /**
-   * Puts a backend in maintenance: like `markDown`, but probe verdicts are
-   * ignored until `markUp` is called.
+   * Sets a backend's health to `up`. It takes new connections again if its
+   * admin state is `active` (a drain or maintenance stays as it was).
    *
-   * @throws `UNKNOWN_BACKEND`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
    */
-  markMaintenance(id: string, reason: TeardownReason = 'maintenance'): number {
-    return this.#takeOut(this.#entry(id), 'maintenance', reason);
+  markUp(id: string, reason = 'marked-up', cause?: Partial<HealthCause>): void {
+    this.#assertOpen();
+    const entry = this.#table.get(id);
+    this.#table.setHealth(entry, 'up', reason, this.#cause(reason, cause, 'up'));
   }
 
-  /**
-   * Puts a backend back in rotation; clients waiting for a backend are served.
-   *
-   * @throws `UNKNOWN_BACKEND`
-   */
-  markUp(id: string, reason = 'marked-up'): void {
-    const entry = this.#entry(id);
-    if (entry.state === 'up') return;
-    this.#stopDrain(entry);
-    this.#transition(entry, 'up', reason);
-    this.#wakeWaiting();
+  #cause(reason: string, given: Partial<HealthCause> | undefined, health: 'up' | 'down'): HealthCause {
+    const at = given?.at ?? this.#options.clock.now();
+    return {
+      source: given?.source ?? 'operator',
+      code: given?.code ?? reason,
+      layer: given?.layer,
+      message: given?.message ?? (health === 'down' ? `marked down (${reason})` : `marked up (${reason})`),
+      durationMs: given?.durationMs,
+      at,
+    };
   }
+
+  // ------------------------------------------------------------- admin axis
 
   /**
    * Stops new connections to a backend and lets existing ones finish; at the
    * deadline those still open are destroyed with reason `drained`. Resolves
-   * when the backend holds no connection (or the drain is superseded by
-   * `markUp`, `markDown` or removal). The backend stays `draining` until
-   * `markUp`.
+   * when the backend holds no member (or the drain is superseded by
+   * `markReady`, `markMaintenance` or removal). The drain survives health
+   * changes: the backend stays `draining` until `markReady`. Rejects with
+   * `UNKNOWN_BACKEND`, `POOL_CLOSED`, `INVALID_ARGUMENT`.
    *
-   * @throws `UNKNOWN_BACKEND`
+   * @example
+   * ```ts
+   * await pool.drain('10.0.0.3:6443', { timeout: 60_000 });
+   * ```
    */
   drain(id: string, options: DrainOptions = {}): Promise<void> {
-    const entry = this.#entry(id);
-    v.knownKeys('options', v.object('options', options), ['timeout']);
-    const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, 2 ** 31 - 1);
-    if (entry.state !== 'draining') {
-      this.#stopDrain(entry);
-      this.#transition(entry, 'draining', 'drain');
-    }
-    if (entry.connections.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      entry.drainWaiters.push(resolve);
-      if (entry.drainTimer === undefined) {
-        entry.drainTimer = this.#options.clock.setTimeout(() => {
-          entry.drainTimer = undefined;
-          const n = this.#destroyAll(entry, 'drained', this.#options.resetOnTeardown);
-          if (log.enabled) log('%s drain deadline: %d connections torn down', entry.backend.id, n);
-        }, timeout);
+    try {
+      this.#assertOpen();
+      const entry = this.#table.get(id);
+      v.knownKeys('options', v.object('options', options), ['timeout']);
+      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
+      if (entry.admin !== 'draining') {
+        this.#stopDrain(entry);
+        this.#table.setAdmin(entry, 'draining', 'drain');
       }
-    });
+      if (entry.members.size === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        entry.drainWaiters.push(resolve);
+        if (entry.drainTimer === undefined) {
+          entry.drainTimer = this.#options.clock.setTimeout(() => {
+            entry.drainTimer = undefined;
+            const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
+            if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
+            this.#stopDrain(entry);
+          }, timeout);
+        }
+      });
+    } catch (err) {
+      return Promise.reject(asError(err));
+    }
   }
 
-  #takeOut(entry: BackendEntry, to: 'down' | 'maintenance', reason: TeardownReason): number {
-    const from = entry.state;
+  /**
+   * Puts a backend in maintenance: every member is taken out now (as for
+   * `markDown`); health verdicts are still recorded but act on nothing until
+   * `markReady`. Returns how many members were taken out.
+   *
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   */
+  markMaintenance(id: string, reason: TeardownReason = 'maintenance'): number {
+    this.#assertOpen();
+    const entry = this.#table.get(id);
     this.#stopDrain(entry);
-    entry.state = to;
-    // No await between the verdict and the teardown: when this returns, no
-    // connection is pinned to the backend any more.
-    const tornDown = this.#destroyAll(entry, reason, this.#options.resetOnTeardown);
-    if (from !== to) this.#transition(entry, to, reason, tornDown, from);
-    return tornDown;
+    return this.#table.setAdmin(entry, 'maintenance', reason)?.tornDown ?? 0;
   }
 
-  #transition(entry: BackendEntry, to: BackendState, reason: string, tornDown = 0, from = entry.state): void {
-    const at = this.#options.clock.now();
-    entry.state = to;
-    entry.since = at;
-    entry.reason = reason;
-    const { backend } = entry;
-    if (log.enabled) log('%s: %s -> %s (%s)%s', backend.id, from, to, reason, tornDown ? `, ${tornDown} torn down` : '');
-    const change: StateChange = { from, to, reason, at };
-    this.emit('backendStateChanged', backend, change);
-    switch (to) {
-      case 'up':
-        this.emit('backendUp', backend, change);
-        break;
-      case 'down':
-        this.emit('backendDown', backend, { ...change, tornDown });
-        break;
-      case 'maintenance':
-        this.emit('backendMaintenance', backend, { ...change, tornDown });
-        break;
-      case 'draining':
-        this.emit('backendDraining', backend, change);
-        break;
-    }
-  }
-
-  #destroyAll(entry: BackendEntry, reason: TeardownReason, reset: boolean): number {
-    let n = 0;
-    // Each destroy() emits `closed` synchronously and the handler deletes the
-    // connection from this set; deleting visited members during iteration is safe.
-    for (const conn of entry.connections) {
-      conn.destroy(reason, { reset });
-      n++;
-    }
-    return n;
+  /**
+   * Ends a drain or maintenance: the backend takes new connections again
+   * when its health is `up`.
+   *
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   */
+  markReady(id: string, reason = 'ready'): void {
+    this.#assertOpen();
+    const entry = this.#table.get(id);
+    this.#stopDrain(entry);
+    this.#table.setAdmin(entry, 'active', reason);
   }
 
   #stopDrain(entry: BackendEntry): void {
@@ -480,27 +578,62 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     }
   }
 
+  /** Every transition of either axis: emit, then let waiting clients through. */
+  #changed(entry: BackendEntry, change: StateChange): void {
+    const { backend } = entry;
+    this.emit('backendStateChanged', backend, change);
+    if (change.axis === 'health') {
+      if (change.health === 'up') this.emit('backendUp', backend, change);
+      else if (change.health === 'down') this.emit('backendDown', backend, change);
+    } else if (change.admin === 'draining') this.emit('backendDraining', backend, change);
+    else if (change.admin === 'maintenance') this.emit('backendMaintenance', backend, change);
+    else this.emit('backendReady', backend, change);
+    this.#checkAllDown();
+    if (entry.eligible) this.#capacityAppeared();
+  }
+
+  #computeAllDown(): boolean {
+    if (this.#table.entries.size === 0) return false;
+    for (const entry of this.#table.entries.values()) if (entry.eligible) return false;
+    return true;
+  }
+
+  #checkAllDown(): void {
+    const now = this.#computeAllDown();
+    if (now === this.#allDown) return;
+    this.#allDown = now;
+    const policy = this.#options.allDown;
+    if (log.enabled) log(now ? 'all backends down: %s' : 'a backend is eligible again (was all down, %s)', policy);
+    this.emit('allDownChanged', now, policy);
+    if (now && policy === 'fail-open') this.#capacityAppeared();
+  }
+
+  #capacityAppeared(): void {
+    if (this.#placement.waiting > 0) this.#placement.wakeAll();
+  }
+
   // ----------------------------------------------------------- connections
 
   /**
-   * Chooses the backend the next connection would get, without dialling:
-   * for balancers that dial their own upstream and then `register()` the pair.
+   * Chooses the backend the next connection would get, without dialling and
+   * without counting anything. Prefer {@link place}, which counts the dial
+   * from the pick and registers in the same step.
    */
   pick(context: PickContext = {}): Backend | undefined {
-    return this.#pick(context, undefined)?.backend;
+    return this.#placement.pick(context, undefined)?.backend;
   }
 
   /**
    * Pins a client socket to a backend: picks one, dials it with
    * `connectTimeout`, tries the next untried backend when the dial fails (up to
-   * `retries`), and pipes the two. While no backend is up the client waits in
-   * the queue. Bytes the client sent meanwhile (a TLS ClientHello) stay in its
-   * socket buffer and are forwarded once the upstream is connected.
+   * `retries`), and pipes the two. While no backend can take it the client
+   * waits in the queue. Bytes the client sent meanwhile (a TLS ClientHello)
+   * stay in its socket buffer and are forwarded once the upstream is connected.
    *
    * On failure the client is closed, `pinFailed` is emitted, and the promise
    * rejects with `NO_HEALTHY_BACKEND`, `CONNECT_TIMEOUT`, `CONNECT_FAILED`,
-   * `MAX_CONNECTIONS`, `CLIENT_CLOSED` or `POOL_CLOSED`. Use {@link accept} when
-   * you do not want to handle the promise.
+   * `MAX_CONNECTIONS`, `CLIENT_CLOSED`, `POOL_CLOSED` or `INVALID_ARGUMENT`.
+   * Use {@link accept} when you do not want to handle the promise.
    *
    * @example
    * ```ts
@@ -511,29 +644,16 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * ```
    */
   async pin(client: Socket, options: PinOptions = {}): Promise<PinnedConnection> {
-    const context = new ClientPickContext(client, options);
-    const placement = new Placement(client, this.#preambleFor(client));
-    const pending = client as PendingSocket;
-    pending[kPlacement] = placement;
-    // Until the connection is pinned, a client reset must not crash the
-    // process, and a client leaving must cancel its dial.
-    client.on('error', onPendingClientError);
-    client.on('close', onPendingClientClose);
-    // Read into the socket's own buffer (bounded by its high-water mark, then
-    // backpressure): early bytes are kept for the upstream, and a client reset
-    // is noticed even if the server was created with `pauseOnConnect`. A FIN is
-    // not an abort: it is forwarded once the upstream is connected.
-    if (!client.destroyed) client.read(0);
+    if (typeof client !== 'object' || client === null || typeof (client).on !== 'function') {
+      throw v.invalid('client', 'a net.Socket', client);
+    }
+    if (typeof options !== 'object' || options === null) throw v.invalid('options', 'an object', options);
+    const connection = this.#options.connection;
+    const clock = this.#options.clock;
     try {
-      const { entry, socket } = await this.#place(placement, context);
-      const conn = new PinnedConnection(client, socket, {
-        ...this.#options.connection,
-        backend: entry.backend,
-        id: `${this.#nextId++}`,
-        clock: this.#options.clock,
-      });
-      this.#register(entry, conn);
-      return conn;
+      return await this.place({ key: options.key, meta: options.meta, client }, (backend, upstream, id) =>
+        new PinnedConnection(client, upstream, { ...connection, backend, id, clock }),
+      );
     } catch (err) {
       const error = err instanceof FailoverProxyError ? err : new ConnectError('?', { cause: err });
       client.destroy();
@@ -541,12 +661,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       if (log.enabled) log('pin failed: %s', error.message);
       this.emit('pinFailed', error, client);
       throw error;
-    } finally {
-      client.off('error', onPendingClientError);
-      client.off('close', onPendingClientClose);
-      // Not `delete`: deleting a property turns the socket into a slow
-      // dictionary-mode object for the rest of its life (~1.6 kB each).
-      pending[kPlacement] = undefined;
     }
   }
 
@@ -559,15 +673,59 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   }
 
   /**
-   * Picks and dials a backend like {@link pin}, with the same retries and
-   * queue, but hands back the bare upstream socket (for an agent or a custom
-   * proxy). The caller owns the socket; wrap it in a {@link PinnedConnection}
-   * (or a {@link PinnedSocket}) and `register()` it to have it torn down with
-   * its backend. When the pool sends PROXY protocol headers, the socket has
-   * already sent one (for `options.client`, or a `LOCAL` one).
+   * The one placement path, for every kind of member: picks a backend (the
+   * dial counts toward it from the pick), dials with retries and the queue
+   * like {@link pin}, then — in one synchronous step with the last check that
+   * the backend may still take it — calls `build(backend, upstream, id)` and
+   * registers what it returns. If the backend left service during the dial,
+   * another is picked. `pin()`, upgrades and the agent all go through here;
+   * so can a balancer of your own.
    *
-   * Rejects like {@link pin} (without `CLIENT_CLOSED`), or with
-   * `signal.reason` when `options.signal` aborts.
+   * Rejects like {@link pin} (without closing anything of yours), or with
+   * `signal.reason`, or with what `build` threw (the upstream is then destroyed).
+   *
+   * @example
+   * ```ts
+   * const pinned = await pool.place({}, (backend, socket, id) => new PinnedSocket(socket, { backend, id }));
+   * ```
+   */
+  place<M extends PoolMember>(options: PlaceOptions, build: MemberFactory<M>): Promise<M> {
+    return this.#place(options, (entry, upstream) => {
+      const member = build(entry.backend, upstream, `${this.#nextId++}`);
+      this.#registry.check(member);
+      if (member.backend?.id !== entry.backend.id) {
+        throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
+      }
+      if (!member.closed) this.#registry.add(entry, member);
+      return member;
+    });
+  }
+
+  async #place<T>(options: PlaceOptions, attach: (entry: BackendEntry, upstream: Socket) => T): Promise<T> {
+    this.#assertOpen();
+    const raw = v.object('options', options);
+    v.knownKeys('options', raw, ['key', 'meta', 'client', 'signal', 'watchClient']);
+    const { client, signal } = options;
+    signal?.throwIfAborted();
+    const placement = new Placement(new ClientPickContext(client, options), this.#preambleFor(client));
+    const watch = client !== undefined && options.watchClient !== false;
+    if (watch) this.#placement.watch(client, placement);
+    const onAbort = signal === undefined ? undefined : (): void => placement.abort(signal.reason as Error);
+    if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.#placement.place(placement, attach);
+    } finally {
+      if (watch) this.#placement.unwatch(client);
+      if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Picks and dials a backend like {@link pin}, with the same retries and
+   * queue, but hands back the bare upstream socket. The caller owns the
+   * socket; wrap it in a member and `register()` it to have it torn down with
+   * its backend — or use {@link place}, which does both in one step. When the
+   * pool sends PROXY protocol headers, the socket has already sent one.
    *
    * @example
    * ```ts
@@ -575,34 +733,24 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * pool.register(new PinnedConnection(client, socket, { backend }));
    * ```
    */
-  async connect(options: ConnectOptions = {}): Promise<UpstreamSocket> {
-    const { client, signal } = options;
-    signal?.throwIfAborted();
-    const placement = new Placement(client, this.#preambleFor(client));
-    // The caller's signal cancels the placement as a leaving client cancels pin()'s.
-    const onAbort = (): void => placement.controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const context = client === undefined ? { key: options.key, meta: options.meta } : new ClientPickContext(client, options);
-      const { entry, socket } = await this.#place(placement, context);
-      return { backend: entry.backend, socket };
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+  connect(options: ConnectOptions = {}): Promise<UpstreamSocket> {
+    if (typeof options !== 'object' || options === null) return Promise.reject(v.invalid('options', 'an object', options));
+    return this.#place({ ...options, watchClient: false }, (entry, socket) => ({ backend: entry.backend, socket }));
   }
 
   /**
-   * An `http.Agent` (`https.Agent`-compatible with `secure: true`) whose
-   * sockets come from this pool and are torn down with their backend: see
-   * {@link PoolAgent}.
+   * An `http.Agent` whose sockets come from this pool through {@link place}
+   * and are registered under their backends.
    *
+   * @throws `POOL_CLOSED`
    * @example
    * ```ts
-   * const agent = pool.createAgent({ keepAlive: true });
-   * http.get({ host: 'apiserver', path: '/readyz', agent }, (res) => res.resume());
+   * const agent = pool.createAgent();
+   * http.get({ host: 'api', path: '/readyz', agent }, (res) => res.resume());
    * ```
    */
   createAgent(options?: PoolAgentOptions): PoolAgent {
+    this.#assertOpen();
     return new PoolAgent(this, options);
   }
 
@@ -614,255 +762,81 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   }
 
   /**
-   * Adds a connection built by hand (see {@link connect}) to the registry, under
-   * its `backend`, so it is torn down with that backend: a {@link PinnedConnection},
-   * or a {@link PinnedSocket} for an upstream socket whose I/O you do yourself.
+   * Adds a member built by hand (see {@link connect}) to the registry under
+   * its `backend`, so it is torn down with that backend. A member belongs to
+   * one pool at most.
    *
-   * @throws `INVALID_ARGUMENT` when it has no backend, `UNKNOWN_BACKEND`,
-   * `BACKEND_DOWN` when the backend is not up or draining (the connection is then destroyed),
-   * `POOL_CLOSED` (likewise).
+   * @throws `INVALID_ARGUMENT` when it is not a member or has no backend,
+   * `MEMBER_ALREADY_REGISTERED` when another pool holds it (that pool is
+   * unaffected), `UNKNOWN_BACKEND`, `BACKEND_DOWN` when the backend is not
+   * up or is in maintenance (the member is then destroyed), `POOL_CLOSED` (likewise).
    */
-  register(conn: PoolConnection): void {
-    if (!(conn instanceof PinnedConnection) && !(conn instanceof PinnedSocket)) {
-      throw v.invalid('connection', 'a PinnedConnection or a PinnedSocket', conn);
+  register(member: PoolMember): void {
+    this.#registry.check(member);
+    if (member.backend === undefined || member.backend === null) {
+      throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
     }
-    if (conn.backend === undefined) throw v.invalid('connection.backend', 'a Backend of this pool', conn.backend);
+    if (this.#registry.holds(member)) return;
     if (this.#closing) {
-      conn.destroy('pool-closed');
+      member.destroy('pool-closed');
       throw new PoolClosedError();
     }
-    const entry = this.#entry(conn.backend.id);
-    if (entry.state !== 'up' && entry.state !== 'draining') {
-      conn.destroy(entry.state === 'maintenance' ? 'maintenance' : entry.reason, { reset: this.#options.resetOnTeardown });
+    const entry = this.#table.get(member.backend.id);
+    if (entry.health !== 'up' || entry.admin === 'maintenance' || entry.removed) {
+      const reason = entry.admin === 'maintenance' ? 'maintenance' : entry.reason;
+      member.destroy(reason, { reset: this.#options.resetOnTeardown });
       throw new BackendDownError(entry.backend.id, entry.state);
     }
-    if (conn.closed || this.#isRegistered(conn)) return;
-    this.#register(entry, conn);
-  }
-
-  #isRegistered(conn: PooledConnection): boolean {
-    return conn[kPool] === this;
+    if (member.closed) return;
+    this.#registry.add(entry, member);
   }
 
   /**
-   * Client-to-upstream connections pinned to one backend, or to all when `id`
-   * is omitted. Agent sockets are listed by {@link sockets}; both count in
-   * `stats()` and are torn down together.
-   */
-  *connections(id?: string): IterableIterator<PinnedConnection> {
-    for (const conn of this.#registered(id)) if (conn instanceof PinnedConnection) yield conn;
-  }
-
-  /**
-   * Single upstream sockets (a {@link PoolAgent}'s, or any registered
-   * {@link PinnedSocket}) held on one backend, or on all when `id` is omitted.
+   * Every member pinned to one backend, or to all when `id` is omitted,
+   * oldest first per backend. Filter by `member.kind`.
    *
-   * @example
-   * ```ts
-   * const idleAndBusy = [...pool.sockets('10.0.0.3:6443')].length;
-   * ```
+   * @throws `UNKNOWN_BACKEND`
    */
-  *sockets(id?: string): IterableIterator<PinnedSocket> {
-    for (const conn of this.#registered(id)) if (conn instanceof PinnedSocket) yield conn;
-  }
-
-  *#registered(id: string | undefined): IterableIterator<PoolConnection> {
+  *members(id?: string): IterableIterator<PoolMember> {
     if (id !== undefined) {
-      yield* this.#entry(id).connections;
+      yield* this.#table.get(id).members;
       return;
     }
-    for (const entry of this.#entries.values()) yield* entry.connections;
+    for (const entry of this.#table.entries.values()) yield* entry.members;
   }
 
-  #register(entry: BackendEntry, conn: PooledConnection): void {
-    conn[kEntry] = entry;
-    conn[kPool] = this;
-    entry.connections.add(conn);
-    entry.total++;
-    this.#active++;
-    this.#total++;
-    conn.on('closed', onPooledConnectionClosed);
-    // Two event pairs so each listener gets one precise type; the registry,
-    // stats and teardowns treat both alike.
-    if (conn instanceof PinnedSocket) this.emit('socketOpened', conn);
-    else this.emit('connectionOpened', conn);
+  /** Client-to-upstream pairs ({@link PinnedConnection}) pinned to one backend, or all. */
+  *connections(id?: string): IterableIterator<PinnedConnection> {
+    for (const member of this.members(id)) if (member instanceof PinnedConnection) yield member;
   }
 
-  static {
-    connectionClosed = (conn, info) => {
-      const pool = conn[kPool];
-      const entry = conn[kEntry];
-      if (pool === undefined || entry === undefined) return;
-      entry.connections.delete(conn);
-      pool.#active--;
-      entry.closedBytesFromClient += info.bytesFromClient;
-      entry.closedBytesFromUpstream += info.bytesFromUpstream;
-      entry.teardowns[info.reason] = (entry.teardowns[info.reason] ?? 0) + 1;
-      pool.#teardowns[info.reason] = (pool.#teardowns[info.reason] ?? 0) + 1;
-      if (conn instanceof PinnedSocket) pool.emit('socketClosed', conn, info);
-      else pool.emit('connectionClosed', conn, info);
-      if (entry.connections.size === 0 && entry.drainWaiters.length > 0) pool.#stopDrain(entry);
-      // A freed slot may let a waiting client through a per-backend cap.
-      if (pool.#waiting.size > 0 && entry.state === 'up') pool.#wakeWaiting();
-      if (pool.#active === 0) pool.#idle?.();
-    };
+  /** Single upstream sockets ({@link PinnedSocket}: an agent's) held on one backend, or all. */
+  *sockets(id?: string): IterableIterator<PinnedSocket> {
+    for (const member of this.members(id)) if (member instanceof PinnedSocket) yield member;
   }
 
-  /** Picks, dials with retries, and waits in the queue while nothing is up. */
-  async #place(placement: Placement, context: PickContext): Promise<{ entry: BackendEntry; socket: Socket }> {
-    if (this.#closing) throw new PoolClosedError();
-    const { maxConnections, retries, queue, clock } = this.#options;
-    if (this.#active + this.#dialling >= maxConnections) throw new MaxConnectionsError(maxConnections);
+  #memberClosed(member: PoolMember, entry: BackendEntry, info: ConnectionClosedInfo): void {
+    if (info.reason === 'write-stalled') entry.writeStalls++;
+    this.emit('connectionClosed', member, info);
+    if (entry.members.size === 0 && entry.drainWaiters.length > 0) this.#stopDrain(entry);
+    // A freed slot lets one waiting client through a per-backend cap.
+    if (this.#placement.waiting > 0 && entry.eligible) this.#placement.wakeOne();
+    if (this.#registry.active === 0) this.#idle?.();
+  }
 
-    this.#placements.add(placement);
-    const tried = new Set<string>();
-    let failures = 0;
-    let lastError: ConnectError | ConnectTimeoutError | undefined;
-    let deadline = -1;
-    try {
-      while (true) {
-        if (placement.signal.aborted) throw placement.signal.reason;
-        const entry = this.#pick(context, tried);
-        if (entry === undefined) {
-          // Every backend we could try has failed us: report the last failure.
-          if (lastError !== undefined) throw lastError;
-          if (deadline < 0) deadline = clock.now() + queue.timeout;
-          await this.#wait(placement, deadline);
-          continue;
-        }
-        tried.add(entry.backend.id);
-        let socket: Socket;
-        entry.dialling++;
-        this.#dialling++;
-        try {
-          socket = await this.#dialWithTimeout(entry, placement.signal, placement.preamble);
-        } catch (err) {
-          if (placement.signal.aborted) throw placement.signal.reason;
-          lastError = err as ConnectError | ConnectTimeoutError;
-          this.#connectFailed(entry, lastError);
-          if (++failures > retries) throw lastError;
-          continue;
-        } finally {
-          entry.dialling--;
-          this.#dialling--;
-        }
-        if (placement.signal.aborted) {
-          socket.destroy();
-          throw placement.signal.reason;
-        }
-        // The backend may have left service while we dialled; never pin to it.
-        if (entry.state !== 'up' || entry.removed) {
-          socket.destroy();
-          continue;
-        }
-        return { entry, socket };
-      }
-    } finally {
-      this.#placements.delete(placement);
-      this.#waiting.delete(placement);
+  /**
+   * Tears down a member whose writes stalled (reason `write-stalled`). When
+   * the backend is the side that stopped reading, `writeStalled` is emitted
+   * as a passive health signal for it (a probe counts it as a failed check);
+   * a client that stopped reading says nothing about the backend.
+   * Called by the pool's {@link WriteStallDetector}.
+   */
+  reportWriteStall(member: PoolMember, towardBackend: boolean): void {
+    const backend = member.backend;
+    member.destroy('write-stalled', { reset: this.#options.resetOnTeardown });
+    if (towardBackend && backend !== undefined && this.#table.entries.get(backend.id)?.backend === backend) {
+      this.emit('writeStalled', backend, member);
     }
-  }
-
-  #pick(context: PickContext, tried: Set<string> | undefined): BackendEntry | undefined {
-    // One reused array: picks are synchronous, so it is never shared.
-    const candidates = this.#candidates;
-    candidates.length = 0;
-    for (const entry of this.#entries.values()) {
-      if (entry.state === 'up' && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
-        candidates.push(entry);
-      }
-    }
-    const picked = candidates.length === 0 ? undefined : (this.#balancer.pick(candidates, context) as BackendEntry | undefined);
-    candidates.length = 0;
-    // A custom picker may hand back something that is not one of ours.
-    return picked !== undefined && this.#entries.get(picked.backend.id) === picked ? picked : undefined;
-  }
-
-  #wait(placement: Placement, deadline: number): Promise<void> {
-    const { queue, clock } = this.#options;
-    if (queue.max === 0) return Promise.reject(new NoHealthyBackendError('queue-disabled'));
-    if (this.#waiting.size >= queue.max) return Promise.reject(new NoHealthyBackendError('queue-full'));
-    const remaining = deadline - clock.now();
-    if (remaining <= 0) return Promise.reject(new NoHealthyBackendError('queue-timeout'));
-    return new Promise<void>((resolve, reject) => {
-      const timer = clock.setTimeout(() => {
-        finish();
-        reject(new NoHealthyBackendError('queue-timeout'));
-      }, remaining);
-      const onAbort = (): void => {
-        finish();
-        reject(placement.signal.reason as Error);
-      };
-      const finish = (): void => {
-        clock.clearTimeout(timer);
-        placement.signal.removeEventListener('abort', onAbort);
-        placement.wake = undefined;
-        this.#waiting.delete(placement);
-      };
-      placement.wake = () => {
-        finish();
-        resolve();
-      };
-      placement.signal.addEventListener('abort', onAbort, { once: true });
-      this.#waiting.add(placement);
-      if (log.enabled) log('client waiting for a backend (%d waiting)', this.#waiting.size);
-    });
-  }
-
-  #wakeWaiting(): void {
-    // Woken in arrival order; each re-picks, and one that still finds nothing
-    // queues again with what is left of its deadline.
-    for (const placement of this.#waiting) placement.wake?.();
-  }
-
-  async #dialWithTimeout(entry: BackendEntry, outer: AbortSignal, preamble: Buffer | undefined): Promise<Socket> {
-    const { backend } = entry;
-    const { clock, connectTimeout } = this.#options;
-    const controller = new AbortController();
-    const onOuterAbort = (): void => controller.abort(outer.reason);
-    outer.addEventListener('abort', onOuterAbort, { once: true });
-    const timer = clock.setTimeout(() => controller.abort(new ConnectTimeoutError(backend.id, connectTimeout)), connectTimeout);
-    try {
-      const dialled = this.#dial(backend, { signal: controller.signal, preamble });
-      // A custom dialler that ignores the signal must not hold us past the
-      // deadline, nor leak the socket it produces afterwards.
-      return await new Promise<Socket>((resolve, reject) => {
-        const onAbort = (): void => {
-          reject(controller.signal.reason as Error);
-          dialled.then((late) => late.destroy(), noop);
-        };
-        controller.signal.addEventListener('abort', onAbort, { once: true });
-        dialled.then(
-          (socket) => {
-            controller.signal.removeEventListener('abort', onAbort);
-            if (controller.signal.aborted) socket.destroy();
-            else resolve(socket);
-          },
-          (err: Error) => {
-            controller.signal.removeEventListener('abort', onAbort);
-            reject(err);
-          },
-        );
-      });
-    } catch (err) {
-      if (controller.signal.aborted) throw controller.signal.reason;
-      throw err instanceof FailoverProxyError ? err : new ConnectError(backend.id, { cause: err });
-    } finally {
-      clock.clearTimeout(timer);
-      outer.removeEventListener('abort', onOuterAbort);
-    }
-  }
-
-  #connectFailed(entry: BackendEntry, error: ConnectError | ConnectTimeoutError): void {
-    entry.connectFailures++;
-    if (log.enabled) log('%s connect failed: %s', entry.backend.id, error.message);
-    this.emit('connectFailed', entry.backend, error);
-  }
-
-  #entry(id: string): BackendEntry {
-    const entry = this.#entries.get(id);
-    if (entry === undefined) throw new UnknownBackendError(String(id));
-    return entry;
   }
 
   #assertOpen(): void {
@@ -875,27 +849,27 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   stats(): PoolStats {
     const backends: BackendStats[] = [];
     let active = 0;
-    for (const entry of this.#entries.values()) {
+    for (const entry of this.#table.entries.values()) {
       let bytesFromClient = entry.closedBytesFromClient;
       let bytesFromUpstream = entry.closedBytesFromUpstream;
-      for (const conn of entry.connections) {
-        bytesFromClient += conn.bytesFromClient;
-        bytesFromUpstream += conn.bytesFromUpstream;
+      for (const member of entry.members) {
+        bytesFromClient += member.bytesFromClient;
+        bytesFromUpstream += member.bytesFromUpstream;
       }
-      active += entry.connections.size;
+      active += entry.members.size;
       const { backend } = entry;
       backends.push({
         id: backend.id,
         host: backend.host,
         port: backend.port,
         weight: backend.weight,
-        state: entry.state,
-        since: entry.since,
-        reason: entry.reason,
-        active: entry.connections.size,
+        maxConnections: backend.maxConnections,
+        ...entry.status(),
+        active: entry.members.size,
         dialling: entry.dialling,
         total: entry.total,
         connectFailures: entry.connectFailures,
+        writeStalls: entry.writeStalls,
         bytesFromClient,
         bytesFromUpstream,
         teardowns: { ...entry.teardowns },
@@ -905,10 +879,12 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       at: this.#options.clock.now(),
       closed: this.#closing,
       active,
-      waiting: this.#waiting.size,
-      total: this.#total,
+      closing: this.#registry.closing,
+      waiting: this.#placement.waiting,
+      total: this.#registry.total,
+      allDown: this.#allDown,
       backends,
-      teardowns: { ...this.#teardowns },
+      teardowns: { ...this.#registry.teardowns },
       pinFailures: { ...this.#pinFailures },
     };
   }
@@ -922,26 +898,31 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /**
    * Stops accepting connections, fails waiting clients with `POOL_CLOSED`,
-   * lets open connections finish for `timeout` ms, then destroys the rest
+   * lets open members finish for `timeout` ms, then destroys the rest
    * (reason `pool-closed`). Idempotent: every call returns the same promise.
    * Leaves no socket and no timer behind.
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.#closePromise === undefined) {
-      v.knownKeys('options', v.object('options', options), ['timeout']);
-      const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, 2 ** 31 - 1);
-      this.#closePromise = this.#shutdown(timeout);
+      try {
+        v.knownKeys('options', v.object('options', options), ['timeout']);
+        const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER);
+        this.#closePromise = this.#shutdown(timeout);
+      } catch (err) {
+        return Promise.reject(asError(err));
+      }
     }
     return this.#closePromise;
   }
 
   /**
-   * Destroys every connection at once (reason `pool-destroyed`) and closes the
+   * Destroys every member at once (reason `pool-destroyed`) and closes the
    * pool. Idempotent; resolves with the same promise as `close()`.
    */
   destroy(): Promise<void> {
     this.#beginShutdown();
-    for (const entry of this.#entries.values()) this.#destroyAll(entry, 'pool-destroyed', false);
+    this.#stalls?.close();
+    this.#registry.destroyAll(this.#table.entries.values(), 'pool-destroyed', false);
     return this.close({ timeout: 0 });
   }
 
@@ -953,25 +934,26 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     if (this.#closing) return;
     this.#closing = true;
     log('closing');
-    const error = new PoolClosedError();
-    for (const placement of this.#placements) placement.controller.abort(error);
+    this.#placement.abortAll(new PoolClosedError());
   }
 
   async #shutdown(timeout: number): Promise<void> {
     this.#beginShutdown();
-    if (this.#active > 0) {
+    if (this.#registry.active > 0) {
       const { clock } = this.#options;
       let timer: unknown;
       await new Promise<void>((resolve) => {
         this.#idle = resolve;
         timer = clock.setTimeout(() => {
-          for (const entry of this.#entries.values()) this.#destroyAll(entry, 'pool-closed', false);
+          this.#registry.destroyAll(this.#table.entries.values(), 'pool-closed', false);
         }, timeout);
       });
       clock.clearTimeout(timer);
       this.#idle = undefined;
     }
-    for (const entry of this.#entries.values()) this.#stopDrain(entry);
+    this.#stalls?.close();
+    await this.#registry.swept();
+    for (const entry of this.#table.entries.values()) this.#stopDrain(entry);
     log('closed');
     this.emit('closed');
   }
@@ -979,14 +961,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
 function noop(): void {}
 
-function onPendingClientError(this: PendingSocket, err: Error): void {
-  this[kPlacement]?.controller.abort(new ClientClosedError({ cause: err }));
-}
-
-function onPendingClientClose(this: PendingSocket): void {
-  this[kPlacement]?.controller.abort(new ClientClosedError());
-}
-
-function onPooledConnectionClosed(this: PooledConnection, info: ConnectionClosedInfo): void {
-  connectionClosed(this, info);
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

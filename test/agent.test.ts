@@ -63,7 +63,7 @@ test('a streaming response fails with BACKEND_DOWN when its backend is marked do
   let aborted = false;
   res.once('aborted', () => (aborted = true));
   const closed: string[] = [];
-  pool.on('socketClosed', (s, info) => closed.push(`${s.backend?.id}:${info.reason}`));
+  pool.on('connectionClosed', (s, info) => closed.push(`${s.backend?.id}:${info.reason}`));
 
   assert.equal(pool.markDown(served, 'probe-failed'), 1);
   // Synchronous: when markDown returns the stream is already cut.
@@ -187,7 +187,7 @@ test('draining: idle sockets are evicted, a request in flight finishes, and its 
   await fetchBackend(agent, '/readyz', { 'x-want': 'b1' });
   await waitFor(() => Object.values(agent.freeSockets).flat().length === 1, { what: 'an idle socket' });
   const reasons: string[] = [];
-  pool.on('socketClosed', (_s, info) => reasons.push(info.reason));
+  pool.on('connectionClosed', (_s, info) => reasons.push(info.reason));
 
   const drained = pool.drain('b1', { timeout: 20_000 });
   assert.deepEqual(reasons, ['drained'], 'the idle socket was evicted at once');
@@ -235,8 +235,8 @@ test('agent sockets count in stats, are listed by sockets() only, and leave noth
   const pool = new UpstreamPool({ backends: list.map((b) => ({ ...b.address, id: b.name })) });
   const agent = pool.createAgent();
   const opened: string[] = [];
-  pool.on('socketOpened', (s) => opened.push(s.id));
-  pool.on('connectionOpened', () => assert.fail('agent sockets are not PinnedConnections'));
+  pool.on('connectionOpened', (s) => opened.push(s.id));
+  pool.on('connectionOpened', (m) => assert.equal(m.kind, 'socket', 'agent sockets are members of kind socket'));
   await fetchBackend(agent);
   assert.equal(opened.length, 1);
   assert.equal([...pool.connections()].length, 0);

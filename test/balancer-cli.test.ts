@@ -532,7 +532,7 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   assert.ok(addresses.status > 0, 'the status address is printed before listening');
   // On a loaded machine a first check may time out; the backend then rises a moment later.
   assert.match(lines.join('\n'), /first checks: [0-2] of 2 backends up/);
-  await waitFor(() => lines.filter((l) => / backend b[12] down -> up \(probe-passed\)$/.test(l)).length === 2, { what: 'both backends up' });
+  await waitFor(() => lines.filter((l) => / backend b[12] unknown -> up \(probe-passed\)$/.test(l)).length === 2, { what: 'both backends up' });
 
   const fleet = new WatchFleet({ size: 4, host: HOST, port: addresses.listen, backoffMs: 20 });
   t.after(() => fleet.stop());

@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { test, type TestContext } from 'node:test';
 import { loadCerts } from '../examples/support/certs.js';
-import { httpsCheck, resolveBackend, tlsCheck } from '../src/index.js';
+import { httpsCheck, tlsCheck } from '../src/index.js';
+import { resolveBackend } from '../src/backend.js';
 
 async function tlsServer(t: TestContext) {
   const certs = loadCerts();

@@ -3,7 +3,8 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { EventEmitter } from 'eventemitter3';
-import { resolveBackend, type Backend, type BackendSpec, type BackendState } from '../src/backend.js';
+import { resolveBackend, type Backend, type BackendSpec } from '../src/backend.js';
+import type { BackendHealth, HealthCause } from '../src/backend-status.js';
 import type { CheckFunction } from '../src/checks/check.js';
 import type { Clock } from '../src/clock.js';
 import { CheckError, ConnectError, ConnectTimeoutError } from '../src/errors.js';
@@ -91,13 +92,14 @@ function assertCode(code: string): (err: unknown) => boolean {
 
 /** A minimal pool: an eventemitter3 emitter over a Map, recording every call the probe makes. */
 class FakePool extends EventEmitter<ProbeTargetEvents> implements ProbeTarget {
-  readonly #entries = new Map<string, { backend: Backend; state: BackendState; since: number; reason: string }>();
+  readonly #entries = new Map<string, { backend: Backend; health: BackendHealth }>();
   readonly calls: string[] = [];
+  readonly causes: (HealthCause | undefined)[] = [];
   onMarkDown: ((id: string) => void) | undefined;
 
-  put(spec: BackendSpec, state: BackendState = 'up', reason = 'added'): Backend {
+  put(spec: BackendSpec, health: BackendHealth = 'up'): Backend {
     const backend = resolveBackend(spec);
-    this.#entries.set(backend.id, { backend, state, since: 0, reason });
+    this.#entries.set(backend.id, { backend, health });
     this.emit('backendAdded', backend);
     return backend;
   }
@@ -108,10 +110,8 @@ class FakePool extends EventEmitter<ProbeTargetEvents> implements ProbeTarget {
     this.emit('backendRemoved', entry.backend);
   }
 
-  set(id: string, state: BackendState, reason: string): void {
-    const entry = this.#entries.get(id)!;
-    entry.state = state;
-    entry.reason = reason;
+  set(id: string, health: BackendHealth): void {
+    this.#entries.get(id)!.health = health;
   }
 
   backends(): Backend[] {
@@ -120,19 +120,21 @@ class FakePool extends EventEmitter<ProbeTargetEvents> implements ProbeTarget {
 
   status(id: string): ProbeTargetStatus | undefined {
     const e = this.#entries.get(id);
-    return e && { state: e.state, since: e.since, reason: e.reason };
+    return e && { health: e.health };
   }
 
-  markDown(id: string, reason: string): number {
+  markDown(id: string, reason: string, cause?: HealthCause): number {
     this.calls.push(`markDown ${id} ${reason}`);
-    this.set(id, 'down', reason);
+    this.causes.push(cause);
+    this.set(id, 'down');
     this.onMarkDown?.(id);
     return 0;
   }
 
-  markUp(id: string, reason: string): void {
+  markUp(id: string, reason: string, cause?: HealthCause): void {
     this.calls.push(`markUp ${id} ${reason}`);
-    this.set(id, 'up', reason);
+    this.causes.push(cause);
+    this.set(id, 'up');
   }
 }
 
@@ -148,7 +150,7 @@ test('options: defaults, and timeout follows a small interval', () => {
   assert.equal(d.downInterval, 2000);
   assert.equal(d.fastInterval, 2000);
   assert.equal(d.concurrency, 64);
-  assert.equal(d.countConnectFailures, false);
+  assert.equal(d.countConnectFailures, true, 'passive health is on by default');
   assert.equal(d.autoStart, true);
   assert.equal(typeof d.check, 'function');
   assert.equal(resolveProbeOptions({ interval: 500 }).timeout, 500);
@@ -556,14 +558,12 @@ test('a custom check failure is a result at layer custom, not a rejection', asyn
 test('attach: initial verdicts follow the pool state', (t) => {
   const pool = new FakePool();
   pool.put({ host: '127.0.0.1', port: 1, id: 'up' }, 'up');
-  pool.put({ host: '127.0.0.1', port: 2, id: 'awaiting' }, 'down', 'awaiting-probe');
-  pool.put({ host: '127.0.0.1', port: 3, id: 'down' }, 'down', 'marked-down');
-  pool.put({ host: '127.0.0.1', port: 4, id: 'maintenance' }, 'maintenance', 'maintenance');
-  pool.put({ host: '127.0.0.1', port: 5, id: 'draining' }, 'draining', 'drain');
+  pool.put({ host: '127.0.0.1', port: 2, id: 'awaiting' }, 'unknown');
+  pool.put({ host: '127.0.0.1', port: 3, id: 'down' }, 'down');
   const probe = probeWith(t, { clock: new FakeClock(), check: () => Promise.resolve() });
   probe.attach(pool);
   const verdicts = Object.fromEntries(pool.backends().map((b) => [b.id, probe.health(b.id)?.verdict]));
-  assert.deepEqual(verdicts, { up: 'up', awaiting: 'unknown', down: 'down', maintenance: 'unknown', draining: 'up' });
+  assert.deepEqual(verdicts, { up: 'up', awaiting: 'unknown', down: 'down' });
   assert.throws(() => probe.attach(pool), assertCode('INVALID_ARGUMENT'));
 });
 
@@ -603,50 +603,38 @@ test('attach: markDown is called synchronously with the verdict, before `checked
   ]);
 });
 
-test('attach: markUp when the pool has it down; operator states win', async (t) => {
+test('attach: only health verdicts are reported, with their cause as data; admin states are not the probe\'s business', async (t) => {
   const pool = new FakePool();
-  pool.put({ host: '127.0.0.1', port: 1, id: 'awaiting' }, 'down', 'awaiting-probe');
-  pool.put({ host: '127.0.0.1', port: 2, id: 'maint' }, 'maintenance', 'maintenance');
-  pool.put({ host: '127.0.0.1', port: 3, id: 'drain' }, 'draining', 'drain');
-  pool.put({ host: '127.0.0.1', port: 4, id: 'down' }, 'down', 'marked-down');
+  pool.put({ host: '127.0.0.1', port: 1, id: 'awaiting' }, 'unknown');
+  pool.put({ host: '127.0.0.1', port: 4, id: 'down' }, 'down');
+  pool.put({ host: '127.0.0.1', port: 5, id: 'up' }, 'up');
   const { check, state } = switchable();
   const probe = probeWith(t, { clock: new FakeClock(), check, rise: 2, fall: 2, autoStart: false });
   probe.attach(pool);
 
-  // awaiting-probe: the first pass decides, and the pool is told.
+  // unknown: the first pass decides, and the pool is told.
   await probe.checkNow('awaiting');
   assert.deepEqual(pool.calls, ['markUp awaiting probe-passed']);
+  assert.equal(pool.causes[0]?.source, 'probe');
+  assert.equal(pool.causes[0]?.code, 'probe-passed');
   pool.calls.length = 0;
+  pool.causes.length = 0;
 
-  // maintenance: verdicts never touch it.
+  // up: fall failures report down, with the failing check's code and layer.
   state.healthy = false;
-  await probe.checkNow('maint');
-  state.healthy = true;
-  await probe.checkNow('maint');
-  await probe.checkNow('maint');
-  assert.equal(probe.isHealthy('maint'), true);
+  await probe.checkNow('up');
   assert.deepEqual(pool.calls, []);
-  state.healthy = false;
-  await probe.checkNow('maint');
-  await probe.checkNow('maint');
-  assert.equal(probe.isHealthy('maint'), false);
-  assert.deepEqual(pool.calls, [], 'no markDown in maintenance');
-
-  // draining: up verdict leaves it draining; a down verdict does tear it down.
-  state.healthy = false;
-  await probe.checkNow('drain');
-  await probe.checkNow('drain');
-  assert.deepEqual(pool.calls, ['markDown drain probe-failed']);
-  pool.set('drain', 'draining', 'drain');
-  state.healthy = true;
+  await probe.checkNow('up');
+  assert.deepEqual(pool.calls, ['markDown up probe-failed']);
+  const cause = pool.causes[0];
+  assert.equal(cause.source, 'probe');
+  assert.equal(cause.code, 'PROBE_CHECK_FAILED');
+  assert.equal(cause.layer, 'custom');
+  assert.equal(typeof cause.durationMs, 'number');
+  assert.deepEqual(JSON.parse(JSON.stringify(cause)), cause, 'the cause is plain JSON-safe data');
   pool.calls.length = 0;
-  await probe.checkNow('drain');
-  await probe.checkNow('drain');
-  assert.equal(probe.isHealthy('drain'), true);
-  assert.deepEqual(pool.calls, [], 'no markUp of a draining backend');
 
-  // down (someone else's reason): rise brings it up, a down verdict is not repeated.
-  state.healthy = false;
+  // down: a down verdict is not repeated; rise brings it up.
   await probe.checkNow('down');
   assert.deepEqual(pool.calls, []);
   state.healthy = true;
@@ -666,7 +654,7 @@ test('attach: a backend marked up behind a down verdict is marked down again on 
   assert.deepEqual(pool.calls, ['markDown a probe-failed']);
   await probe.checkNow('a');
   assert.equal(pool.calls.length, 1, 'already down: not marked again');
-  pool.set('a', 'up', 'operator');
+  pool.set('a', 'up');
   await probe.checkNow('a');
   assert.deepEqual(pool.calls, ['markDown a probe-failed', 'markDown a probe-failed']);
 });
@@ -677,7 +665,7 @@ test('attach: follows backendAdded and backendRemoved; detach unsubscribes and f
   const probe = probeWith(t, { clock, check: () => Promise.resolve(), random: () => 0 });
   probe.add({ host: '127.0.0.1', port: 9, id: 'mine' });
   probe.attach(pool);
-  pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'down', 'awaiting-probe');
+  pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'unknown');
   assert.equal(probe.health('a')?.verdict, 'unknown');
   assert.equal(clock.pending, 2);
   await probe.checkNow('a');
@@ -690,7 +678,7 @@ test('attach: follows backendAdded and backendRemoved; detach unsubscribes and f
   probe.detach();
   assert.equal(probe.health('b'), undefined);
   assert.ok(probe.health('mine'), 'backends added by hand stay');
-  for (const event of ['backendAdded', 'backendRemoved', 'connectFailed'] as const) assert.equal(pool.listenerCount(event), 0);
+  for (const event of ['backendAdded', 'backendRemoved', 'connectFailed', 'writeStalled'] as const) assert.equal(pool.listenerCount(event), 0);
   pool.put({ host: '127.0.0.1', port: 3, id: 'c' });
   assert.equal(probe.health('c'), undefined);
 });
@@ -724,10 +712,10 @@ test('attach: with countConnectFailures, failed dials count as failed checks', a
   assert.equal(probe.isHealthy('a'), false);
 });
 
-test('attach: without countConnectFailures, failed dials are ignored', async (t) => {
+test('attach: with countConnectFailures off, failed dials are ignored', async (t) => {
   const pool = new FakePool();
   const a = pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'up');
-  const probe = probeWith(t, { clock: new FakeClock(), check: () => Promise.resolve(), fall: 1 });
+  const probe = probeWith(t, { clock: new FakeClock(), check: () => Promise.resolve(), fall: 1, countConnectFailures: false });
   probe.attach(pool);
   let checked = 0;
   probe.on('checked', () => checked++);

@@ -32,7 +32,7 @@ test('markDown destroys a registered socket with BACKEND_DOWN and reports it onc
   const closed: ConnectionClosedInfo[] = [];
   pinned.on('closed', (info) => closed.push(info));
   const events: string[] = [];
-  pool.on('socketClosed', (s, info) => events.push(`${s.id === pinned.id}:${info.reason}`));
+  pool.on('connectionClosed', (s, info) => events.push(`${s.id === pinned.id}:${info.reason}`));
 
   assert.equal(pool.markDown(id, 'probe-failed'), 1);
   assert.ok(pinned.closed && socket.destroyed);
@@ -75,7 +75,7 @@ test('a socket the backend closes leaves the registry with reason upstream-close
   const first = await open();
   const second = await open();
   const reasons: string[] = [];
-  pool.on('socketClosed', (s, info) => reasons.push(`${s === first.pinned ? 'first' : 'second'}:${info.reason}`));
+  pool.on('connectionClosed', (s, info) => reasons.push(`${s === first.pinned ? 'first' : 'second'}:${info.reason}`));
   // The echo server answers our FIN with its own: the backend closed too.
   first.socket.end();
   second.socket.destroy();

@@ -29,9 +29,11 @@ test('drain: no new connections; open ones finish on their own or are destroyed 
   await drained;
   assert.equal([...pool.connections('a')].length, 0);
   assert.equal(pool.stats().teardowns.drained, 2);
-  assert.equal(pool.status('a')?.state, 'draining', 'stays draining until markUp');
+  assert.equal(pool.status('a')?.state, 'draining', 'stays draining until markReady');
   assert.deepEqual(states, ['up->draining']);
   pool.markUp('a');
+  assert.equal(pool.status('a')?.state, 'draining', 'markUp is health: the operator\'s drain stays');
+  pool.markReady('a');
   assert.equal(pool.status('a')?.state, 'up');
 });
 
@@ -142,7 +144,7 @@ test('events: backendAdded, backendUp/Down with from/to/reason, connectionOpened
   ]);
 });
 
-test('every invalid option throws INVALID_ARGUMENT naming the option', () => {
+test('every invalid option throws INVALID_ARGUMENT naming the option', async () => {
   const bad: [UpstreamPoolOptions, RegExp][] = [
     [{ connectTimeout: 0 }, /connectTimeout/],
     [{ connectTimeout: 1.5 }, /connectTimeout/],
@@ -174,7 +176,13 @@ test('every invalid option throws INVALID_ARGUMENT naming the option', () => {
   const pool = new UpstreamPool({ backends: [{ host: 'a', port: 1 }] });
   assert.throws(() => pool.add({ host: 'a', port: 1 }), { code: 'DUPLICATE_BACKEND' });
   assert.throws(() => pool.markUp('nope'), { code: 'UNKNOWN_BACKEND' });
-  assert.throws(() => pool.drain('a:1', { timeout: -1 }), { code: 'INVALID_ARGUMENT' });
+  // drain() and remove() return promises: bad input rejects them (never a synchronous throw) and changes nothing.
+  await assert.rejects(pool.drain('a:1', { timeout: -1 }), { code: 'INVALID_ARGUMENT' });
+  assert.equal(pool.status('a:1')?.admin, 'active');
+  await assert.rejects(pool.drain('nope'), { code: 'UNKNOWN_BACKEND' });
+  await assert.rejects(pool.remove('nope'), { code: 'UNKNOWN_BACKEND' });
+  await assert.rejects(pool.remove('a:1', { drain: 'yes' } as never), { code: 'INVALID_ARGUMENT' });
+  assert.ok(pool.has('a:1'));
   void pool.destroy();
 });
 

@@ -15,7 +15,7 @@ import type {
   ConnectTimeoutError,
   DownChange,
   FailoverProxyError,
-  PinnedConnection,
+  PoolMember,
   StateChange,
   UpstreamPool,
 } from '../../src/index.js';
@@ -89,7 +89,7 @@ export class EventLog {
   readonly #onUp = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDraining = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDown = (backend: Backend, change: DownChange): void => this.#transition(backend, change, change.tornDown);
-  readonly #onConnectionClosed = (_conn: PinnedConnection, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
+  readonly #onConnectionClosed = (_conn: PoolMember, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
   readonly #onConnectFailed = (backend: Backend, _error: ConnectError | ConnectTimeoutError): void => bump(this.#connectFailures, backend.id);
   readonly #onPinFailed = (error: FailoverProxyError): void => bump(this.#refused, error.code);
   readonly #onAdded = (backend: Backend): void => this.info(`backend ${backend.id} added (${backend.host}:${backend.port})`);

@@ -4,13 +4,15 @@
  *
  * @module
  */
-import type { BackendState, PoolStats } from '../../src/index.js';
+import type { AdminState, BackendHealth, BackendState, PoolStats } from '../../src/index.js';
 import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
 
 /** The content type of {@link renderMetrics}' output. */
 export const metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
 
-const states: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
+const states: readonly BackendState[] = ['up', 'down', 'unknown', 'draining', 'maintenance'];
+const healths: readonly BackendHealth[] = ['unknown', 'up', 'down'];
+const admins: readonly AdminState[] = ['active', 'draining', 'maintenance'];
 
 /** Escapes a label value: backslash, double quote and newline. */
 function label(value: string): string {
@@ -57,6 +59,15 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
 
   w.family(`${p}backend_state`, 'gauge', 'The state of the backend: 1 for the current state, 0 for the others.');
   for (const b of pool.backends) for (const s of states) w.sample(`${p}backend_state`, { backend: b.id, state: s }, b.state === s ? 1 : 0);
+
+  w.family(`${p}backend_health`, 'gauge', 'The health axis of the backend (what checks say): 1 for the current value.');
+  for (const b of pool.backends) for (const h of healths) w.sample(`${p}backend_health`, { backend: b.id, health: h }, b.health === h ? 1 : 0);
+
+  w.family(`${p}backend_admin`, 'gauge', 'The admin axis of the backend (what an operator set): 1 for the current value.');
+  for (const b of pool.backends) for (const a of admins) w.sample(`${p}backend_admin`, { backend: b.id, admin: a }, b.admin === a ? 1 : 0);
+
+  w.family(`${p}backend_effective_weight`, 'gauge', 'The weight pickers use now (below the configured weight during slow start).');
+  for (const b of pool.backends) w.sample(`${p}backend_effective_weight`, { backend: b.id }, b.effectiveWeight);
 
   w.family(`${p}backend_state_since_seconds`, 'gauge', 'Unix time of the last state change of the backend.');
   for (const b of pool.backends) w.sample(`${p}backend_state_since_seconds`, { backend: b.id }, b.since / 1000);

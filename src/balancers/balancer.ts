@@ -13,6 +13,19 @@ export interface PickCandidate {
   readonly backend: Backend;
   /** Connections open or being dialled to this backend right now. */
   readonly active: number;
+  /**
+   * The weight to balance by now: `backend.weight`, scaled down while the
+   * backend warms up after becoming eligible (slow start). Always set by the
+   * pool; a hand-built candidate without it is weighed by `backend.weight`.
+   */
+  readonly effectiveWeight?: number | undefined;
+  /** Clock time the backend last became eligible (up and active), when the pool knows it. */
+  readonly eligibleSince?: number | undefined;
+}
+
+/** The weight a built-in picker balances a candidate by. */
+export function weightOf(candidate: PickCandidate): number {
+  return candidate.effectiveWeight ?? candidate.backend.weight;
 }
 
 /** What the pool knows about the connection being placed. */

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Balancer, PickCandidate, PickContext } from './balancer.js';
+import { weightOf, type Balancer, type PickCandidate, type PickContext } from './balancer.js';
 import { RoundRobinBalancer } from './round-robin.js';
 
 /** Arbitrary fixed seed, so a key maps to the same backend in every process. */
@@ -80,7 +80,8 @@ export class HashBalancer implements Balancer {
     let bestScore = -Infinity;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
-      const { weight, id } = candidate.backend;
+      const { id } = candidate.backend;
+      const weight = weightOf(candidate);
       if (!(weight > 0)) continue;
       // (h + 0.5) / 2^32 is strictly inside (0, 1), so ln(u) < 0 and is finite.
       const u = (murmur32(id, seed) + 0.5) / two32;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Balancer, PickCandidate, PickContext } from './balancer.js';
+import { weightOf, type Balancer, type PickCandidate, type PickContext } from './balancer.js';
 
 /**
  * Picks the candidate with the lowest `active / weight`. Candidates with weight
@@ -39,7 +39,7 @@ export class LeastConnectionsBalancer implements Balancer {
       let index = start + i;
       if (index >= n) index -= n;
       const candidate = candidates[index]!;
-      const weight = candidate.backend.weight;
+      const weight = weightOf(candidate);
       if (!(weight > 0)) continue;
       const load = candidate.active / weight;
       // Strictly less: among equals the first in scan order wins, and the scan

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Balancer, PickCandidate, PickContext } from './balancer.js';
+import { weightOf, type Balancer, type PickCandidate, type PickContext } from './balancer.js';
 import * as v from '../validate.js';
 
 /** Options of {@link RandomTwoBalancer}. */
@@ -54,7 +54,7 @@ export class RandomTwoBalancer implements Balancer {
     let only: PickCandidate | undefined;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
-      const weight = candidate.backend.weight;
+      const weight = weightOf(candidate);
       if (!(weight > 0)) continue;
       total += weight;
       eligible++;
@@ -62,8 +62,8 @@ export class RandomTwoBalancer implements Balancer {
     }
     if (eligible <= 1) return only;
     const first = draw(candidates, total * this.#random(), undefined);
-    const second = draw(candidates, (total - first.backend.weight) * this.#random(), first);
-    return second.active / second.backend.weight < first.active / first.backend.weight ? second : first;
+    const second = draw(candidates, (total - weightOf(first)) * this.#random(), first);
+    return second.active / weightOf(second) < first.active / weightOf(first) ? second : first;
   }
 }
 
@@ -75,7 +75,7 @@ function draw(candidates: readonly PickCandidate[], target: number, skip: PickCa
   let last: PickCandidate | undefined;
   for (let i = 0; i < candidates.length; i++) {
     const candidate = candidates[i]!;
-    const weight = candidate.backend.weight;
+    const weight = weightOf(candidate);
     if (candidate === skip || !(weight > 0)) continue;
     target -= weight;
     if (target < 0) return candidate;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Balancer, PickCandidate, PickContext } from './balancer.js';
+import { weightOf, type Balancer, type PickCandidate, type PickContext } from './balancer.js';
 
 /** Per-backend state: nginx's `current_weight`, plus when the id was last offered. */
 interface Slot {
@@ -54,7 +54,7 @@ export class RoundRobinBalancer implements Balancer {
     let bestSlot: Slot | undefined;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i]!;
-      const weight = candidate.backend.weight;
+      const weight = weightOf(candidate);
       if (!(weight > 0)) continue;
       const id = candidate.backend.id;
       let slot = this.#slots.get(id);

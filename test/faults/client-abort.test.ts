@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { dialBackend, UpstreamPool, type DialFunction } from '../../src/index.js';
+import { UpstreamPool, type DialFunction } from '../../src/index.js';
+import { dialBackend } from '../../src/dial.js';
 import { activeResources, connect, frontend, HOST, listen, settle, unresponsiveBackend, waitFor } from '../helpers/net.js';
 
 test('50 clients reset while their dials hang: every dial is aborted with CLIENT_CLOSED and nothing leaks', async (t) => {

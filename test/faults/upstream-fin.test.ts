@@ -135,7 +135,7 @@ test('client FIN at once, upstream FIN later: both directions complete and the r
   const client = await connect(t, port);
   let reply = '';
   client.setEncoding('latin1').on('data', (d: string) => (reply += d));
-  const opened = new Promise<PinnedConnection>((resolve) => pool.once('connectionOpened', resolve));
+  const opened = new Promise<PinnedConnection>((resolve) => pool.once('connectionOpened', (m) => resolve(m as PinnedConnection)));
   client.end('x'.repeat(1000));
   const conn = await opened;
   const info = await closedOf(conn);

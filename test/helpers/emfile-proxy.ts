@@ -14,7 +14,8 @@
  */
 import { readdirSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
-import { dialBackend, UpstreamPool, type FailoverProxyError } from '../../src/index.js';
+import { UpstreamPool, type FailoverProxyError } from '../../src/index.js';
+import { dialBackend } from '../../src/dial.js';
 
 const backendPort = Number(process.argv[2]);
 // `delay:<ms>` over IPC: dials start that much later, so a burst of accepts

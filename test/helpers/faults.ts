@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiserverBackend } from '../../examples/support/apiserver-backend.js';
 import { loadCerts } from '../../examples/support/certs.js';
 import { WatchFleet } from '../../examples/support/watch-client.js';
-import { HealthProbe, UpstreamPool, type ConnectionClosedInfo, type PinnedConnection } from '../../src/index.js';
+import { HealthProbe, UpstreamPool, type ConnectionClosedInfo, type PinnedConnection, type PoolMember } from '../../src/index.js';
 import { frontend, HOST } from './net.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -164,7 +164,7 @@ export interface LedgerEntry {
  * check each fired exactly once and carried a reason.
  */
 export class ConnectionLedger {
-  readonly entries = new Map<PinnedConnection, LedgerEntry>();
+  readonly entries = new Map<PoolMember, LedgerEntry>();
   readonly reasons = new Map<string, number>();
   readonly #pool: UpstreamPool;
 
@@ -174,8 +174,8 @@ export class ConnectionLedger {
     pool.on('connectionClosed', this.#onClosed);
   }
 
-  readonly #onOpened = (conn: PinnedConnection): void => {
-    const entry: LedgerEntry = { conn, backend: conn.backend?.id ?? '?', ownClosed: 0, poolClosed: 0, info: undefined };
+  readonly #onOpened = (conn: PoolMember): void => {
+    const entry: LedgerEntry = { conn: conn as PinnedConnection, backend: conn.backend?.id ?? '?', ownClosed: 0, poolClosed: 0, info: undefined };
     this.entries.set(conn, entry);
     conn.on('closed', (info) => {
       entry.ownClosed++;
@@ -183,7 +183,7 @@ export class ConnectionLedger {
     });
   };
 
-  readonly #onClosed = (conn: PinnedConnection, info: ConnectionClosedInfo): void => {
+  readonly #onClosed = (conn: PoolMember, info: ConnectionClosedInfo): void => {
     const entry = this.entries.get(conn);
     if (entry === undefined) throw new Error(`connectionClosed for a connection never opened (${info.reason})`);
     entry.poolClosed++;

@@ -70,8 +70,8 @@ export class InvariantChecker {
     this.#customReasons = new Set(customReasons);
     for (const b of pool.backends()) this.#generation.set(b.id, 1);
     pool.on('backendAdded', (b) => this.#generation.set(b.id, (this.#generation.get(b.id) ?? 0) + 1));
-    pool.on('connectionOpened', (conn) => this.#opened(conn));
-    pool.on('connectionClosed', (conn, info) => this.#poolClosed(conn, info));
+    pool.on('connectionOpened', (conn) => this.#opened(conn as PinnedConnection));
+    pool.on('connectionClosed', (conn, info) => this.#poolClosed(conn as PinnedConnection, info));
   }
 
   #tally(backend: string, generation: number): Tally {

@@ -1,0 +1,359 @@
+/**
+ * The one placement path: pick a backend, dial it (counted as a lease from the
+ * pick until the member is attached or the lease released), retry another
+ * backend when a dial fails, wait in a bounded queue while nothing can be
+ * picked, and hand the connected socket to the caller's `build` in the same
+ * synchronous step as the final up-check, so no verdict can slip in between.
+ *
+ * One `AbortController` per dial attempt and none otherwise: a placement is
+ * cancelled (client gone, caller's signal, pool closing) by aborting the
+ * attempt in flight or the wait in the queue.
+ *
+ * @module
+ * @internal
+ */
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+import type { Backend } from './backend.js';
+import type { BackendEntry } from './backend-entry.js';
+import type { Balancer, PickContext } from './balancers/balancer.js';
+import type { Clock } from './clock.js';
+import {
+  ClientClosedError,
+  ConnectError,
+  ConnectTimeoutError,
+  FailoverProxyError,
+  MaxConnectionsError,
+  NoHealthyBackendError,
+  PoolClosedError,
+} from './errors.js';
+import type { DialFunction } from './options.js';
+import type { PoolMember } from './pool-member.js';
+
+const log = createDebug('failover-proxy:pool');
+
+/** Per-connection input to {@link UpstreamPool.pin}. */
+export interface PinOptions {
+  /** Hash key for the `hash` strategy. @default the client's remote address */
+  readonly key?: string | undefined;
+  /** Data for a custom picker (a zone, a tenant). */
+  readonly meta?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** Per-connection input to {@link UpstreamPool.connect} and {@link UpstreamPool.place}. */
+export interface ConnectOptions extends PinOptions {
+  /**
+   * The client the upstream is opened for, when there is one: given to the
+   * picker, and its addresses are sent in the PROXY protocol header when the
+   * pool sends one. Without it the header says the connection is the
+   * proxy's own (`LOCAL` in v2, `UNKNOWN` in v1).
+   */
+  readonly client?: Socket | undefined;
+  /** Cancels the pick, the dial and the wait in the queue (the promise rejects with `signal.reason`). */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Options of {@link UpstreamPool.place}. */
+export interface PlaceOptions extends ConnectOptions {
+  /**
+   * Watch `client` while it is placed: its reset or close cancels the
+   * placement with `CLIENT_CLOSED`, and its early bytes stay buffered.
+   * @default true when `client` is given
+   */
+  readonly watchClient?: boolean | undefined;
+}
+
+/**
+ * Builds the member for a connected upstream: called synchronously, once,
+ * right after the last check that the backend may take it, and before the
+ * member is registered. `id` is the pool's id for the new member.
+ */
+export type MemberFactory<M extends PoolMember> = (backend: Backend, upstream: Socket, id: string) => M;
+
+
+export interface PlacementHost {
+  readonly clock: Clock;
+  readonly connectTimeout: number;
+  readonly retries: number;
+  readonly queueMax: number;
+  readonly queueTimeout: number;
+  readonly maxConnections: number;
+  readonly balancer: Balancer;
+  readonly dial: DialFunction;
+  /** Every backend, in the order added. */
+  readonly entries: ReadonlyMap<string, BackendEntry>;
+  /** Whether to place on unhealthy (but active) backends while none is eligible. */
+  failOpen(): boolean;
+  /** Members registered now (pool-wide cap). */
+  registered(): number;
+  closing(): boolean;
+  connectFailed(entry: BackendEntry, error: ConnectError | ConnectTimeoutError): void;
+}
+
+/** One connection being placed. @internal */
+export class Placement {
+  /** Why it was cancelled, once it was. */
+  aborted: Error | undefined = undefined;
+  /** The dial in flight. */
+  attempt: AbortController | undefined = undefined;
+  /** Set while waiting in the queue: wakes it (to re-pick) or fails it. */
+  wake: ((error?: Error) => void) | undefined = undefined;
+  constructor(
+    readonly context: PickContext,
+    /** Bytes the dialler sends first (a PROXY protocol header). */
+    readonly preamble: Buffer | undefined,
+  ) {}
+
+  /** Why it was cancelled, read afresh (TypeScript keeps a narrowed field narrowed across awaits). */
+  abortReason(): Error | undefined {
+    return this.aborted;
+  }
+
+  abort(reason: Error): void {
+    if (this.aborted !== undefined) return;
+    this.aborted = reason;
+    this.attempt?.abort(reason);
+    this.wake?.(reason);
+  }
+}
+
+// A pending client socket finds its placement through this back-reference, so
+// watching it allocates no closure.
+const kPlacement = Symbol('failover-proxy.placement');
+type PendingSocket = Socket & { [kPlacement]?: Placement | undefined };
+
+/** @internal */
+export class PlacementEngine {
+  readonly #host: PlacementHost;
+  readonly #placements = new Set<Placement>();
+  /** Placements parked until a backend can take them (insertion order = arrival order). */
+  readonly #waiting = new Set<Placement>();
+  readonly #candidates: BackendEntry[] = [];
+  /** Dials in flight, all backends. */
+  dialling = 0;
+
+  constructor(host: PlacementHost) {
+    this.#host = host;
+  }
+
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * Watches a client while it is placed: its reset or close cancels the
+   * placement, and reading into its buffer notices a reset even when the
+   * server paused it. Bytes read stay buffered for the upstream. A FIN is not
+   * an abort: it is forwarded once the pair exists.
+   */
+  watch(client: Socket, placement: Placement): void {
+    (client as PendingSocket)[kPlacement] = placement;
+    client.on('error', onPendingClientError);
+    client.on('close', onPendingClientClose);
+    if (client.destroyed) placement.abort(new ClientClosedError());
+    else client.read(0);
+  }
+
+  unwatch(client: Socket): void {
+    client.off('error', onPendingClientError);
+    client.off('close', onPendingClientClose);
+    // Not `delete`: deleting a property turns the socket into a slow
+    // dictionary-mode object for the rest of its life (~1.6 kB each).
+    (client as PendingSocket)[kPlacement] = undefined;
+  }
+
+  /**
+   * Picks, dials with retries, waits in the queue while nothing can be
+   * picked, and calls `attach(entry, socket)` synchronously once the dial is
+   * done and the backend may still take it. `attach` registers the member; if
+   * it throws, the socket is destroyed and the error is the placement's.
+   */
+  async place<T>(placement: Placement, attach: (entry: BackendEntry, socket: Socket) => T): Promise<T> {
+    const host = this.#host;
+    if (host.closing()) throw new PoolClosedError();
+    if (host.registered() + this.dialling >= host.maxConnections) throw new MaxConnectionsError(host.maxConnections);
+    this.#placements.add(placement);
+    let tried: Set<string> | undefined;
+    let failures = 0;
+    let lastError: ConnectError | ConnectTimeoutError | undefined;
+    let deadline = -1;
+    try {
+      while (true) {
+        if (placement.aborted !== undefined) throw placement.aborted;
+        const entry = this.pick(placement.context, tried);
+        if (entry === undefined) {
+          // Every backend we could try has failed us: report the last failure.
+          if (lastError !== undefined) throw lastError;
+          if (deadline < 0) deadline = host.clock.now() + host.queueTimeout;
+          await this.#wait(placement, deadline);
+          continue;
+        }
+        (tried ??= new Set()).add(entry.backend.id);
+        // The lease: counted from the pick, so least-connections sees the dial.
+        entry.dialling++;
+        this.dialling++;
+        let socket: Socket;
+        try {
+          socket = await this.#dial(entry, placement);
+        } catch (err) {
+          const aborted = placement.abortReason();
+          if (aborted) throw aborted;
+          lastError = err as ConnectError | ConnectTimeoutError;
+          host.connectFailed(entry, lastError);
+          if (++failures > host.retries) throw lastError;
+          continue;
+        } finally {
+          entry.dialling--;
+          this.dialling--;
+        }
+        const aborted = placement.abortReason();
+        if (aborted) {
+          socket.destroy();
+          throw aborted;
+        }
+        // The backend may have left service while we dialled; never attach to it.
+        if (!this.#admits(entry)) {
+          socket.destroy();
+          continue;
+        }
+        try {
+          return attach(entry, socket);
+        } catch (err) {
+          socket.destroy();
+          throw err;
+        }
+      }
+    } finally {
+      this.#placements.delete(placement);
+      this.#waiting.delete(placement);
+    }
+  }
+
+  /** Whether `entry` may take a new member now (eligible, or unhealthy while failing open). */
+  #admits(entry: BackendEntry): boolean {
+    if (entry.eligible) return true;
+    return entry.admin === 'active' && !entry.removed && entry.backend.weight > 0 && this.#host.failOpen();
+  }
+
+  /** Chooses a backend among those that can take a connection now, or none. */
+  pick(context: PickContext, tried: Set<string> | undefined): BackendEntry | undefined {
+    // One reused array: picks are synchronous, so it is never shared.
+    const candidates = this.#candidates;
+    const { entries } = this.#host;
+    for (const entry of entries.values()) {
+      if (entry.eligible && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
+        candidates.push(entry);
+      }
+    }
+    if (candidates.length === 0 && this.#host.failOpen()) {
+      // Panic mode: nothing is healthy, so every active backend is a candidate.
+      for (const entry of entries.values()) {
+        if (this.#admits(entry) && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
+          candidates.push(entry);
+        }
+      }
+    }
+    const picked = candidates.length === 0 ? undefined : (this.#host.balancer.pick(candidates, context) as BackendEntry | undefined);
+    candidates.length = 0;
+    // A custom picker may hand back something that is not one of ours.
+    return picked !== undefined && entries.get(picked.backend.id) === picked ? picked : undefined;
+  }
+
+  /** Wakes one waiter per freed slot, in arrival order. */
+  wakeOne(): void {
+    for (const placement of this.#waiting) {
+      placement.wake?.();
+      return;
+    }
+  }
+
+  /** Capacity appeared (a backend became eligible, a cap was raised): every waiter re-picks. */
+  wakeAll(): void {
+    // Each re-picks; one that still finds nothing queues again with what is
+    // left of its deadline, behind those that were woken.
+    for (const placement of Array.from(this.#waiting)) placement.wake?.();
+  }
+
+  /** Cancels every placement (the pool is closing). */
+  abortAll(error: Error): void {
+    for (const placement of Array.from(this.#placements)) placement.abort(error);
+  }
+
+  #wait(placement: Placement, deadline: number): Promise<void> {
+    const { queueMax, clock } = this.#host;
+    if (queueMax === 0) return Promise.reject(new NoHealthyBackendError('queue-disabled'));
+    if (this.#waiting.size >= queueMax) return Promise.reject(new NoHealthyBackendError('queue-full'));
+    const remaining = deadline - clock.now();
+    if (remaining <= 0) return Promise.reject(new NoHealthyBackendError('queue-timeout'));
+    return new Promise<void>((resolve, reject) => {
+      const timer = clock.setTimeout(() => placement.wake?.(new NoHealthyBackendError('queue-timeout')), remaining);
+      placement.wake = (error?: Error) => {
+        clock.clearTimeout(timer);
+        placement.wake = undefined;
+        this.#waiting.delete(placement);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      this.#waiting.add(placement);
+      if (log.enabled) log('client waiting for a backend (%d waiting)', this.#waiting.size);
+    });
+  }
+
+  async #dial(entry: BackendEntry, placement: Placement): Promise<Socket> {
+    const { backend } = entry;
+    const { clock, connectTimeout, dial } = this.#host;
+    const controller = new AbortController();
+    placement.attempt = controller;
+    const timer = clock.setTimeout(() => controller.abort(new ConnectTimeoutError(backend.id, connectTimeout)), connectTimeout);
+    try {
+      return await dialWithin(dial, backend, controller.signal, placement.preamble);
+    } catch (err) {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      throw err instanceof FailoverProxyError ? err : new ConnectError(backend.id, { cause: err });
+    } finally {
+      clock.clearTimeout(timer);
+      placement.attempt = undefined;
+    }
+  }
+}
+
+/**
+ * Runs a dialler, but never waits for it past `signal`: a custom dialler that
+ * ignores the signal must not hold the placement past its deadline, nor leak
+ * the socket it produces afterwards.
+ */
+function dialWithin(dial: DialFunction, backend: Backend, signal: AbortSignal, preamble: Buffer | undefined): Promise<Socket> {
+  const dialled = dial(backend, { signal, preamble });
+  return new Promise<Socket>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(signal.reason as Error);
+      dialled.then(destroyLate, noop);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    dialled.then(
+      (socket) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) socket.destroy();
+        else resolve(socket);
+      },
+      (err: Error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+function noop(): void {}
+
+function destroyLate(socket: Socket): void {
+  socket.destroy();
+}
+
+function onPendingClientError(this: PendingSocket, err: Error): void {
+  this[kPlacement]?.abort(new ClientClosedError({ cause: err }));
+}
+
+function onPendingClientClose(this: PendingSocket): void {
+  this[kPlacement]?.abort(new ClientClosedError());
+}

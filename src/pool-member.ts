@@ -1,0 +1,98 @@
+/**
+ * The one contract every registry member fulfils: a client-to-upstream pair
+ * ({@link PinnedConnection}), a single upstream socket owned by someone else
+ * ({@link PinnedSocket}), and whatever comes next (an HTTP/2 session). The
+ * pool treats them alike: it only needs the backend, counters, a graceful
+ * `close(reason)`, a forced `destroy(reason)`, and a `closed` event.
+ *
+ * Membership is recognised by a `Symbol.for` brand rather than `instanceof`,
+ * so a member made by one copy of the package is accepted by a pool from
+ * another (an ESM and a CommonJS entry loaded in one process).
+ *
+ * @module
+ */
+import type { EventEmitter } from 'eventemitter3';
+import type { Backend } from './backend.js';
+import type { ConnectionClosedInfo, MemberEvents, TeardownReason } from './events.js';
+
+/** The brand every member carries, with its kind as the value. */
+export const kMember: unique symbol = Symbol.for('failover-proxy.member') as never;
+
+/**
+ * Internal hook, shared across copies of the package: stop moving bytes now,
+ * without closing anything yet. The registry calls it when it takes a member
+ * out, so "no byte forwarded" holds at once while the sockets are closed in
+ * slices later.
+ *
+ * @internal
+ */
+export const kQuiesce: unique symbol = Symbol.for('failover-proxy.member.quiesce') as never;
+
+/** The pool a member is registered with (one at most). @internal */
+export const kOwner: unique symbol = Symbol.for('failover-proxy.member.owner') as never;
+
+/** What a member is: a client-upstream pair, a lone upstream socket, or a kind of your own. */
+export type MemberKind = 'connection' | 'socket' | (string & {});
+
+/** How to tear a member down by force. */
+export interface DestroyOptions {
+  /**
+   * Close the client with a TCP reset instead of a FIN, so it notices at once
+   * even if it is only writing. Ignored where there is no client or it cannot
+   * be reset (TLS).
+   * @default false
+   */
+  readonly reset?: boolean | undefined;
+  /** An error to report in the `closed` event (and to destroy the sockets with). */
+  readonly error?: Error | undefined;
+}
+
+/** How to close a member gracefully. */
+export interface MemberCloseOptions {
+  /**
+   * Deadline in ms for the peers to finish closing; then the member is
+   * destroyed with the same reason.
+   * @default 5000
+   */
+  readonly timeout?: number | undefined;
+}
+
+/**
+ * One live member of a pool's registry.
+ *
+ * - `close(reason)` is graceful: a pair sends FIN both ways and closes once
+ *   both peers closed; an agent socket is evicted (closed now when idle, after
+ *   its request otherwise). Bounded by a deadline, then `destroy(reason)`.
+ * - `destroy(reason, options)` is forced and emits `closed` before returning.
+ * - Both are idempotent; `closed` is emitted exactly once, with the reason.
+ */
+export interface PoolMember extends EventEmitter<MemberEvents> {
+  /** The brand: the member's kind. */
+  readonly [kMember]: MemberKind;
+  /** What the member is. */
+  readonly kind: MemberKind;
+  /** The backend the member is pinned to (needed to register it). */
+  readonly backend: Backend | undefined;
+  /** Identifier for logs and events. */
+  readonly id: string;
+  /** Clock time the member was made (ms since epoch). */
+  readonly openedAt: number;
+  /** Bytes from the client side toward the backend. */
+  readonly bytesFromClient: number;
+  /** Bytes from the backend toward the client side. */
+  readonly bytesFromUpstream: number;
+  /** Whether the member has been torn down (or taken out to be). */
+  readonly closed: boolean;
+  /** What the `closed` event reported, once emitted. */
+  readonly closedInfo: ConnectionClosedInfo | undefined;
+  close(reason?: TeardownReason, options?: MemberCloseOptions): void;
+  destroy(reason?: TeardownReason, options?: DestroyOptions): void;
+}
+
+/** Whether `value` carries the member brand (from any copy of the package). */
+export function isPoolMember(value: unknown): value is PoolMember {
+  return typeof value === 'object' && value !== null && typeof (value as { [kMember]?: unknown })[kMember] === 'string';
+}
+
+/** Default deadline of a graceful member close. */
+export const DEFAULT_MEMBER_CLOSE_TIMEOUT = 5000;
