@@ -108,9 +108,12 @@ export class DuplicateBackendError extends FailoverProxyError {
 brand(DuplicateBackendError, 'DuplicateBackendError');
 
 /** Why no backend could be given to a connection. */
-export type NoHealthyBackendReason = 'queue-disabled' | 'queue-full' | 'queue-timeout' | 'retries-exhausted';
+export type NoHealthyBackendReason = 'queue-disabled' | 'queue-full' | 'queue-timeout';
 
-/** No backend is up (or every one tried failed), and waiting did not help. */
+/**
+ * No backend is up, and waiting did not help (or was not allowed). When backends
+ * were up but every dial failed, the caller gets the last dial's error instead.
+ */
 export class NoHealthyBackendError extends FailoverProxyError {
   constructor(
     readonly reason: NoHealthyBackendReason,
@@ -144,16 +147,13 @@ export class ConnectError extends FailoverProxyError {
 }
 brand(ConnectError, 'ConnectError');
 
-/** The pool (or the backend) already holds `maxConnections` and the excess is refused. */
+/**
+ * The pool already holds `maxConnections` and the excess is refused. (A backend
+ * at its own `maxConnections` is simply not picked.)
+ */
 export class MaxConnectionsError extends FailoverProxyError {
-  constructor(
-    readonly limit: number,
-    readonly backendId?: string,
-  ) {
-    super(
-      'MAX_CONNECTIONS',
-      backendId === undefined ? `The pool holds its maximum of ${limit} connections` : `Backend \`${backendId}\` holds its maximum of ${limit} connections`,
-    );
+  constructor(readonly limit: number) {
+    super('MAX_CONNECTIONS', `The pool holds its maximum of ${limit} connections`);
   }
 }
 brand(MaxConnectionsError, 'MaxConnectionsError');

@@ -30,7 +30,7 @@ test('dist is built (npm test runs the build first)', () => {
   assert.ok(built, 'run `npm run build` before this test');
 });
 
-test('import("failover-proxy") loads the ESM build', { skip: !built && 'dist/ is missing' }, () => {
+test('import("failover-proxy") loads the ESM entry', { skip: !built && 'dist/ is missing' }, () => {
   const out = run(`import * as m from 'failover-proxy'; ${probe}`, 'module');
   assert.equal(out.trim(), 'function,function,function,1,INVALID_ARGUMENT:true');
 });
