@@ -13,7 +13,66 @@
  */
 import type { EventEmitter } from 'eventemitter3';
 import type { Backend } from './backend.js';
-import type { ConnectionClosedInfo, MemberEvents, TeardownReason } from './events.js';
+
+/**
+ * Why a connection was torn down. Every teardown carries one, in the
+ * `connectionClosed` event and in `stats().teardowns`.
+ *
+ * - `probe-failed`: its backend failed `fall` health checks in a row.
+ * - `marked-down`: `markDown()` was called without a more specific reason.
+ * - `maintenance`: its backend was put in maintenance.
+ * - `backend-removed`: its backend was removed from the pool.
+ * - `drained`: its backend was drained and the deadline passed.
+ * - `idle-timeout`: no byte moved either way for `idleTimeout` ms.
+ * - `client-closed` / `upstream-closed`: that side closed (after FIN both ways, the side that closed first).
+ * - `client-error` / `upstream-error`: that side's socket failed (reset, timeout, EPIPE).
+ * - `pool-closed`: the pool's `close()` deadline passed; `pool-destroyed`: `destroy()`.
+ * - `rebalanced`: closed gracefully to move load back to a backend below its share.
+ * - `write-stalled`: writes toward one side did not drain for `writeStallTimeout` ms.
+ * - `destroyed`: `destroy()` was called on the connection without a reason;
+ *   `closed`: `close()` was called without a reason.
+ *
+ * Custom reasons passed to `markDown(id, reason)` or `destroy(reason)` are carried as given.
+ */
+export type TeardownReason =
+  | 'probe-failed'
+  | 'marked-down'
+  | 'maintenance'
+  | 'backend-removed'
+  | 'drained'
+  | 'rebalanced'
+  | 'write-stalled'
+  | 'idle-timeout'
+  | 'client-closed'
+  | 'upstream-closed'
+  | 'client-error'
+  | 'upstream-error'
+  | 'pool-closed'
+  | 'pool-destroyed'
+  | 'destroyed'
+  | 'closed'
+  | (string & {});
+
+/** What a closed member reports, once. */
+export interface ConnectionClosedInfo {
+  readonly reason: TeardownReason;
+  /** The member's kind (`connection`, `socket`, …). */
+  readonly kind: string;
+  /** The socket error that caused the teardown, if one did. */
+  readonly error: Error | undefined;
+  /** Bytes read from the client (and forwarded upstream). */
+  readonly bytesFromClient: number;
+  /** Bytes read from the upstream (and forwarded to the client). */
+  readonly bytesFromUpstream: number;
+  /** How long the connection was open, in ms. */
+  readonly durationMs: number;
+}
+
+/** Events of every registry member ({@link PoolMember}). */
+export interface MemberEvents {
+  /** The member is torn down. Emitted exactly once. */
+  closed: [info: ConnectionClosedInfo];
+}
 
 /** The brand every member carries, with its kind as the value. */
 export const kMember: unique symbol = Symbol.for('failover-proxy.member') as never;
