@@ -214,7 +214,7 @@ export interface UpstreamPoolOptions {
    * `syncMax` inside the call, more in slices of at most `budgetMs` of work
    * per event-loop turn. Either way every member is out of the registry and
    * forwards nothing when the call returns.
-   * @default { syncMax: 256, budgetMs: 8 }
+   * @default { syncMax: 256, budgetMs: 5 }
    */
   readonly teardown?: TeardownOptions | undefined;
   /** Time source for `since` stamps and timers (tests inject a fake one). */
@@ -235,7 +235,7 @@ export interface TeardownOptions {
   readonly syncMax?: number | undefined;
   /**
    * Time spent closing sockets per event-loop turn beyond `syncMax`, in ms.
-   * @default 8
+   * @default 5
    */
   readonly budgetMs?: number | undefined;
 }
@@ -283,7 +283,7 @@ export const upstreamPoolDefaults = Object.freeze({
   slowStart: 0,
   writeStallTimeout: 15_000,
   allDown: 'queue',
-  teardown: Object.freeze({ syncMax: 256, budgetMs: 8 }),
+  teardown: Object.freeze({ syncMax: 256, budgetMs: 5 }),
 } as const);
 
 const poolKeys = [

@@ -19,7 +19,9 @@
  * `stats` → `stats {"active":N}`; `mem` → `mem {rss, heapUsed, ...}` (after GC);
  * `heapsnapshot PATH` → `heapsnapshot PATH` (after GC);
  * `add HOST:PORT` → `added ID` (pool); `markdown ID` → `markdown {...}` (pool:
- * times `markDown` and the event loop around it).
+ * times `markDown` and the event loop around it). `--teardown sync` closes
+ * every socket inside `markDown` (the pool's `teardown.syncMax: Infinity`);
+ * the default, `sliced`, is the pool's default slicing.
  *
  * @module
  */
@@ -48,10 +50,12 @@ interface Host {
 /** `last`: the most recently added backend that is up (the teardown bench steers connections with it). */
 const pickLast: PickFunction = (candidates) => candidates[candidates.length - 1];
 
-function startPool(server: net.Server, targets: readonly Target[], balancer: string): Host {
+function startPool(server: net.Server, targets: readonly Target[], balancer: string, teardown: string): Host {
   const pool = new UpstreamPool({
     backends: targets.map((t) => ({ host: t.host, port: t.port })),
     balancer: balancer === 'last' ? pickLast : (balancer as BalancerName),
+    // `sync`: every socket closed inside markDown (the 0.1 contract), for comparison.
+    teardown: teardown === 'sync' ? { syncMax: Infinity } : undefined,
   });
   server.on('connection', (socket: Socket) => pool.accept(socket));
   return { active: () => pool.stats().active, pool };
@@ -141,6 +145,8 @@ async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<stri
   const t0 = performance.now();
   const tornDown = pool.markDown(id, 'bench');
   const t1 = performance.now();
+  // The contract, checked where it is measured: out of the registry when the call returns.
+  const leftInRegistry = [...pool.members(id)].length;
   // Kernel vs user time of the call: closing a loopback socket runs the
   // peer's TCP receive path inside the close() syscall.
   const cpu = process.cpuUsage(cpu0);
@@ -152,6 +158,7 @@ async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<stri
   pool.markUp(id);
   return {
     tornDown,
+    leftInRegistry,
     syncMs: t1 - t0,
     userMs: cpu.user / 1000,
     systemMs: cpu.system / 1000,
@@ -171,6 +178,7 @@ async function main(argv: string[]): Promise<void> {
       listen: { type: 'string', default: '127.0.0.1:0' },
       backend: { type: 'string', multiple: true },
       balancer: { type: 'string', default: 'least-connections' },
+      teardown: { type: 'string', default: 'sliced' },
     },
     strict: true,
   });
@@ -181,7 +189,7 @@ async function main(argv: string[]): Promise<void> {
   const listen = values.listen === '127.0.0.1:0' ? { host: '127.0.0.1', port: 0 } : parseHostPort(values.listen, '--listen');
 
   const server = net.createServer({ allowHalfOpen: mode !== 'naive', pauseOnConnect: mode !== 'naive' });
-  const host = mode === 'pool' ? startPool(server, targets, values.balancer) : mode === 'pinned' ? startPinned(server, targets) : startNaive(server, targets);
+  const host = mode === 'pool' ? startPool(server, targets, values.balancer, values.teardown) : mode === 'pinned' ? startPinned(server, targets) : startNaive(server, targets);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
