@@ -43,6 +43,8 @@ export class BackendEntry implements PickCandidate {
   drainTimer: unknown = undefined;
   drainWaiters: (() => void)[] = [];
   removed = false;
+  /** A drain that ends in removal is under way (`remove(id, { drain: true })`, `reconcile`). */
+  removing = false;
   /** Clock time the backend last became eligible (up and active); 0 if never. */
   eligibleSince = 0;
   /** While above `now`, the backend warms up (slow start); 0 once warm. */

@@ -105,13 +105,21 @@ export class MemberRegistry {
       for (const member of entry.members) member.destroy(reason, { reset });
       return n;
     }
-    for (const member of entry.members) {
-      (member as Registered)[kQuiesce]?.();
+    for (const member of Array.from(entry.members)) {
+      const quiesce = (member as Registered)[kQuiesce];
+      if (quiesce === undefined || member.kind !== 'connection') {
+        // Only pairs can be silenced without closing; anything else (an idle
+        // agent socket a request could still take from the free list) is
+        // closed now, and accounted for by its `closed` event.
+        member.destroy(reason, { reset });
+        continue;
+      }
+      quiesce.call(member);
+      entry.members.delete(member);
+      this.active--;
       this.#count(entry, reason);
       this.#doomed.push({ member, reason, reset });
     }
-    entry.members.clear();
-    this.active -= n;
     if (log.enabled) log('%s: %d members out, closing in slices', entry.backend.id, n);
     this.#scheduleSweep();
     return n;

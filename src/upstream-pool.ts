@@ -301,8 +301,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       if (options.drain !== undefined) v.boolean('drain', options.drain);
       if (options.timeout !== undefined) v.integer('timeout', options.timeout, 0, MAX_TIMER);
       if (options.drain === true) {
+        entry.removing = true;
         return this.drain(id, { timeout: options.timeout }).then(() => {
-          if (!entry.removed) this.#delete(entry);
+          // A reconcile that listed it again (or markReady) called the removal off.
+          if (!entry.removed && entry.removing) this.#delete(entry);
         });
       }
       this.#delete(entry);
@@ -408,6 +410,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
         this.#add(backend, true);
         replaced.push(id);
       } else {
+        if (entry.removing) {
+          // Listed again while an earlier reconcile drains it: keep it.
+          entry.removing = false;
+          if (entry.admin === 'draining') this.markReady(id, 'relisted');
+          updated.push(id);
+          this.#applyTunables(entry, tunables);
+          continue;
+        }
         const before = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
         this.#applyTunables(entry, tunables);
         const after = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
@@ -562,6 +572,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   markReady(id: string, reason = 'ready'): void {
     this.#assertOpen();
     const entry = this.#table.get(id);
+    entry.removing = false;
     this.#stopDrain(entry);
     this.#table.setAdmin(entry, 'active', reason);
   }

@@ -272,3 +272,45 @@ test('close(reason) is graceful: FIN both ways, closed with the reason once both
   await waitFor(() => reasons.length === 1, { what: 'the member to close' });
   assert.deepEqual(reasons, ['connection:rebalanced']);
 });
+
+test('reconcile: a backend listed again while an earlier reconcile drains it is kept, not removed when that drain ends', async (t) => {
+  const a = await listen(t);
+  const b = await listen(t);
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: a.port, id: 'a' }, { host: HOST, port: b.port, id: 'b' }] });
+  t.after(() => pool.destroy());
+  const port = await frontend(t, pool);
+  for (let i = 0; i < 2; i++) await connect(t, port);
+  await waitFor(() => [...pool.members('b')].length === 1);
+  const first = pool.reconcile([{ host: HOST, port: a.port, id: 'a' }], { drainTimeout: 60_000 });
+  assert.deepEqual(first.removed, ['b']);
+  assert.equal(pool.status('b')?.admin, 'draining');
+  const second = pool.reconcile([{ host: HOST, port: a.port, id: 'a' }, { host: HOST, port: b.port, id: 'b' }]);
+  assert.deepEqual(second.updated, ['b']);
+  assert.equal(pool.status('b')?.admin, 'active', 'listed again: ready again');
+  await first.settled;
+  assert.equal(pool.has('b'), true, 'the first drain ending does not remove it any more');
+  assert.equal([...pool.members('b')].length, 1, 'its connection stayed');
+});
+
+test('sliced teardown: agent sockets are closed inside the call (an idle one is never handed to a new request)', async (t) => {
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const addr = server.address() as import('node:net').AddressInfo;
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: addr.port, id: 'a' }], teardown: { syncMax: 0 } });
+  const agent = pool.createAgent();
+  t.after(async () => {
+    agent.destroy();
+    await pool.destroy();
+  });
+  const { get } = await import('node:http');
+  await new Promise<void>((resolve, reject) => get({ host: HOST, port: addr.port, path: '/', agent }, (res) => res.resume().on('end', resolve)).on('error', reject));
+  await waitFor(() => Object.keys(agent.freeSockets).length === 1, { what: 'an idle keep-alive socket' });
+  const [socket] = [...pool.sockets('a')];
+  assert.ok(socket);
+  assert.equal(pool.markDown('a'), 1);
+  assert.equal(socket.closed, true);
+  assert.equal(socket.upstream.destroyed, true, 'destroyed in the call, not a turn later');
+  assert.equal(Object.keys(agent.freeSockets).length, 0, 'not in the free list');
+});
