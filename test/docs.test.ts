@@ -42,7 +42,18 @@ const prints: Readonly<Record<string, readonly (string | RegExp)[]>> = {
     ].join('\n'),
   ],
   'upgrade.md': ['HTTP/1.1 101 Switching Protocols\npinned to b1\ntorn down: probe-failed\n'],
-  'upstream-pool.md': ['greeted by alpha\nalpha down (probe-failed), 1 torn down\nclient connection closed; teardowns: {"probe-failed":1}\n'],
+  'upstream-pool.md': [
+    'greeted by alpha\nalpha down (probe-failed), 1 torn down\nclient connection closed; teardowns: {"probe-failed":1}\n',
+    [
+      'drain: up/draining (draining), eligible false',
+      'markDown: down/draining (down), eligible false',
+      'markUp: up/draining (draining), eligible false',
+      'markReady: up/active (up), eligible true',
+      'maintenance, then markDown: down/maintenance (maintenance), eligible false',
+      'markReady: down/active (down), eligible false',
+      '',
+    ].join('\n'),
+  ],
 };
 
 const snippets: { file: string; line: number; code: string; expected: string | RegExp | undefined }[] = [];
