@@ -155,8 +155,8 @@ export interface CheckResult {
   /** Clock time when the check finished. */
   readonly at: number;
   /**
-   * `true` when no check ran: the pool reported a failed dial and the probe,
-   * with `countConnectFailures`, counted it as a failed check.
+   * `true` when no check ran: the pool reported a failed dial or a stalled
+   * write and the probe, with `countConnectFailures`, counted it as a failed check.
    */
   readonly passive: boolean;
 }
