@@ -80,7 +80,7 @@ export interface UpstreamPoolEvents {
   writeStalled: [backend: Backend, member: PoolMember];
   /** A client could not be given a backend and was closed. */
   pinFailed: [error: FailoverProxyError, client: Socket];
-  /** Every backend became ineligible (`active: false`) or one became eligible again (`active: true`); see `allDown`. */
+  /** Every backend became ineligible (`active: true`: the `allDown` policy now applies) or one became eligible again (`active: false`). */
   allDownChanged: [active: boolean, policy: 'queue' | 'fail-open'];
   /** `close()` or `destroy()` finished. */
   closed: [];
@@ -97,8 +97,8 @@ export interface CheckResult {
   /** Clock time when the check finished. */
   readonly at: number;
   /**
-   * `true` when no check ran: the pool reported a failed dial and the probe,
-   * with `countConnectFailures`, counted it as a failed check.
+   * `true` when no check ran: the pool reported a failed dial or a stalled
+   * write and the probe, with `countConnectFailures`, counted it as a failed check.
    */
   readonly passive: boolean;
 }

@@ -75,7 +75,7 @@ export interface ProbeTargetEvents {
   backendRemoved: [backend: Backend];
   /** A dial to the backend failed (refused, timed out, TLS). */
   connectFailed: [backend: Backend, error: Error];
-  /** A member's writes toward the backend (or its client) stalled. */
+  /** A member's writes toward the backend stalled (a passive failure of it). */
   writeStalled: [backend: Backend, member: unknown];
 }
 
@@ -371,23 +371,27 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
 
   /**
    * Follows a pool: probes every backend in it and those added later, stops
-   * probing removed ones, and acts on verdicts. When a backend crosses `fall`
-   * the probe calls `pool.markDown(id, 'probe-failed')` in the same tick as
-   * the verdict (before `checked` and `unhealthy` are emitted), unless the
-   * pool has it in `maintenance` or already `down`; while the verdict stays
-   * down, a pool that has the backend `up` again is corrected on the next
-   * failed check (checks win, as in HAProxy). When a backend crosses `rise`
-   * the probe calls `pool.markUp(id, 'probe-passed')` only if the pool has it
-   * `down`: `maintenance` and `draining` are operator decisions.
+   * probing removed ones, and reports health verdicts with their cause. When
+   * a backend crosses `fall` the probe calls
+   * `pool.markDown(id, 'probe-failed', cause)` in the same tick as the verdict
+   * (before `checked` and `unhealthy` are emitted), unless the pool's health
+   * of it is already `down`; while the verdict stays down, a pool that has
+   * the backend `up` again is corrected on the next failed check (checks win,
+   * as in HAProxy). When a backend crosses `rise` (or an `unknown` one
+   * passes) the probe calls `pool.markUp(id, 'probe-passed', cause)`. The
+   * admin axis (drain, maintenance) is the pool's: it decides what a verdict
+   * does there.
    *
-   * A backend the pool has `down` with reason `awaiting-probe` starts
-   * `unknown` (its first result decides), `up` or `draining` starts `up`,
-   * another `down` starts `down`, `maintenance` starts `unknown`.
+   * Each backend's counter starts from the pool's health of it (`unknown`:
+   * the first result decides).
    *
-   * With `countConnectFailures`, each `connectFailed` the pool reports counts
-   * as a failed check (`passive: true` in the result).
+   * With `countConnectFailures` (the default), each `connectFailed` and
+   * `writeStalled` the pool reports counts as a failed check (`passive: true`
+   * in the result).
    *
-   * @throws `PROBE_CLOSED`; `INVALID_ARGUMENT` when already attached
+   * @throws `PROBE_CLOSED`; `INVALID_ARGUMENT` when already attached;
+   * `DUPLICATE_BACKEND` when a backend added by hand has a pool backend's id
+   * but another address (nothing is attached then)
    * @example
    * ```ts
    * const pool = new UpstreamPool({ initialState: 'probe', backends });

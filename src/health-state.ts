@@ -23,7 +23,7 @@ export type HealthVerdict = 'up' | 'down';
  *
  * @example
  * ```ts
- * const initial: InitialHealth = status.reason === 'awaiting-probe' ? 'unknown' : 'up';
+ * const initial: InitialHealth = pool.status(id)?.health ?? 'unknown';
  * ```
  */
 export type InitialHealth = HealthVerdict | 'unknown';

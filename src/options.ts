@@ -175,7 +175,7 @@ export interface UpstreamPoolOptions {
   readonly proxyProtocol?: false | 'v1' | 'v2' | undefined;
   /**
    * Replaces the built-in dialler (plain TCP, or TLS when configured).
-   * @default dialBackend
+   * @default the built-in dialler
    */
   readonly dial?: DialFunction | undefined;
   /**

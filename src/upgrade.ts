@@ -23,7 +23,7 @@ export interface UpgradeOptions extends PinOptions {
   /**
    * Socket settings of the pinned connection (the pool's `connection`
    * option only applies to `pin()`).
-   * @default pinnedConnectionDefaults
+   * @default the defaults of {@link PinnedConnectionOptions}
    */
   readonly connection?: PinnedConnectionOptions | undefined;
 }

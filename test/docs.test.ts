@@ -31,6 +31,7 @@ const prints: Readonly<Record<string, readonly (string | RegExp)[]>> = {
   // machine the failing check may time out before the 503 is read.
   'health-probe.md': [/^api: up -> down \(probe-failed\)\nlast check failed at layer: (?:protocol|timeout)\napi: down -> up \(probe-passed\)\n$/],
   'http-agent.md': ['watching alpha\nstream cut: BACKEND_DOWN probe-failed\nre-watching on beta\n'],
+  'rebalancing.md': ['started\nmoved 1 off a\nmoved 2 off a\nbalanced after 2 moves\n'],
   'pinned-connection.md': ['closed: client-closed, 4 B in, 4 B out\nechoed: ping\n'],
   'tls-and-proxy-protocol.md': [
     [
@@ -42,7 +43,18 @@ const prints: Readonly<Record<string, readonly (string | RegExp)[]>> = {
     ].join('\n'),
   ],
   'upgrade.md': ['HTTP/1.1 101 Switching Protocols\npinned to b1\ntorn down: probe-failed\n'],
-  'upstream-pool.md': ['greeted by alpha\nalpha down (probe-failed), 1 torn down\nclient connection closed; teardowns: {"probe-failed":1}\n'],
+  'upstream-pool.md': [
+    'greeted by alpha\nalpha down (probe-failed), 1 torn down\nclient connection closed; teardowns: {"probe-failed":1}\n',
+    [
+      'drain: up/draining (draining), eligible false',
+      'markDown: down/draining (down), eligible false',
+      'markUp: up/draining (draining), eligible false',
+      'markReady: up/active (up), eligible true',
+      'maintenance, then markDown: down/maintenance (maintenance), eligible false',
+      'markReady: down/active (down), eligible false',
+      '',
+    ].join('\n'),
+  ],
 };
 
 const snippets: { file: string; line: number; code: string; expected: string | RegExp | undefined }[] = [];

@@ -1,7 +1,8 @@
 /**
  * The contract between the pool and a picker. The pool filters first (only
- * `up` backends, under their `maxConnections`, not yet tried for this
- * connection); a picker only chooses among what it is given.
+ * eligible backends — health `up`, admin `active`, weight above 0 — under
+ * their `maxConnections`, not yet tried for this connection); a picker only
+ * chooses among what it is given.
  *
  * @module
  */
