@@ -1,7 +1,7 @@
 // The core model: two state axes, one member contract, one pool per member,
 // live backends, and what a new user tripped on (issue: core model).
 import assert from 'node:assert/strict';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { test } from 'node:test';
 import {
   HealthProbe,
@@ -74,7 +74,7 @@ test('maintenance records verdicts and acts on none; the health is current when 
     changes.map((c) => `${c.axis}:${c.previous.state}->${c.to}`),
     ['admin:up->maintenance', 'health:maintenance->maintenance', 'admin:maintenance->down', 'health:down->up'],
   );
-  assert.ok(changes.every((c) => JSON.parse(JSON.stringify(c.cause)).code === c.cause.code), 'causes are plain data');
+  assert.ok(changes.every((c) => (JSON.parse(JSON.stringify(c.cause)) as { code: string }).code === c.cause.code), 'causes are plain data');
 });
 
 test('health down tears members down whatever the admin state, in the same call', async (t) => {
@@ -297,7 +297,7 @@ test('sliced teardown: agent sockets are closed inside the call (an idle one is 
   const server = createServer((_req, res) => res.end('ok'));
   await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
   t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const addr = server.address() as import('node:net').AddressInfo;
+  const addr = server.address() as AddressInfo;
   const pool = new UpstreamPool({ backends: [{ host: HOST, port: addr.port, id: 'a' }], teardown: { syncMax: 0 } });
   const agent = pool.createAgent();
   t.after(async () => {
