@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { ConfigError, balancerDefaults, parseAddress, parseBalancerArgs, type Ba
 import { EventLog } from '../examples/balancer/event-log.js';
 import { renderMetrics } from '../examples/balancer/metrics.js';
 import { ProbeStats } from '../examples/balancer/probe-stats.js';
+import { binName, packageVersion, programName } from '../examples/balancer/program-info.js';
 import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
@@ -158,6 +159,41 @@ test('--status with an explicit host listens there; :PORT is loopback', () => {
 test('--help wins over everything else', () => {
   assert.deepEqual(parseBalancerArgs(['--nonsense', '--help'], files()), { kind: 'help' });
   assert.deepEqual(parseBalancerArgs(['-h'], files()), { kind: 'help' });
+  assert.deepEqual(parseBalancerArgs(['--version', '--help'], files()), { kind: 'help' });
+});
+
+test('--version wins over everything but --help, and is no config key', () => {
+  assert.deepEqual(parseBalancerArgs(['--nonsense', '--version'], files()), { kind: 'version' });
+  assert.deepEqual(parseBalancerArgs(['--backend', 'h:1', '--version'], files()), { kind: 'version' });
+  const err = parseError(['--config', 'c.json'], { 'c.json': '{"backend":"h:1","version":true}' });
+  assert.equal(err.message, 'c.json: "version" cannot be set in a config file');
+});
+
+test('programName: the bin name through npm\'s symlink, else the script name without extension', () => {
+  assert.equal(programName('/usr/local/bin/failover-proxy-apiserver'), 'failover-proxy-apiserver');
+  assert.equal(programName('/srv/app/node_modules/.bin/failover-proxy-apiserver'), 'failover-proxy-apiserver');
+  assert.equal(programName('/src/examples/apiserver-balancer.ts'), 'apiserver-balancer');
+  assert.equal(programName('/opt/fp/dist/apiserver-balancer.js'), 'apiserver-balancer');
+  assert.equal(programName('/opt/lb.mjs'), 'lb');
+  // Nothing to go by, or nothing printable: the bin's name.
+  assert.equal(programName(undefined), binName);
+  assert.equal(programName(''), binName);
+  assert.equal(programName('/tmp/evil\nname'), binName);
+  assert.equal(binName, Object.keys((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin)[0]);
+});
+
+test('packageVersion: found walking up from the module, only in failover-proxy\'s package.json', (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(packageVersion(), version);
+  assert.equal(packageVersion(join(root, 'dist', 'apiserver-balancer.js')), version);
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-version-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  assert.equal(packageVersion(join(dir, 'a', 'b', 'c.js')), undefined);
+  // Another package's manifest on the way up is skipped, not reported.
+  writeFileSync(join(dir, 'package.json'), '{"name":"someone-else","version":"9.9.9"}');
+  assert.equal(packageVersion(join(dir, 'x.js')), undefined);
+  writeFileSync(join(dir, 'package.json'), '{"name":"failover-proxy","version":"1.2.3-rc.1"}');
+  assert.equal(packageVersion(join(dir, 'dist', 'x.js')), '1.2.3-rc.1');
 });
 
 test('config file: same settings, flags override, --backend flags replace the list, paths relative to the file', () => {
@@ -359,8 +395,8 @@ interface Exited {
   readonly stderr: string;
 }
 
-async function runCli(t: TestContext, args: string[]): Promise<Exited> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+async function runCli(t: TestContext, args: string[], script = entry): Promise<Exited> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
@@ -376,12 +412,12 @@ async function runCli(t: TestContext, args: string[]): Promise<Exited> {
   return { code, stdout, stderr };
 }
 
-function assertRefused(result: Exited, mentions: string): void {
+function assertRefused(result: Exited, mentions: string, command = 'apiserver-balancer'): void {
   assert.equal(result.code, 2, result.stderr);
   assert.equal(result.stdout, '', 'nothing started');
   const lines = result.stderr.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `one line on stderr, got ${JSON.stringify(result.stderr)}`);
-  assert.match(lines[0]!, /^apiserver-balancer: /);
+  assert.ok(lines[0]!.startsWith(`${command}: `), lines[0]);
   assert.ok(lines[0]!.includes(mentions), lines[0]);
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
 }
@@ -413,9 +449,42 @@ test('CLI: --help prints the usage and exits 0', async (t) => {
   const result = await runCli(t, ['--help']);
   assert.equal(result.code, 0);
   assert.match(result.stdout, /^Usage: apiserver-balancer/);
-  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config']) {
+  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--version']) {
     assert.ok(result.stdout.includes(flag), flag);
   }
+});
+
+test('CLI: --version prints the package version and exits 0', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  const result = await runCli(t, ['--version']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, `${version}\n`);
+  assert.equal(result.stderr, '');
+});
+
+test('CLI: run under the bin\'s name (npm\'s symlink), usage and errors use that name', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-bin-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'failover-proxy-apiserver');
+  symlinkSync(entry, bin);
+  const help = await runCli(t, ['--help'], bin);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: failover-proxy-apiserver --backend /);
+  assertRefused(await runCli(t, ['--backend', '127.0.0.1:6443', '--interval', 'soon'], bin), '--interval', 'failover-proxy-apiserver');
+});
+
+const builtBin = join(root, 'dist', 'apiserver-balancer.js');
+test('CLI from the build, through a symlink as npm installs it: name and version', { skip: !existsSync(builtBin) && 'dist/ is missing (npm test builds it)' }, async (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-built-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'failover-proxy-apiserver');
+  symlinkSync(builtBin, bin);
+  const result = await runCli(t, ['--version'], bin);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, `${version}\n`);
+  const help = await runCli(t, ['--help'], bin);
+  assert.match(help.stdout, /^Usage: failover-proxy-apiserver /);
 });
 
 // ------------------------------------------------------- the running balancer
