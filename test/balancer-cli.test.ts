@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, balancerDefaults, parseAddress, parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
+import { startBalancer } from '../examples/balancer/balancer.js';
 import { EventLog } from '../examples/balancer/event-log.js';
 import { renderMetrics } from '../examples/balancer/metrics.js';
 import { ProbeStats } from '../examples/balancer/probe-stats.js';
@@ -20,7 +21,7 @@ import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
 import { UpstreamPool } from '../src/index.js';
-import { HOST, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
+import { HOST, closedPort, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const entry = join(root, 'examples/apiserver-balancer.ts');
@@ -564,6 +565,38 @@ function httpGet(port: number, path: string, method = 'GET'): Promise<Reply> {
   });
 }
 
+test('status endpoint: /livez while the process answers; /readyz 503 with no backend up or while draining, else 200', async (t) => {
+  const { port: upstream } = await echoServer(t);
+  const down = await closedPort();
+  const config = parse(['--listen', `${HOST}:0`, '--backend', `up=${HOST}:${upstream}`, '--backend', `down=${HOST}:${down}`, '--check', 'tcp', '--status', '0', '--drain-timeout', '10000']);
+  const lines: string[] = [];
+  const balancer = await startBalancer(config, { log: (line) => lines.push(line), readFile: (path) => readFileSync(path) });
+  t.after(() => balancer.destroy());
+  const status = balancer.statusAddress!.port;
+  assert.equal((await httpGet(status, '/livez')).status, 200);
+  const ready = await httpGet(status, '/readyz');
+  assert.deepEqual([ready.status, ready.body], [200, 'ready\n']);
+  assert.equal((await httpGet(status, '/readyz', 'HEAD')).status, 200);
+
+  balancer.pool.markDown('up', 'marked-down');
+  const none = await httpGet(status, '/readyz');
+  assert.deepEqual([none.status, none.body], [503, 'not ready\n']);
+  assert.equal((await httpGet(status, '/livez')).status, 200, 'alive all the same: restarting would not bring a backend up');
+  balancer.pool.markUp('up');
+  assert.equal((await httpGet(status, '/readyz')).status, 200);
+
+  // A connection keeps the drain going; meanwhile the balancer says it is not ready.
+  const client = await connect(t, balancer.address.port);
+  client.write('hi\n');
+  assert.equal(await readLine(client), 'hi');
+  const closing = balancer.close();
+  const draining = await httpGet(status, '/readyz');
+  assert.equal(draining.status, 503);
+  assert.equal((await httpGet(status, '/livez')).status, 200);
+  client.end();
+  await closing;
+});
+
 test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions, drains and exits 0 on SIGTERM', { timeout: 60_000 }, async (t) => {
   const backends = await Promise.all(['b1', 'b2'].map((name) => ApiserverBackend.start({ name })));
   t.after(() => Promise.all(backends.map((b) => b.close())));
@@ -615,6 +648,9 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   assert.deepEqual(doc.backends.map((b) => [b.id, b.state]), [['b1', 'up'], ['b2', 'up']]);
   assert.equal(doc.probe.check, 'https:/readyz');
   assert.deepEqual(Object.keys(doc.probe.backends).sort(), ['b1', 'b2']);
+
+  assert.equal((await httpGet(addresses.status, '/livez')).status, 200);
+  assert.equal((await httpGet(addresses.status, '/readyz')).status, 200);
 
   const metrics = await httpGet(addresses.status, '/metrics');
   assert.equal(metrics.status, 200);

@@ -129,7 +129,7 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --connect-timeout MS       time to connect to a backend (default 3000)
   --retries N                other backends to try when a connect fails (default 2)
   --queue-timeout MS         how long a client waits while no backend is up (default 10000)
-  --status HOST:PORT         serve /stats and /metrics (PORT alone: on 127.0.0.1)
+  --status HOST:PORT         serve /stats, /metrics, /livez, /readyz (PORT alone: on 127.0.0.1)
   --drain-timeout MS         on SIGTERM/SIGINT, time open connections get (default 5000)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win
   --help                     this text
