@@ -147,7 +147,7 @@ type Carrier = { [kExchange]?: Exchange };
  * - **Hop-by-hop headers** are this hop's business and are not forwarded, in
  *   either direction: `Connection`, `Keep-Alive`, `Proxy-*`, `TE`,
  *   `Trailer`, `Transfer-Encoding`, `Upgrade`, and every header `Connection`
- *   names. So a client's `Connection: close` closes its own connection, not
+ *   names (but `Content-Length` and `Host`). So a client's `Connection: close` closes its own connection, not
  *   the keep-alive connection to the backend. Every other header goes
  *   through as received: order, case and duplicates kept.
  * - **`X-Forwarded-For`/`-Proto`/`-Host`** are added (see `xForwarded`).
@@ -318,13 +318,18 @@ function isHopByHop(name: string): boolean {
   }
 }
 
-/** The header names `Connection` lists (lower case), or `undefined` when it lists none beyond the usual. */
+/**
+ * The header names `Connection` lists (lower case), or `undefined` when it
+ * lists none beyond the usual. `Content-Length` and `Host` stay whatever it
+ * says: a sender that could strip the length of a body it sends would have
+ * the body forwarded unframed, for the backend to read as a request of its own.
+ */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
   let named: Set<string> | undefined;
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
-    if (name === '' || isHopByHop(name) || name === 'close') continue;
+    if (name === '' || isHopByHop(name) || name === 'close' || name === 'content-length' || name === 'host') continue;
     (named ??= new Set()).add(name);
   }
   return named;

@@ -231,6 +231,29 @@ test('a chunked request body is forwarded chunked whatever the method, so it can
   assert.deepEqual(bodies, [`DELETE /things/1 ${body}`, 'GET /next ']);
 });
 
+test('Connection cannot strip Content-Length (or Host): a body stays framed', async (t) => {
+  const seen: string[] = [];
+  const b = await backend(t, (req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      seen.push(`${req.method} ${req.url} host=${req.headers.host} ${body}`);
+      res.end('ok');
+    });
+  });
+  const { port } = await gateway(t, poolOf(t, [b.port]));
+  const body = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
+  // A second request after it: a smuggled one would have reached the backend before it.
+  const answer = await raw(
+    t,
+    port,
+    `GET /a HTTP/1.1\r\nHost: g\r\nConnection: Content-Length, Host\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+      'GET /next HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n',
+  );
+  assert.equal(answer.match(/HTTP\/1\.1 200/g)?.length, 2);
+  assert.deepEqual(seen, [`GET /a host=g ${body}`, 'GET /next host=g ']);
+});
+
 /** Resolves once `read()` has stayed the same for `quietMs` (a stalled stream), bounded by `timeoutMs`. */
 async function stalled(read: () => number, quietMs = 1000, timeoutMs = 30_000): Promise<number> {
   const start = Date.now();
