@@ -9,6 +9,9 @@
  *   --ca /etc/kubernetes/pki/ca.crt --status 127.0.0.1:9090
  * ```
  *
+ * The package ships it built as the `failover-proxy-apiserver` bin. Usage
+ * and error lines name the command as it was invoked (`process.argv[1]`).
+ *
  * Prints `listening HOST:PORT` once it accepts clients (after `status
  * HOST:PORT` when `--status` is given). A bad flag or config: one line on
  * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
@@ -20,8 +23,9 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, usage } from './balancer/config.js';
+import { packageVersion, programName } from './balancer/program-info.js';
 
-const name = 'apiserver-balancer';
+const name = programName(process.argv[1]);
 
 function die(message: string, code: number): never {
   process.stderr.write(`${name}: ${message.replace(/[\r\n]+/g, ' ')}\n`);
@@ -38,7 +42,13 @@ export async function main(argv: readonly string[]): Promise<void> {
     throw err;
   }
   if (parsed.kind === 'help') {
-    process.stdout.write(usage);
+    process.stdout.write(usage(name));
+    return;
+  }
+  if (parsed.kind === 'version') {
+    const version = packageVersion();
+    if (version === undefined) die('cannot tell the version: no package.json of failover-proxy above this program', 1);
+    process.stdout.write(`${version}\n`);
     return;
   }
   const log = (line: string): void => {

@@ -19,6 +19,8 @@ export { PinnedSocket } from './pinned-socket.js';
 export type { PinnedSocketInit } from './pinned-socket.js';
 export { PoolAgent } from './pool-agent.js';
 export type { AgentPool, PoolAgentOptions } from './pool-agent.js';
+export { createHttpProxy } from './http-proxy.js';
+export type { HttpProxy, HttpProxyOptions } from './http-proxy.js';
 export { createUpgradeHandler, pinUpgrade } from './upgrade.js';
 export type { UpgradeHandlerOptions, UpgradeOptions, UpgradePool } from './upgrade.js';
 export { Rebalancer } from './rebalancer.js';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,14 +12,16 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, balancerDefaults, parseAddress, parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
+import { startBalancer } from '../examples/balancer/balancer.js';
 import { EventLog } from '../examples/balancer/event-log.js';
 import { renderMetrics } from '../examples/balancer/metrics.js';
 import { ProbeStats } from '../examples/balancer/probe-stats.js';
+import { binName, packageVersion, programName } from '../examples/balancer/program-info.js';
 import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
 import { UpstreamPool } from '../src/index.js';
-import { HOST, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
+import { HOST, closedPort, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const entry = join(root, 'examples/apiserver-balancer.ts');
@@ -158,6 +160,41 @@ test('--status with an explicit host listens there; :PORT is loopback', () => {
 test('--help wins over everything else', () => {
   assert.deepEqual(parseBalancerArgs(['--nonsense', '--help'], files()), { kind: 'help' });
   assert.deepEqual(parseBalancerArgs(['-h'], files()), { kind: 'help' });
+  assert.deepEqual(parseBalancerArgs(['--version', '--help'], files()), { kind: 'help' });
+});
+
+test('--version wins over everything but --help, and is no config key', () => {
+  assert.deepEqual(parseBalancerArgs(['--nonsense', '--version'], files()), { kind: 'version' });
+  assert.deepEqual(parseBalancerArgs(['--backend', 'h:1', '--version'], files()), { kind: 'version' });
+  const err = parseError(['--config', 'c.json'], { 'c.json': '{"backend":"h:1","version":true}' });
+  assert.equal(err.message, 'c.json: "version" cannot be set in a config file');
+});
+
+test('programName: the bin name through npm\'s symlink, else the script name without extension', () => {
+  assert.equal(programName('/usr/local/bin/failover-proxy-apiserver'), 'failover-proxy-apiserver');
+  assert.equal(programName('/srv/app/node_modules/.bin/failover-proxy-apiserver'), 'failover-proxy-apiserver');
+  assert.equal(programName('/src/examples/apiserver-balancer.ts'), 'apiserver-balancer');
+  assert.equal(programName('/opt/fp/dist/apiserver-balancer.js'), 'apiserver-balancer');
+  assert.equal(programName('/opt/lb.mjs'), 'lb');
+  // Nothing to go by, or nothing printable: the bin's name.
+  assert.equal(programName(undefined), binName);
+  assert.equal(programName(''), binName);
+  assert.equal(programName('/tmp/evil\nname'), binName);
+  assert.equal(binName, Object.keys((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin)[0]);
+});
+
+test('packageVersion: found walking up from the module, only in failover-proxy\'s package.json', (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(packageVersion(), version);
+  assert.equal(packageVersion(join(root, 'dist', 'apiserver-balancer.js')), version);
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-version-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  assert.equal(packageVersion(join(dir, 'a', 'b', 'c.js')), undefined);
+  // Another package's manifest on the way up is skipped, not reported.
+  writeFileSync(join(dir, 'package.json'), '{"name":"someone-else","version":"9.9.9"}');
+  assert.equal(packageVersion(join(dir, 'x.js')), undefined);
+  writeFileSync(join(dir, 'package.json'), '{"name":"failover-proxy","version":"1.2.3-rc.1"}');
+  assert.equal(packageVersion(join(dir, 'dist', 'x.js')), '1.2.3-rc.1');
 });
 
 test('config file: same settings, flags override, --backend flags replace the list, paths relative to the file', () => {
@@ -359,8 +396,8 @@ interface Exited {
   readonly stderr: string;
 }
 
-async function runCli(t: TestContext, args: string[]): Promise<Exited> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+async function runCli(t: TestContext, args: string[], script = entry): Promise<Exited> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
@@ -376,12 +413,12 @@ async function runCli(t: TestContext, args: string[]): Promise<Exited> {
   return { code, stdout, stderr };
 }
 
-function assertRefused(result: Exited, mentions: string): void {
+function assertRefused(result: Exited, mentions: string, command = 'apiserver-balancer'): void {
   assert.equal(result.code, 2, result.stderr);
   assert.equal(result.stdout, '', 'nothing started');
   const lines = result.stderr.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `one line on stderr, got ${JSON.stringify(result.stderr)}`);
-  assert.match(lines[0]!, /^apiserver-balancer: /);
+  assert.ok(lines[0]!.startsWith(`${command}: `), lines[0]);
   assert.ok(lines[0]!.includes(mentions), lines[0]);
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
 }
@@ -413,9 +450,42 @@ test('CLI: --help prints the usage and exits 0', async (t) => {
   const result = await runCli(t, ['--help']);
   assert.equal(result.code, 0);
   assert.match(result.stdout, /^Usage: apiserver-balancer/);
-  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config']) {
+  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--version']) {
     assert.ok(result.stdout.includes(flag), flag);
   }
+});
+
+test('CLI: --version prints the package version and exits 0', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  const result = await runCli(t, ['--version']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, `${version}\n`);
+  assert.equal(result.stderr, '');
+});
+
+test('CLI: run under the bin\'s name (npm\'s symlink), usage and errors use that name', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-bin-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'failover-proxy-apiserver');
+  symlinkSync(entry, bin);
+  const help = await runCli(t, ['--help'], bin);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: failover-proxy-apiserver --backend /);
+  assertRefused(await runCli(t, ['--backend', '127.0.0.1:6443', '--interval', 'soon'], bin), '--interval', 'failover-proxy-apiserver');
+});
+
+const builtBin = join(root, 'dist', 'apiserver-balancer.js');
+test('CLI from the build, through a symlink as npm installs it: name and version', { skip: !existsSync(builtBin) && 'dist/ is missing (npm test builds it)' }, async (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-built-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'failover-proxy-apiserver');
+  symlinkSync(builtBin, bin);
+  const result = await runCli(t, ['--version'], bin);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, `${version}\n`);
+  const help = await runCli(t, ['--help'], bin);
+  assert.match(help.stdout, /^Usage: failover-proxy-apiserver /);
 });
 
 // ------------------------------------------------------- the running balancer
@@ -495,6 +565,38 @@ function httpGet(port: number, path: string, method = 'GET'): Promise<Reply> {
   });
 }
 
+test('status endpoint: /livez while the process answers; /readyz 503 with no backend up or while draining, else 200', async (t) => {
+  const { port: upstream } = await echoServer(t);
+  const down = await closedPort();
+  const config = parse(['--listen', `${HOST}:0`, '--backend', `up=${HOST}:${upstream}`, '--backend', `down=${HOST}:${down}`, '--check', 'tcp', '--status', '0', '--drain-timeout', '10000']);
+  const lines: string[] = [];
+  const balancer = await startBalancer(config, { log: (line) => lines.push(line), readFile: (path) => readFileSync(path) });
+  t.after(() => balancer.destroy());
+  const status = balancer.statusAddress!.port;
+  assert.equal((await httpGet(status, '/livez')).status, 200);
+  const ready = await httpGet(status, '/readyz');
+  assert.deepEqual([ready.status, ready.body], [200, 'ready\n']);
+  assert.equal((await httpGet(status, '/readyz', 'HEAD')).status, 200);
+
+  balancer.pool.markDown('up', 'marked-down');
+  const none = await httpGet(status, '/readyz');
+  assert.deepEqual([none.status, none.body], [503, 'not ready\n']);
+  assert.equal((await httpGet(status, '/livez')).status, 200, 'alive all the same: restarting would not bring a backend up');
+  balancer.pool.markUp('up');
+  assert.equal((await httpGet(status, '/readyz')).status, 200);
+
+  // A connection keeps the drain going; meanwhile the balancer says it is not ready.
+  const client = await connect(t, balancer.address.port);
+  client.write('hi\n');
+  assert.equal(await readLine(client), 'hi');
+  const closing = balancer.close();
+  const draining = await httpGet(status, '/readyz');
+  assert.equal(draining.status, 503);
+  assert.equal((await httpGet(status, '/livez')).status, 200);
+  client.end();
+  await closing;
+});
+
 test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions, drains and exits 0 on SIGTERM', { timeout: 60_000 }, async (t) => {
   const backends = await Promise.all(['b1', 'b2'].map((name) => ApiserverBackend.start({ name })));
   t.after(() => Promise.all(backends.map((b) => b.close())));
@@ -546,6 +648,9 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   assert.deepEqual(doc.backends.map((b) => [b.id, b.state]), [['b1', 'up'], ['b2', 'up']]);
   assert.equal(doc.probe.check, 'https:/readyz');
   assert.deepEqual(Object.keys(doc.probe.backends).sort(), ['b1', 'b2']);
+
+  assert.equal((await httpGet(addresses.status, '/livez')).status, 200);
+  assert.equal((await httpGet(addresses.status, '/readyz')).status, 200);
 
   const metrics = await httpGet(addresses.status, '/metrics');
   assert.equal(metrics.status, 200);

@@ -42,6 +42,7 @@ const prints: Readonly<Record<string, readonly (string | RegExp)[]>> = {
       '',
     ].join('\n'),
   ],
+  'http-proxy.md': ['backend saw {"connection":"keep-alive","xff":"203.0.113.7, 127.0.0.1"}\nwatch complete? false\nthen: 503 NO_HEALTHY_BACKEND\n'],
   'upgrade.md': ['HTTP/1.1 101 Switching Protocols\npinned to b1\ntorn down: probe-failed\n'],
   'upstream-pool.md': [
     'greeted by alpha\nalpha down (probe-failed), 1 torn down\nclient connection closed; teardowns: {"probe-failed":1}\n',

@@ -197,10 +197,18 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => pool.accept(socket));
   let status: StatusServer | undefined;
   let address: HostPort;
+  let closing: Promise<void> | undefined;
+  // Ready while it accepts clients and can place them: a supervisor (keepalived,
+  // a kubelet) moves traffic away from a balancer with nothing up or draining.
+  const ready = (): boolean => closing === undefined && pool.backends().some((b) => pool.status(b.id)?.state === 'up');
   try {
     address = await listen(server, config.listen);
     if (config.status !== undefined) {
-      status = await startStatusServer(config.status, { stats, metrics: () => renderMetrics(pool.stats(), probeStats.snapshot()) });
+      status = await startStatusServer(config.status, {
+        stats,
+        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot()),
+        ready,
+      });
     }
   } catch (err) {
     server.close();
@@ -219,7 +227,6 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       : `first checks: ${upCount} of ${first.length} backends up`,
   );
 
-  let closing: Promise<void> | undefined;
   const shutdown = async (force: boolean): Promise<void> => {
     const open = pool.stats().active;
     log.info(

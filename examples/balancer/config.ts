@@ -74,7 +74,10 @@ export interface BalancerConfig {
 }
 
 /** What the command line asks for. */
-export type ParseResult = { readonly kind: 'run'; readonly config: BalancerConfig } | { readonly kind: 'help' };
+export type ParseResult =
+  | { readonly kind: 'run'; readonly config: BalancerConfig }
+  | { readonly kind: 'help' }
+  | { readonly kind: 'version' };
 
 /** The I/O {@link parseBalancerArgs} needs. */
 export interface ParseIo {
@@ -101,8 +104,12 @@ export const balancerDefaults = Object.freeze({
 const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
 const MAX_MS = 2 ** 31 - 1;
 
-/** `--help` text. */
-export const usage = `Usage: apiserver-balancer --backend HOST:PORT [--backend HOST:PORT ...] [options]
+/**
+ * `--help` text, naming the program as it was invoked: `failover-proxy-apiserver`
+ * through the package's bin, `apiserver-balancer` for the script.
+ */
+export function usage(command = 'apiserver-balancer'): string {
+  return `Usage: ${command} --backend HOST:PORT [--backend HOST:PORT ...] [options]
 
 TCP (TLS passthrough) balancer for kube-apiservers: active health checks, and
 every connection pinned to a backend is torn down the moment it is marked down.
@@ -122,11 +129,13 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --connect-timeout MS       time to connect to a backend (default 3000)
   --retries N                other backends to try when a connect fails (default 2)
   --queue-timeout MS         how long a client waits while no backend is up (default 10000)
-  --status HOST:PORT         serve /stats and /metrics (PORT alone: on 127.0.0.1)
+  --status HOST:PORT         serve /stats, /metrics, /livez, /readyz (PORT alone: on 127.0.0.1)
   --drain-timeout MS         on SIGTERM/SIGINT, time open connections get (default 5000)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win
   --help                     this text
+  --version                  print the version and exit
 `;
+}
 
 type Key =
   | 'listen'
@@ -326,7 +335,7 @@ function readConfig(path: string, io: ParseIo): Map<Key, Given> {
   const baseDir = dirname(resolvePath(path));
   for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
     if (name === 'config') throw new ConfigError(`${label}: "config" cannot be set in a config file`);
-    if (name === 'help') throw new ConfigError(`${label}: "help" cannot be set in a config file`);
+    if (name === 'help' || name === 'version') throw new ConfigError(`${label}: ${show(name)} cannot be set in a config file`);
     if (!isKey(name)) {
       const hint = aliases[name];
       throw new ConfigError(`${label}: unknown setting ${show(name)}${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
@@ -356,6 +365,7 @@ export function parseBalancerArgs(argv: readonly string[], io: ParseIo): ParseRe
   let configPath: string | undefined;
 
   if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help' };
+  if (argv.includes('--version')) return { kind: 'version' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (!arg.startsWith('--') || arg === '--') {

@@ -1,6 +1,7 @@
 /**
- * The balancer's read-only status endpoint: `/stats` (JSON) and `/metrics`
- * (Prometheus text). GET and HEAD only; nothing from the request is ever
+ * The balancer's read-only status endpoint: `/stats` (JSON), `/metrics`
+ * (Prometheus text), and `/livez` and `/readyz` for supervisors (a
+ * kubelet's probes, keepalived's check script). GET and HEAD only; nothing from the request is ever
  * written back (no echoed path, header or body), so it cannot be used to
  * reflect content.
  *
@@ -17,6 +18,11 @@ export interface StatusSources {
   readonly stats: () => unknown;
   /** The `/metrics` text. */
   readonly metrics: () => string;
+  /**
+   * Whether the balancer can serve clients now (`/readyz`: 200, else 503).
+   * Not given: `/readyz` is not served.
+   */
+  readonly ready?: (() => boolean) | undefined;
 }
 
 /** A listening status endpoint. */
@@ -26,7 +32,9 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-const index = 'failover-proxy apiserver-balancer\n/stats    JSON snapshot of backends, connections and checks\n/metrics  Prometheus text exposition\n';
+const index =
+  'failover-proxy apiserver-balancer\n/stats    JSON snapshot of backends, connections and checks\n/metrics  Prometheus text exposition\n' +
+  '/livez    200 while the process answers\n/readyz   200 while it accepts clients and a backend is up, else 503\n';
 
 function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, {
@@ -57,12 +65,19 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
       case '/metrics':
         send(req, res, 200, metricsContentType, sources.metrics());
         return;
+      case '/livez':
+        send(req, res, 200, 'text/plain; charset=utf-8', 'ok\n');
+        return;
+      case '/readyz':
+        if (sources.ready === undefined) break;
+        if (sources.ready()) send(req, res, 200, 'text/plain; charset=utf-8', 'ready\n');
+        else send(req, res, 503, 'text/plain; charset=utf-8', 'not ready\n');
+        return;
       case '/':
         send(req, res, 200, 'text/plain; charset=utf-8', index);
         return;
-      default:
-        send(req, res, 404, 'text/plain; charset=utf-8', 'not found\n');
     }
+    send(req, res, 404, 'text/plain; charset=utf-8', 'not found\n');
   } catch {
     // A bug in a snapshot must not take the balancer down, nor leak a stack.
     send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n');
