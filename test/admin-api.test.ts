@@ -7,12 +7,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { UpstreamPool } from '../src/index.js';
+import { RecentEvents } from '../examples/balancer/recent-events.js';
+import { UpstreamPool } from '../src/index.js';
 import { TOKEN, api, startAdminBalancer, tempDir, type ApiReply, type Doc } from './helpers/admin.js';
 import { HOST, connect, echoServer, namedServer, readLine, waitFor } from './helpers/net.js';
 
@@ -349,6 +350,62 @@ test('status listener: the page, its script and style under a strict CSP; the pa
   const missing = await api(status, 'GET', '/%3Cimg%20src=x%3E');
   assert.equal(missing.status, 404);
   assert.doesNotMatch(missing.text, /img/);
+});
+
+test('nothing from the request comes back: paths, headers, bodies and tokens with a marker; names are escaped JSON', async (t) => {
+  const { balancer, status } = await twoBackends(t);
+  const marker = 'EcH0mArKeR';
+  const raw = async (request: string): Promise<string> => {
+    const c = netConnect({ host: HOST, port: status });
+    c.on('error', () => undefined);
+    t.after(() => c.destroy());
+    await once(c, 'connect');
+    let text = '';
+    c.setEncoding('utf8').on('data', (d: string) => (text += d));
+    c.end(request);
+    await new Promise((resolve) => c.once('close', resolve));
+    return text;
+  };
+  const bodies = [`{"${marker}":1}`, `{"timeoutMs":"${marker}"}`, `${marker}`, `{"weight":"${marker}"}`, `{"name":"${marker}<","address":"${marker}:1"}`];
+  const paths = [`/api/backends/${marker}`, `/api/backends/a/${marker}`, `/api/backends/a/drain?${marker}`, '/api/backends/a', '/api/backends', '/api/reload', `/api/${marker}`, `/api/events?after=${marker}`];
+  for (const method of ['GET', 'POST', 'PATCH', 'DELETE', 'PUT', 'OPTIONS']) {
+    for (const path of paths) {
+      for (const auth of [`Bearer ${TOKEN}`, `Bearer ${marker}`, marker]) {
+        const body = bodies[(method.length + path.length) % bodies.length]!;
+        const res = await raw(`${method} ${path} HTTP/1.1\r\nHost: ${marker}\r\nAuthorization: ${auth}\r\nX-${marker}: ${marker}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        assert.match(res, /^HTTP\/1\.1 \d{3} /, `${method} ${path}`);
+        assert.ok(!res.includes(marker), `${method} ${path} (${auth.slice(0, 12)}) echoed request data: ${res.slice(0, 400)}`);
+      }
+    }
+  }
+  assert.deepEqual(balancer.pool.backends().map((b) => b.id), ['a', 'b'], 'no marker became a backend');
+
+  // A name from elsewhere (a pool fed by other code holds any string) is escaped JSON: no '<' on the wire.
+  const evil = await echoServer(t);
+  const name = '<img src=x onerror=alert(1)>&\u2028';
+  balancer.pool.add({ id: name, host: HOST, port: evil.port });
+  const list = await api(status, 'GET', '/api/backends');
+  assert.doesNotMatch(list.text, /[<>&\u2028]/);
+  assert.ok(list.json.backends.some((b) => b.id === name), 'the JSON still reads back the name');
+});
+
+test('the events ring is bounded and oldest-first', (t) => {
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: 1, id: 'x' }] });
+  t.after(() => pool.destroy());
+  const recent = new RecentEvents(pool, { size: 3, now: () => 42 });
+  t.after(() => recent.close());
+  for (let i = 0; i < 5; i++) {
+    pool.markDown('x');
+    pool.markUp('x');
+  }
+  const kept = recent.since(0);
+  assert.deepEqual(kept.map((e) => e.seq), [8, 9, 10]);
+  assert.deepEqual(kept.map((e) => e.to), ['up', 'down', 'up']);
+  assert.equal(kept[0]!.at, 42);
+  assert.deepEqual(recent.since(9).map((e) => e.seq), [10]);
+  recent.close();
+  pool.markDown('x');
+  assert.equal(recent.since(0).length, 3, 'closed: no longer listening');
 });
 
 // ---------------------------------------------------------------- SIGHUP
