@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RecentEvents } from '../examples/balancer/recent-events.js';
+import { MAX_CONNECTIONS } from '../examples/balancer/status-server.js';
 import { UpstreamPool } from '../src/index.js';
 import { TOKEN, api, startAdminBalancer, tempDir, type ApiReply, type Doc } from './helpers/admin.js';
 import { HOST, connect, echoServer, namedServer, readLine, waitFor } from './helpers/net.js';
@@ -321,6 +322,21 @@ test('POST /api/reload: 409 without a config file; the ids of what changed; 422 
   // Probed like any other (and settled, so the probe changes nothing below).
   await waitFor(() => balancer.pool.status('c')?.health === 'up', { what: 'c probed up' });
 
+  // c's address changes under the same name: replaced, probed anew.
+  const c2 = await namedServer(t, 'c2');
+  write([`a=${HOST}:${a.port}`, { name: 'c', address: `${HOST}:${c2.port}`, weight: 2 }]);
+  const moved = await api(status, 'POST', '/api/reload', { token: TOKEN });
+  assert.deepEqual(moved.json, { added: [], updated: [], removed: [], replaced: ['c'], unchanged: ['a'], restartNeeded: [] });
+  assert.equal(balancer.pool.get('c')!.port, c2.port);
+  await waitFor(() => balancer.pool.status('c')?.health === 'up', { what: 'the new c probed up' });
+
+  // A short or unreadable token file is refused like any bad setting.
+  writeFileSync(join(dir, 'admin.token'), 'short');
+  const weak = await api(status, 'POST', '/api/reload', { token: TOKEN });
+  assertError(weak, 422, 'CONFIG_INVALID');
+  assert.match(weak.json.message, /--admin-token-file .*: expected one line of 16 to 4096 printable characters/);
+  writeFileSync(join(dir, 'admin.token'), TOKEN);
+
   const before = snapshot(balancer.pool);
   writeFileSync(file, '{"backend": ["a=');
   const bad = await api(status, 'POST', '/api/reload', { token: TOKEN });
@@ -406,6 +422,24 @@ test('the events ring is bounded and oldest-first', (t) => {
   recent.close();
   pool.markDown('x');
   assert.equal(recent.since(0).length, 3, 'closed: no longer listening');
+});
+
+test('the status listener holds at most MAX_CONNECTIONS connections; the rest are closed unanswered', async (t) => {
+  const { status } = await twoBackends(t);
+  const idle: Socket[] = [];
+  for (let i = 0; i < MAX_CONNECTIONS; i++) idle.push(await connect(t, status));
+  // Accepted and counted by the server before the next one arrives.
+  const page = await api(status, 'GET', '/api/backends').catch((err: NodeJS.ErrnoException) => err);
+  assert.ok(page instanceof Error, 'one connection too many is not served');
+  for (const s of idle) s.destroy();
+  // The server notices the closes on its next turns: retry, bounded.
+  let served = 0;
+  for (let i = 0; i < 50 && served === 0; i++) {
+    const reply = await api(status, 'GET', '/api/backends').catch(() => undefined);
+    if (reply?.status === 200) served++;
+    else await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(served, 1, 'served again once connections are released');
 });
 
 // ---------------------------------------------------------------- SIGHUP

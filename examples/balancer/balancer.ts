@@ -81,8 +81,8 @@ export function formatAddress(address: HostPort): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
-/** A TLS file, read now so a bad path stops the start with exit 2. */
-function readTlsFile(io: BalancerIo, flag: string, path: string | undefined): Buffer | undefined {
+/** A file the config names (TLS, token), read now so a bad path stops the start with exit 2. */
+function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
   try {
     return io.readFile(path);
@@ -97,9 +97,9 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
   const { check } = config;
   if (check.type === 'tcp') return { type: 'tcp' };
   if (check.type === 'http') return { type: 'http', path: check.path };
-  const ca = readTlsFile(io, '--ca', config.ca);
-  const cert = readTlsFile(io, '--cert', config.cert);
-  const key = readTlsFile(io, '--key', config.key);
+  const ca = readConfiguredFile(io, '--ca', config.ca);
+  const cert = readConfiguredFile(io, '--cert', config.cert);
+  const key = readConfiguredFile(io, '--key', config.key);
   // Fail now, with a readable message, on a file that is not what it should
   // be: Node silently ignores a CA bundle with no certificate in it.
   if (ca !== undefined) {
@@ -130,7 +130,7 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
 
 /** The admin token's digest, from `--admin-token-file`. */
 function readToken(io: BalancerIo, path: string): Buffer {
-  const content = readTlsFile(io, '--admin-token-file', path)!;
+  const content = readConfiguredFile(io, '--admin-token-file', path)!;
   const token = parseToken(content.toString('latin1'));
   if (token === undefined) {
     throw new ConfigError(`--admin-token-file ${path}: expected one line of 16 to 4096 printable characters without spaces`);
