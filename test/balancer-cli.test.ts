@@ -433,11 +433,20 @@ test('CLI: an unreadable or unusable --ca exits 2 with one line, before listenin
   );
 });
 
+test('CLI: an unreadable or weak --admin-token-file exits 2 with one line, before listening', async (t) => {
+  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', '/nonexistent/token']), 'cannot read it (ENOENT)');
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const weak = join(dir, 'token');
+  writeFileSync(weak, 'short\n');
+  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', weak]), 'expected one line of 16 to 4096');
+});
+
 test('CLI: --help prints the usage and exits 0', async (t) => {
   const result = await runCli(t, ['--help']);
   assert.equal(result.code, 0);
   assert.match(result.stdout, /^Usage: apiserver-balancer/);
-  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config']) {
+  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--admin-token-file', '--drain-timeout']) {
     assert.ok(result.stdout.includes(flag), flag);
   }
 });
