@@ -76,6 +76,7 @@ table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #ddd; vertical-align: top; }
 th { font-weight: 600; background: #f0f0f0; }
 td.name { font-family: ui-monospace, monospace; word-break: break-all; }
+td.actions { white-space: nowrap; }
 .state { font-weight: 600; padding: .05rem .4rem; border-radius: .3rem; }
 .state-up { background: #d7f5dd; }
 .state-down, .state-unknown { background: #fbd5d5; }
@@ -160,7 +161,14 @@ export const statusPageJs = `'use strict';
   function renderTeardowns(teardowns) {
     var body = $('teardowns').tBodies[0];
     clear(body);
-    Object.keys(teardowns).sort().forEach(function (reason) {
+    var reasons = Object.keys(teardowns).sort();
+    if (reasons.length === 0) {
+      var none = el('tr');
+      none.appendChild(el('td', 'none yet'));
+      none.appendChild(el('td', ''));
+      body.appendChild(none);
+    }
+    reasons.forEach(function (reason) {
       var row = el('tr');
       row.appendChild(el('td', reason));
       row.appendChild(el('td', teardowns[reason]));
@@ -181,7 +189,8 @@ export const statusPageJs = `'use strict';
       row.appendChild(el('td', e.backend, 'name'));
       var what = e.kind === 'state' ? e.from + ' -> ' + e.to : e.kind;
       row.appendChild(el('td', what));
-      row.appendChild(el('td', e.kind === 'state' ? e.reason + (e.cause && e.cause !== e.reason ? ' (' + e.cause + ')' : '') : ''));
+      // The health cause only explains a health change.
+      row.appendChild(el('td', e.kind === 'state' ? e.reason + (e.axis === 'health' && e.cause && e.cause !== e.reason ? ' (' + e.cause + ')' : '') : ''));
       row.appendChild(el('td', e.tornDown === undefined ? '' : e.tornDown));
       body.appendChild(row);
     });
