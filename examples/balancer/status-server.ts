@@ -98,8 +98,7 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
     switch (path) {
       case '/favicon.ico':
         // Browsers ask for it on their own; a 404 would be an error in the page's console.
-        res.writeHead(204, { 'cache-control': 'max-age=86400', 'x-content-type-options': 'nosniff' });
-        res.end();
+        send(req, res, 204, 'image/x-icon', '');
         return;
       case '/stats':
         send(req, res, 200, json, `${JSON.stringify(sources.stats(), null, 2)}\n`);
