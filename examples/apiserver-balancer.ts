@@ -15,15 +15,17 @@
  * Prints `listening HOST:PORT` once it accepts clients (after `status
  * HOST:PORT` when `--status` is given). A bad flag or config: one line on
  * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
- * signal closes what is left at once.
+ * signal closes what is left at once. SIGHUP: re-read `--config` and make the
+ * pool match it (an invalid file is logged and changes nothing).
  *
  * @module
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
-import { ConfigError, parseBalancerArgs, usage } from './balancer/config.js';
+import { ConfigError, parseBalancerArgs, usage, type BalancerConfig } from './balancer/config.js';
 import { packageVersion, programName } from './balancer/program-info.js';
+import { ReloadError } from './balancer/reload.js';
 
 const name = programName(process.argv[1]);
 
@@ -35,8 +37,9 @@ function die(message: string, code: number): never {
 /** Runs the balancer with `argv` (without `node` and the script). */
 export async function main(argv: readonly string[]): Promise<void> {
   let parsed;
+  const parseIo = { readFile: (path: string) => readFileSync(path, 'utf8') };
   try {
-    parsed = parseBalancerArgs(argv, { readFile: (path) => readFileSync(path, 'utf8') });
+    parsed = parseBalancerArgs(argv, parseIo);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     throw err;
@@ -73,9 +76,26 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // A reload re-parses the same command line: flags still win over the file.
+  const hasConfig = argv.some((arg) => arg === '--config' || arg.startsWith('--config='));
+  const loadConfig = (): BalancerConfig => {
+    const again = parseBalancerArgs(argv, parseIo);
+    if (again.kind !== 'run') throw new ConfigError('the command line no longer describes a balancer');
+    return again.config;
+  };
+  process.on('SIGHUP', () => {
+    log(`${new Date().toISOString()} SIGHUP`);
+    if (balancer === undefined || signals > 0) return;
+    try {
+      balancer.reload();
+    } catch (err) {
+      // Already logged by the balancer, with the reason.
+      if (!(err instanceof ReloadError)) log(`${new Date().toISOString()} reload failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
 
   try {
-    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path) });
+    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path), loadConfig: hasConfig ? loadConfig : undefined });
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);

@@ -74,6 +74,7 @@ test('one backend and every default', () => {
     queueTimeout: 10_000,
     status: undefined,
     drainTimeout: 5000,
+    adminTokenFile: undefined,
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);
@@ -328,7 +329,30 @@ const bad: [argv: string[], mentions: string, map?: Record<string, string>][] = 
   [['--config', 'c.json'], 'c.json: "listen"', { 'c.json': '{"backend":"h:1","listen":6443}' }],
   [['--config', 'c.json'], 'no backend', { 'c.json': '{}' }],
   [['--config', 'c.json'], 'c.json: "backend"', { 'c.json': '{"backend":"h:1\\nx"}' }],
+  [['--config', 'c.json'], 'unknown key "port"', { 'c.json': '{"backend":[{"address":"h:1","port":1}]}' }],
+  [['--config', 'c.json'], '"address": "HOST:PORT"', { 'c.json': '{"backend":[{"name":"a"}]}' }],
+  [['--config', 'c.json'], 'a "name" of letters', { 'c.json': '{"backend":[{"name":"<b>","address":"h:1"}]}' }],
+  [['--config', 'c.json'], 'a "weight" from 0', { 'c.json': '{"backend":[{"address":"h:1","weight":-1}]}' }],
+  [['--config', 'c.json'], 'a "maxConnections" integer', { 'c.json': '{"backend":[{"address":"h:1","maxConnections":0}]}' }],
+  [['--config', 'c.json'], '"a" given twice', { 'c.json': '{"backend":[{"name":"a","address":"h:1"},"a=h:2"]}' }],
+  [['--backend', 'h:1', '--admin-token-file', ''], '--admin-token-file'],
 ];
+
+test('config file backends as objects carry tunables; --admin-token-file resolves against the file', () => {
+  const config = parse(['--config', '/etc/b/c.json'], {
+    '/etc/b/c.json': JSON.stringify({
+      backend: ['a=10.0.0.1:6443', { name: 'b', address: '10.0.0.2:6443', weight: 2.5, maxConnections: 100 }, { address: '[fd00::3]:6443' }],
+      'admin-token-file': 'admin.token',
+    }),
+  });
+  assert.deepEqual(config.backends, [
+    { host: '10.0.0.1', port: 6443, id: 'a' },
+    { host: '10.0.0.2', port: 6443, id: 'b', weight: 2.5, maxConnections: 100 },
+    { host: 'fd00::3', port: 6443, id: '[fd00::3]:6443' },
+  ]);
+  assert.equal(config.adminTokenFile, '/etc/b/admin.token');
+  assert.equal(parse(['--backend', 'h:1', '--admin-token-file', 'rel/t']).adminTokenFile, 'rel/t');
+});
 
 for (const [argv, mentions, map] of bad) {
   test(`refused with one line: ${JSON.stringify(argv)}${map ? ` ${JSON.stringify(map)}` : ''}`, () => {
@@ -446,11 +470,20 @@ test('CLI: an unreadable or unusable --ca exits 2 with one line, before listenin
   );
 });
 
+test('CLI: an unreadable or weak --admin-token-file exits 2 with one line, before listening', async (t) => {
+  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', '/nonexistent/token']), 'cannot read it (ENOENT)');
+  const dir = mkdtempSync(join(tmpdir(), 'balancer-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const weak = join(dir, 'token');
+  writeFileSync(weak, 'short\n');
+  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', weak]), 'expected one line of 16 to 4096');
+});
+
 test('CLI: --help prints the usage and exits 0', async (t) => {
   const result = await runCli(t, ['--help']);
   assert.equal(result.code, 0);
   assert.match(result.stdout, /^Usage: apiserver-balancer/);
-  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--version']) {
+  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--admin-token-file', '--drain-timeout', '--version']) {
     assert.ok(result.stdout.includes(flag), flag);
   }
 });

@@ -332,7 +332,7 @@ test('status endpoint: loopback by default, read-only, and it never echoes reque
 
 const flagNames = [
   'listen', 'backend', 'check', 'ca', 'cert', 'key', 'insecure', 'servername', 'interval', 'timeout', 'rise', 'fall',
-  'strategy', 'connect-timeout', 'retries', 'queue-timeout', 'status', 'drain-timeout', 'config', 'help',
+  'strategy', 'connect-timeout', 'retries', 'queue-timeout', 'status', 'drain-timeout', 'admin-token-file', 'config', 'help',
 ];
 
 /** A random JSON value, up to `depth` deep, biased towards the shapes a config has. */

@@ -10,18 +10,27 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { FailoverProxyError, HealthProbe, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
+import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
+import { RecentEvents } from './recent-events.js';
+import { ReloadError, backendSpecs, restartNeeded, type ReloadSummary } from './reload.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
 
 /** The I/O a balancer needs. */
 export interface BalancerIo {
   /** Receives every log line, without the trailing newline. */
   readonly log: (line: string) => void;
-  /** Reads a certificate or key file. */
+  /** Reads a certificate, key or token file. */
   readonly readFile: (path: string) => Buffer;
+  /**
+   * Re-reads the settings for a reload (the same flags, the config file read
+   * again); throws {@link ConfigError}. Absent: the balancer was started
+   * without a config file, and a reload is refused (`NO_CONFIG_FILE`).
+   */
+  readonly loadConfig?: (() => BalancerConfig) | undefined;
 }
 
 /** A running balancer. */
@@ -32,8 +41,19 @@ export interface RunningBalancer {
   readonly statusAddress: HostPort | undefined;
   readonly pool: UpstreamPool;
   readonly probe: HealthProbe;
+  /** The recent backend events `GET /api/events` serves. */
+  readonly events: RecentEvents;
   /** The `/stats` document. */
   stats(): BalancerStats;
+  /**
+   * Re-reads the config (SIGHUP, `POST /api/reload`) and makes the pool match
+   * it: unchanged backends keep every connection, changed tunables apply
+   * live, removed backends drain for `drain-timeout`, new ones are probed
+   * before they take clients; the admin token and `drain-timeout` apply too.
+   * Logs one line either way. Throws {@link ReloadError} and changes nothing
+   * when there is no config file or it is not valid.
+   */
+  reload(): ReloadSummary;
   /**
    * Stops accepting, lets open connections finish for `drainTimeout` ms, then
    * closes the rest, stops the probe and the status endpoint. Idempotent.
@@ -61,8 +81,8 @@ export function formatAddress(address: HostPort): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
-/** A TLS file, read now so a bad path stops the start with exit 2. */
-function readTlsFile(io: BalancerIo, flag: string, path: string | undefined): Buffer | undefined {
+/** A file the config names (TLS, token), read now so a bad path stops the start with exit 2. */
+function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
   try {
     return io.readFile(path);
@@ -77,9 +97,9 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
   const { check } = config;
   if (check.type === 'tcp') return { type: 'tcp' };
   if (check.type === 'http') return { type: 'http', path: check.path };
-  const ca = readTlsFile(io, '--ca', config.ca);
-  const cert = readTlsFile(io, '--cert', config.cert);
-  const key = readTlsFile(io, '--key', config.key);
+  const ca = readConfiguredFile(io, '--ca', config.ca);
+  const cert = readConfiguredFile(io, '--cert', config.cert);
+  const key = readConfiguredFile(io, '--key', config.key);
   // Fail now, with a readable message, on a file that is not what it should
   // be: Node silently ignores a CA bundle with no certificate in it.
   if (ca !== undefined) {
@@ -108,6 +128,20 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
   return check.type === 'tls' ? { type: 'tls', ...tls } : { type: 'https', path: check.path, ...tls };
 }
 
+/** The admin token's digest, from `--admin-token-file`. */
+function readToken(io: BalancerIo, path: string): Buffer {
+  const content = readConfiguredFile(io, '--admin-token-file', path)!;
+  const token = parseToken(content.toString('latin1'));
+  if (token === undefined) {
+    throw new ConfigError(`--admin-token-file ${path}: expected one line of 16 to 4096 printable characters without spaces`);
+  }
+  return tokenDigest(token);
+}
+
+function list(ids: readonly string[]): string {
+  return ids.length === 0 ? '-' : ids.join(', ');
+}
+
 function listen(server: Server, address: HostPort): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -134,11 +168,13 @@ function listen(server: Server, address: HostPort): Promise<HostPort> {
  */
 export async function startBalancer(config: BalancerConfig, io: BalancerIo): Promise<RunningBalancer> {
   const check = probeCheck(config, io);
+  let token = config.adminTokenFile === undefined ? undefined : readToken(io, config.adminTokenFile);
+  let drainTimeout = config.drainTimeout;
   let pool: UpstreamPool;
   let probe: HealthProbe;
   try {
     pool = new UpstreamPool({
-      backends: config.backends.map((b) => ({ host: b.host, port: b.port, id: b.id })),
+      backends: backendSpecs(config),
       balancer: config.strategy,
       // Nothing is sent to a backend before its first check passes.
       initialState: 'probe',
@@ -164,6 +200,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
   const log = new EventLog(pool, probe, { write: io.log });
+  const events = new RecentEvents(pool);
   const stats = (): BalancerStats => ({
     ...pool.stats(),
     probe: {
@@ -183,6 +220,49 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       `with ${config.strategy}; check ${checkName} every ${config.interval} ms, timeout ${config.timeout} ms, rise ${config.rise}, fall ${config.fall}`,
   );
   if (config.insecure) log.info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
+  if (token !== undefined && config.status === undefined) log.info('warning: --admin-token-file without --status: there is no admin API to unlock');
+
+  const reload = (): ReloadSummary => {
+    try {
+      if (io.loadConfig === undefined) throw new ReloadError('NO_CONFIG_FILE', 'no config file: start the balancer with --config FILE to reload');
+      let next: BalancerConfig;
+      let nextToken: Buffer | undefined;
+      let result: ReturnType<UpstreamPool['reconcile']>;
+      try {
+        next = io.loadConfig();
+        nextToken = next.adminTokenFile === undefined ? undefined : readToken(io, next.adminTokenFile);
+        // Validates every spec before it changes anything.
+        result = pool.reconcile(backendSpecs(next), { drainTimeout: next.drainTimeout });
+      } catch (err) {
+        if (err instanceof ConfigError) throw new ReloadError('CONFIG_INVALID', err.message);
+        if (err instanceof FailoverProxyError && (err.code === 'INVALID_ARGUMENT' || err.code === 'DUPLICATE_BACKEND')) {
+          throw new ReloadError('CONFIG_INVALID', err.message);
+        }
+        throw err;
+      }
+      token = nextToken;
+      drainTimeout = next.drainTimeout;
+      result.settled.catch((err: unknown) => log.info(`reload: a drain ended badly: ${err instanceof Error ? err.message : String(err)}`));
+      const summary: ReloadSummary = {
+        added: result.added,
+        updated: result.updated,
+        removed: result.removed,
+        replaced: result.replaced,
+        unchanged: result.unchanged,
+        // Compared with the start: these never change while running.
+        restartNeeded: restartNeeded(config, next),
+      };
+      log.info(
+        `reload: added ${list(summary.added)}; updated ${list(summary.updated)}; draining ${list(summary.removed)}` +
+          `${summary.removed.length > 0 ? ` (${next.drainTimeout} ms)` : ''}; replaced ${list(summary.replaced)}; unchanged ${list(summary.unchanged)}` +
+          `${summary.restartNeeded.length > 0 ? `; not applied until a restart: ${summary.restartNeeded.join(', ')}` : ''}`,
+      );
+      return summary;
+    } catch (err) {
+      log.info(`reload refused, running config kept: ${err instanceof Error ? err.message : String(err)}`);
+      throw err;
+    }
+  };
 
   // One round of checks before the first client: clients that arrived while
   // every backend still awaited its probe would all pile onto the first one
@@ -208,10 +288,16 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
         stats,
         metrics: () => renderMetrics(pool.stats(), probeStats.snapshot()),
         ready,
+        api: (req) =>
+          handleAdminRequest(
+            { pool, events, tokenDigest: () => token, drainTimeout: () => drainTimeout, reload, log: (line) => log.info(line) },
+            req,
+          ),
       });
     }
   } catch (err) {
     server.close();
+    events.close();
     log.close();
     probeStats.detach();
     await probe.stop();
@@ -232,15 +318,16 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     log.info(
       force
         ? `closing ${open} connection${open === 1 ? '' : 's'} now`
-        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${config.drainTimeout} ms to finish`,
+        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
     );
     server.close();
     if (force) await pool.destroy();
-    else await pool.close({ timeout: config.drainTimeout });
+    else await pool.close({ timeout: drainTimeout });
     await probe.stop();
     probeStats.detach();
     await status?.close();
     const closedAtDeadline = pool.stats().teardowns['pool-closed'] ?? 0;
+    events.close();
     log.close();
     log.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
   };
@@ -250,7 +337,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     statusAddress: status?.address,
     pool,
     probe,
+    events,
     stats,
+    reload,
     close() {
       closing ??= shutdown(false);
       return closing;

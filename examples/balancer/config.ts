@@ -36,6 +36,10 @@ export interface HostPort {
 export interface BackendAddress extends HostPort {
   /** `NAME` from `NAME=HOST:PORT`, else `HOST:PORT`. */
   readonly id: string;
+  /** Relative weight (config file objects only); absent: 1. */
+  readonly weight?: number;
+  /** Per-backend connection cap (config file objects only); absent: none. */
+  readonly maxConnections?: number;
 }
 
 /** The health check, as `--check` names it. */
@@ -69,8 +73,10 @@ export interface BalancerConfig {
   readonly queueTimeout: number;
   /** Where `/stats` and `/metrics` are served; `undefined`: not served. */
   readonly status: HostPort | undefined;
-  /** How long SIGTERM/SIGINT lets open connections finish before closing them. */
+  /** How long SIGTERM/SIGINT lets open connections finish before closing them; also the drain deadline of a reload and of the admin API. */
   readonly drainTimeout: number;
+  /** File holding the admin API's bearer token; `undefined`: the API is read-only. */
+  readonly adminTokenFile: string | undefined;
 }
 
 /** What the command line asks for. */
@@ -129,9 +135,12 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --connect-timeout MS       time to connect to a backend (default 3000)
   --retries N                other backends to try when a connect fails (default 2)
   --queue-timeout MS         how long a client waits while no backend is up (default 10000)
-  --status HOST:PORT         serve /stats, /metrics, /livez, /readyz (PORT alone: on 127.0.0.1)
-  --drain-timeout MS         on SIGTERM/SIGINT, time open connections get (default 5000)
-  --config FILE.json         the same settings as JSON (keys are the flag names); flags win
+  --status HOST:PORT         serve /stats, /metrics, /livez, /readyz, the admin API and the status page
+                             (PORT alone: on 127.0.0.1)
+  --drain-timeout MS         on SIGTERM/SIGINT, reload or removal, time open connections get (default 5000)
+  --admin-token-file FILE    bearer token that unlocks the admin API's changes (default: read-only)
+  --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
+                             SIGHUP re-reads it
   --help                     this text
   --version                  print the version and exit
 `;
@@ -155,7 +164,8 @@ type Key =
   | 'retries'
   | 'queue-timeout'
   | 'status'
-  | 'drain-timeout';
+  | 'drain-timeout'
+  | 'admin-token-file';
 
 const keys: readonly Key[] = [
   'listen',
@@ -176,6 +186,7 @@ const keys: readonly Key[] = [
   'queue-timeout',
   'status',
   'drain-timeout',
+  'admin-token-file',
 ];
 
 const isKey = (name: string): name is Key => (keys as readonly string[]).includes(name);
@@ -261,16 +272,23 @@ function address(given: Given, options: { minPort?: number; loopbackDefault?: bo
   return parsed ?? fail(given, expectation);
 }
 
+/** A backend NAME: what `NAME=` and the admin API accept. */
+export const backendNamePattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/;
+
+/** Largest weight a config file or the admin API accepts. */
+export const MAX_WEIGHT = 1_000_000;
+
 function backendList(given: Given): BackendAddress[] {
   const expectation = '[NAME=]HOST:PORT (port 1-65535)';
   const items = given.fromFile && Array.isArray(given.value) ? (given.value as unknown[]) : [given.value];
   if (given.fromFile && Array.isArray(given.value) && items.length === 0) fail(given, 'at least one backend');
   return items.map((value) => {
     const item: Given = { ...given, value };
+    if (given.fromFile && typeof value === 'object' && value !== null && !Array.isArray(value)) return backendObject(item, value as Record<string, unknown>);
     const raw = text(item, expectation);
     const eq = raw.indexOf('=');
     const name = eq === -1 ? undefined : raw.slice(0, eq);
-    if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/.test(name)) {
+    if (name !== undefined && !backendNamePattern.test(name)) {
       fail(item, 'a NAME of letters, digits, ".", "_", ":" or "-" before "="');
     }
     const hostPort = parseAddress(eq === -1 ? raw : raw.slice(eq + 1));
@@ -278,6 +296,28 @@ function backendList(given: Given): BackendAddress[] {
     const id = name ?? (hostPort.host.includes(':') ? `[${hostPort.host}]:${hostPort.port}` : `${hostPort.host}:${hostPort.port}`);
     return Object.freeze({ ...hostPort, id });
   });
+}
+
+/** A config file's `{"name", "address", "weight", "maxConnections"}`: a backend with tunables. */
+function backendObject(item: Given, value: Record<string, unknown>): BackendAddress {
+  const expectation = '{"name"?, "address": "HOST:PORT", "weight"?, "maxConnections"?}';
+  for (const key of Object.keys(value)) {
+    if (!['name', 'address', 'weight', 'maxConnections'].includes(key)) fail(item, `${expectation} (unknown key ${show(key)})`);
+  }
+  const name = value['name'];
+  if (name !== undefined && (typeof name !== 'string' || !backendNamePattern.test(name))) {
+    fail(item, 'a "name" of letters, digits, ".", "_", ":" or "-"');
+  }
+  const hostPort = typeof value['address'] === 'string' ? parseAddress(value['address']) : undefined;
+  if (hostPort === undefined) fail(item, expectation);
+  const weight = value['weight'];
+  if (weight !== undefined && (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > MAX_WEIGHT)) {
+    fail(item, `a "weight" from 0 to ${MAX_WEIGHT}`);
+  }
+  const cap = value['maxConnections'];
+  if (cap !== undefined && (typeof cap !== 'number' || !Number.isSafeInteger(cap) || cap < 1)) fail(item, 'a "maxConnections" integer >= 1');
+  const id = name ?? (hostPort.host.includes(':') ? `[${hostPort.host}]:${hostPort.port}` : `${hostPort.host}:${hostPort.port}`);
+  return Object.freeze({ ...hostPort, id, ...(weight !== undefined && { weight }), ...(cap !== undefined && { maxConnections: cap }) });
 }
 
 function check(given: Given): CheckConfig {
@@ -310,6 +350,7 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   connectTimeout: 'connect-timeout',
   queueTimeout: 'queue-timeout',
   drainTimeout: 'drain-timeout',
+  adminTokenFile: 'admin-token-file',
   balancer: 'strategy',
 });
 
@@ -500,5 +541,6 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     queueTimeout: ms('queue-timeout', d.queueTimeout),
     status: status === undefined ? undefined : Object.freeze(status),
     drainTimeout: ms('drain-timeout', d.drainTimeout, 0),
+    adminTokenFile: optional('admin-token-file', file),
   });
 }

@@ -1,16 +1,30 @@
 /**
- * The balancer's read-only status endpoint: `/stats` (JSON), `/metrics`
- * (Prometheus text), and `/livez` and `/readyz` for supervisors (a
- * kubelet's probes, keepalived's check script). GET and HEAD only; nothing from the request is ever
- * written back (no echoed path, header or body), so it cannot be used to
- * reflect content.
+ * The balancer's status listener: `/stats` (JSON), `/metrics` (Prometheus
+ * text), `/livez` and `/readyz` for supervisors (a kubelet's probes,
+ * keepalived's check script), the status page (`/`, `/status.js`,
+ * `/status.css`) and, when given one, the admin API under `/api/`. Nothing
+ * from the request is ever written back (no echoed path, header or body), so
+ * it cannot be used to reflect content.
+ *
+ * Built for a hostile loopback neighbour as much as for a scraper: bodies are
+ * read only under `/api/` and only up to {@link MAX_BODY} bytes (413 beyond),
+ * headers and the whole request have deadlines, and the number of
+ * connections is capped.
  *
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { AdminReply, AdminRequest } from './admin-api.js';
 import type { HostPort } from './config.js';
 import { metricsContentType } from './metrics.js';
+import { statusPageCss, statusPageCsp, statusPageHtml, statusPageJs } from './status-page.js';
+
+/** Largest request body the admin API reads, in bytes (16 KiB). */
+export const MAX_BODY = 16 * 1024;
+
+/** Most connections the listener holds at once; more are refused by the kernel's accept then closed. */
+export const MAX_CONNECTIONS = 64;
 
 /** What the endpoint serves, computed per request. */
 export interface StatusSources {
@@ -23,6 +37,8 @@ export interface StatusSources {
    * Not given: `/readyz` is not served.
    */
   readonly ready?: (() => boolean) | undefined;
+  /** Answers `/api/…`; without it those paths are 404. */
+  readonly api?: ((req: AdminRequest) => AdminReply) | undefined;
 }
 
 /** A listening status endpoint. */
@@ -32,35 +48,66 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-const index =
-  'failover-proxy apiserver-balancer\n/stats    JSON snapshot of backends, connections and checks\n/metrics  Prometheus text exposition\n' +
-  '/livez    200 while the process answers\n/readyz   200 while it accepts clients and a backend is up, else 503\n';
+const json = 'application/json; charset=utf-8';
+/** For everything but the page: nothing may load, nothing may frame it. */
+const strictCsp = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, extra: Readonly<Record<string, string>> = {}): void {
   res.writeHead(status, {
     'content-type': type,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+    'content-security-policy': strictCsp,
     ...extra,
   });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
+/** JSON with `<`, `>`, `&` and the JS line separators escaped, so no reader can take it for markup. */
+export function safeJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function sendReply(req: IncomingMessage, res: ServerResponse, reply: AdminReply, extra: Readonly<Record<string, string>> = {}): void {
+  send(req, res, reply.status, json, safeJson(reply.body), { ...reply.headers, ...extra });
+}
+
+const staticFiles: Readonly<Record<string, readonly [type: string, body: string, csp: string]>> = {
+  '/': ['text/html; charset=utf-8', statusPageHtml, statusPageCsp],
+  '/status.js': ['text/javascript; charset=utf-8', statusPageJs, strictCsp],
+  '/status.css': ['text/css; charset=utf-8', statusPageCss, strictCsp],
+};
+
 function handle(sources: StatusSources, req: IncomingMessage, res: ServerResponse): void {
-  // Bodies are never read; discard whatever a client sends.
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  if (sources.api !== undefined && path.startsWith('/api/')) {
+    readBody(sources.api, req, res, path, q === -1 ? '' : url.slice(q + 1));
+    return;
+  }
+  // Bodies are never read here; discard whatever a client sends.
   req.resume();
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     send(req, res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
     return;
   }
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
   try {
+    const file = staticFiles[path];
+    if (file !== undefined) {
+      send(req, res, 200, file[0], file[1], { 'content-security-policy': file[2] });
+      return;
+    }
     switch (path) {
+      case '/favicon.ico':
+        // Browsers ask for it on their own; a 404 would be an error in the page's console.
+        send(req, res, 204, 'image/x-icon', '');
+        return;
       case '/stats':
-        send(req, res, 200, 'application/json; charset=utf-8', `${JSON.stringify(sources.stats(), null, 2)}\n`);
+        send(req, res, 200, json, `${JSON.stringify(sources.stats(), null, 2)}\n`);
         return;
       case '/metrics':
         send(req, res, 200, metricsContentType, sources.metrics());
@@ -73,15 +120,57 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
         if (sources.ready()) send(req, res, 200, 'text/plain; charset=utf-8', 'ready\n');
         else send(req, res, 503, 'text/plain; charset=utf-8', 'not ready\n');
         return;
-      case '/':
-        send(req, res, 200, 'text/plain; charset=utf-8', index);
-        return;
     }
     send(req, res, 404, 'text/plain; charset=utf-8', 'not found\n');
   } catch {
     // A bug in a snapshot must not take the balancer down, nor leak a stack.
     send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n');
   }
+}
+
+const tooLarge: AdminReply = { status: 413, body: { error: 'PAYLOAD_TOO_LARGE', message: `the body is limited to ${MAX_BODY} bytes` } };
+
+/** Reads an `/api/` request's body (at most {@link MAX_BODY} bytes), then answers it. */
+function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > MAX_BODY) {
+    // Not read: the connection cannot be reused.
+    sendReply(req, res, tooLarge, { connection: 'close' });
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  req.on('data', (chunk: Buffer) => {
+    if (done) return;
+    size += chunk.length;
+    if (size > MAX_BODY) {
+      done = true;
+      sendReply(req, res, tooLarge, { connection: 'close' });
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (done) return;
+    done = true;
+    let reply: AdminReply;
+    try {
+      reply = api({
+        method: req.method ?? 'GET',
+        path,
+        query: new URLSearchParams(query),
+        authorization: req.headers.authorization,
+        body: Buffer.concat(chunks, size),
+      });
+    } catch {
+      reply = { status: 500, body: { error: 'INTERNAL', message: 'internal error' } };
+    }
+    sendReply(req, res, reply);
+  });
+  req.on('error', () => {
+    done = true;
+  });
 }
 
 /**
@@ -98,11 +187,15 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
  * ```
  */
 export async function startStatusServer(address: HostPort, sources: StatusSources): Promise<StatusServer> {
-  const server: Server = createServer((req, res) => handle(sources, req, res));
-  // Small and slow-client-proof: this endpoint is scraped, not browsed.
+  const server: Server = createServer({ maxHeaderSize: 8192 }, (req, res) => handle(sources, req, res));
+  // Small and slow-client-proof: a request (headers and body) gets 10 s, an
+  // idle keep-alive connection 5 s, and at most MAX_CONNECTIONS are open.
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  server.timeout = 30_000;
   server.maxHeadersCount = 50;
+  server.maxConnections = MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
