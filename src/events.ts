@@ -138,7 +138,7 @@ export interface UpstreamPoolEvents {
   writeStalled: [backend: Backend, member: PoolMember];
   /** A client could not be given a backend and was closed. */
   pinFailed: [error: FailoverProxyError, client: Socket];
-  /** Every backend became ineligible (`active: false`) or one became eligible again (`active: true`); see `allDown`. */
+  /** Every backend became ineligible (`active: true`: the all-down policy applies) or one became eligible again (`active: false`); see `allDown`. */
   allDownChanged: [active: boolean, policy: 'queue' | 'fail-open'];
   /** `close()` or `destroy()` finished. */
   closed: [];
