@@ -25,6 +25,8 @@ class Fleet {
   constructor(
     readonly port: number,
     readonly maxReconnects = 500,
+    /** How long a client takes to come back after its connection ended (a relist, a backoff). */
+    readonly reconnectDelay = 0,
   ) {}
 
   open(): Promise<void> {
@@ -37,7 +39,8 @@ class Fleet {
         this.sockets.delete(socket);
         if (this.#stopped || this.reconnects >= this.maxReconnects) return;
         this.reconnects++;
-        void this.open();
+        if (this.reconnectDelay === 0) void this.open();
+        else setTimeout(() => void this.open(), this.reconnectDelay);
       });
     });
   }
@@ -48,13 +51,13 @@ class Fleet {
   }
 }
 
-async function setUp(t: TestContext, options: ConstructorParameters<typeof Rebalancer>[1]) {
+async function setUp(t: TestContext, options: ConstructorParameters<typeof Rebalancer>[1], reconnectDelay = 0) {
   const backends = [];
   for (const id of IDS) backends.push({ host: HOST, port: (await echoServer(t)).port, id });
   const pool = new UpstreamPool({ backends });
   t.after(() => pool.destroy());
   const port = await frontend(t, pool);
-  const fleet = new Fleet(port);
+  const fleet = new Fleet(port, 500, reconnectDelay);
   t.after(() => fleet.stop());
   // One at a time: least-connections spreads them 10/10/10.
   for (let i = 0; i < CLIENTS; i++) await fleet.open();
@@ -120,6 +123,20 @@ test('a backend that returns gets its share back: moves are graceful (rebalanced
   const settled = moves.length;
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(moves.length, settled);
+});
+
+test('clients slow to come back: the moves never outrun them (never more than the surplus)', async (t) => {
+  // Each moved client takes 600 ms to reconnect, while the rebalancer may move one every 50 ms.
+  const { pool, fleet, moves, balancedCount } = await setUp(t, { rate: 20, tolerance: TOLERANCE, minAge: 200, stableFor: 300 }, 600);
+  pool.markDown('b3');
+  await waitFor(() => fleet.sockets.size === CLIENTS && pool.stats().active === CLIENTS, { what: 'the torn-down clients to reconnect' });
+  assert.deepEqual(counts(pool), [15, 15, 0]);
+  pool.markUp('b3');
+  await waitFor(() => balancedCount() > 0 && pool.stats().active === CLIENTS && fleet.sockets.size === CLIENTS, {
+    what: 'balance with every client back',
+  });
+  assertWithinTolerance(pool);
+  assert.ok(moves.length <= 10, `${moves.length} moves for a surplus of 10`);
 });
 
 test('a flapping backend pauses rebalancing: no moves while it flaps, the moves stay bounded, and balance comes once it is stable', async (t) => {
