@@ -9,11 +9,12 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { FailoverProxyError, HealthProbe, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
+import { FailoverProxyError, HealthProbe, Rebalancer, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
+import { RebalanceLog } from './rebalance-log.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
 
 /** The I/O a balancer needs. */
@@ -32,6 +33,8 @@ export interface RunningBalancer {
   readonly statusAddress: HostPort | undefined;
   readonly pool: UpstreamPool;
   readonly probe: HealthProbe;
+  /** Moves connections back to a backend that returns; `undefined` with `--no-rebalance`. */
+  readonly rebalancer: Rebalancer | undefined;
   /** The `/stats` document. */
   stats(): BalancerStats;
   /**
@@ -136,6 +139,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const check = probeCheck(config, io);
   let pool: UpstreamPool;
   let probe: HealthProbe;
+  let rebalancer: Rebalancer | undefined;
   try {
     pool = new UpstreamPool({
       backends: config.backends.map((b) => ({ host: b.host, port: b.port, id: b.id })),
@@ -146,6 +150,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       retries: config.retries,
       queue: { timeout: config.queueTimeout },
       closeTimeout: config.drainTimeout,
+      slowStart: config.slowStart,
+      writeStallTimeout: config.writeStallTimeout,
+      allDown: config.allDown,
     });
     probe = new HealthProbe({
       check,
@@ -155,6 +162,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       fall: config.fall,
       autoStart: false,
     });
+    // Watches stay where they land: without this, the connections that moved
+    // off a failed backend would stay on the others after it returns.
+    if (config.rebalance) rebalancer = new Rebalancer(pool, { rate: config.rebalanceRate, tolerance: config.rebalanceTolerance });
   } catch (err) {
     // The parser should have caught it; if the library disagrees, it is still a config error.
     if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
@@ -164,6 +174,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
   const log = new EventLog(pool, probe, { write: io.log });
+  const rebalanceLog = rebalancer && new RebalanceLog(pool, rebalancer, (line) => log.info(line));
   const stats = (): BalancerStats => ({
     ...pool.stats(),
     probe: {
@@ -181,6 +192,10 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   log.info(
     `balancing ${config.backends.length} backend${config.backends.length === 1 ? '' : 's'} (${config.backends.map((b) => b.id).join(', ')}) ` +
       `with ${config.strategy}; check ${checkName} every ${config.interval} ms, timeout ${config.timeout} ms, rise ${config.rise}, fall ${config.fall}`,
+  );
+  log.info(
+    `slow start ${config.slowStart} ms; ${rebalancer === undefined ? 'no rebalancing' : `rebalancing at ${config.rebalanceRate}/s, tolerance ${config.rebalanceTolerance}`}; ` +
+      `write-stall timeout ${config.writeStallTimeout === 0 ? 'off' : `${config.writeStallTimeout} ms`}; all down: ${config.allDown}`,
   );
   if (config.insecure) log.info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
 
@@ -204,6 +219,8 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     }
   } catch (err) {
     server.close();
+    rebalanceLog?.close();
+    rebalancer?.close();
     log.close();
     probeStats.detach();
     await probe.stop();
@@ -228,6 +245,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
         : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${config.drainTimeout} ms to finish`,
     );
     server.close();
+    // No moves during a drain: it would close connections the drain lets finish.
+    rebalanceLog?.close();
+    rebalancer?.close();
     if (force) await pool.destroy();
     else await pool.close({ timeout: config.drainTimeout });
     await probe.stop();
@@ -243,6 +263,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     statusAddress: status?.address,
     pool,
     probe,
+    rebalancer,
     stats,
     close() {
       closing ??= shutdown(false);
