@@ -30,6 +30,8 @@ class Fleet {
   ) {}
 
   open(): Promise<void> {
+    // A delayed reconnect may come due after the test stopped the fleet.
+    if (this.#stopped) return Promise.resolve();
     return new Promise((resolve) => {
       const socket = net.connect({ host: HOST, port: this.port });
       socket.on('error', () => {});
@@ -52,13 +54,16 @@ class Fleet {
 }
 
 async function setUp(t: TestContext, options: ConstructorParameters<typeof Rebalancer>[1], reconnectDelay = 0) {
+  // Registered first, so the clients stop before the pool goes (they would reconnect into a closing pool).
+  const started: { fleet?: Fleet } = {};
+  t.after(() => started.fleet?.stop());
   const backends = [];
   for (const id of IDS) backends.push({ host: HOST, port: (await echoServer(t)).port, id });
   const pool = new UpstreamPool({ backends });
   t.after(() => pool.destroy());
   const port = await frontend(t, pool);
   const fleet = new Fleet(port, 500, reconnectDelay);
-  t.after(() => fleet.stop());
+  started.fleet = fleet;
   // One at a time: least-connections spreads them 10/10/10.
   for (let i = 0; i < CLIENTS; i++) await fleet.open();
   await waitFor(() => pool.stats().active === CLIENTS, { what: `${CLIENTS} pinned connections` });
