@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, balancerDefaults, parseAddress, parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
+import { startBalancer } from '../examples/balancer/balancer.js';
 import { EventLog } from '../examples/balancer/event-log.js';
 import { RebalanceLog } from '../examples/balancer/rebalance-log.js';
 import { renderMetrics } from '../examples/balancer/metrics.js';
@@ -544,6 +545,36 @@ test('rebalance log: a line when moves start, one summary when balanced, never o
   assert.match(lines[1]!, /^rebalanced: [4-5] connections moved \(from a [4-5]\) in 1\.5 s; now a [5-6], b [4-5]$/);
   rebalanceLog.close();
   assert.equal(lines.length, 2, 'nothing more to sum up');
+});
+
+test('the running balancer: the pool gets the new settings, a rebalancer unless --no-rebalance, closed on shutdown', async (t) => {
+  const a = await echoServer(t);
+  const b = await echoServer(t);
+  const base = ['--listen', `${HOST}:0`, '--backend', `a=${HOST}:${a.port}`, '--backend', `b=${HOST}:${b.port}`, '--check', 'tcp'];
+  const lines: string[] = [];
+  const io = { log: (line: string) => lines.push(line), readFile: () => Buffer.alloc(0) };
+
+  const balancer = await startBalancer(parse([...base, '--slow-start', '2500', '--write-stall-timeout', '0', '--all-down', 'fail-open']), io);
+  t.after(() => balancer.destroy());
+  assert.ok(balancer.rebalancer !== undefined, 'rebalancing is on by default');
+  assert.equal(balancer.pool.listenerCount('connectionOpened'), 1, 'the rebalancer follows new connections');
+  assert.ok(lines.some((l) => l.endsWith(' slow start 2500 ms; rebalancing at 4/s, tolerance 0.2; write-stall timeout off; all down: fail-open')), lines.join('\n'));
+  // The policy reaches the pool: with both backends down, a client is placed anyway.
+  balancer.pool.markDown('a');
+  balancer.pool.markDown('b');
+  assert.equal(balancer.pool.stats().allDown, true);
+  const client = await connect(t, balancer.address.port);
+  await waitFor(() => balancer.pool.stats().active === 1, { what: 'a client placed while all are down (fail-open)' });
+  client.destroy();
+  await balancer.close();
+  assert.equal(balancer.pool.listenerCount('connectionOpened'), 0, 'the rebalancer stopped with the balancer');
+  assert.equal(balancer.rebalancer.active, false);
+
+  const plain = await startBalancer(parse([...base, '--no-rebalance']), io);
+  t.after(() => plain.destroy());
+  assert.equal(plain.rebalancer, undefined);
+  assert.equal(plain.pool.listenerCount('connectionOpened'), 0);
+  await plain.close();
 });
 
 test('metrics: Prometheus text with every documented family', async (t) => {
