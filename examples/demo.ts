@@ -5,7 +5,13 @@
  * like Kubernetes reflectors. Once the streams are spread, one backend's
  * network is cut silently (no FIN, no RST: bytes just stop) and the timeline
  * shows its streams stall, get torn down by the balancer, and come back on the
- * others. Ends by itself with a summary; exits 0 when no stream was lost.
+ * others. Then the network heals: the backend is checked up again, warms up
+ * (slow start), and the balancer moves streams back to it until the three
+ * carry their share again. For contrast, 30 more watches go through a plain
+ * pipe proxy (`c.pipe(u); u.pipe(c)`) over the same fault switches: its
+ * streams on the cut backend stay stalled. Ends by itself with a summary;
+ * exits 0 when no stream was lost and the balancer's streams are spread
+ * again.
  *
  * Everything stays on 127.0.0.1; nothing is downloaded (the certificates are
  * the test fixtures).
@@ -13,6 +19,7 @@
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -32,7 +39,12 @@ const STALL_MS = 700;
 const RECOVERY_DEADLINE_MS = 10_000;
 /** Hard stop of the whole demo. */
 const DEMO_DEADLINE_MS = 20_000;
+/** Time left for the return and the rebalancing: the rest, minus room to stop. */
+const STOP_RESERVE_MS = 2500;
 const PROBE = { interval: 500, timeout: 500, fall: 2, rise: 2 };
+/** Short enough for a demo; the balancer's default is 10 s. */
+const SLOW_START_MS = 4000;
+const REBALANCE = { rate: 10, tolerance: 0.1 };
 
 const t0 = Date.now();
 const stamp = (): string => `+${((Date.now() - t0) / 1000).toFixed(1).padStart(4)}s`;
@@ -40,42 +52,46 @@ function say(line: string): void {
   process.stdout.write(`${stamp()}  ${line}\n`);
 }
 
-let balancerChild: ChildProcess | undefined;
-function killBalancer(): void {
-  const child = balancerChild;
-  if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
+// Child processes this demo started, killed by pid on the way out.
+const children = new Set<ChildProcess>();
+function killChildren(): void {
+  for (const child of children) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
     }
   }
 }
-process.on('exit', killBalancer);
+process.on('exit', killChildren);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    killBalancer();
+    killChildren();
     process.exit(130);
   });
 }
 
-/** Starts the balancer CLI and resolves with its client address once it prints `listening`. */
-async function startBalancer(args: readonly string[], onLog: (line: string) => void): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/apiserver-balancer.ts', ...args], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  balancerChild = child;
+/** Starts `node --import tsx SCRIPT ...args`; resolves once it prints `listening HOST:PORT`. */
+async function startChild(
+  label: string,
+  script: string,
+  args: readonly string[],
+  onLine: (line: string) => void,
+): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
   const errors: string[] = [];
   createInterface({ input: child.stderr }).on('line', (line) => {
     errors.push(line);
-    say(`balancer ! ${line}`);
+    say(`${label} ! ${line}`);
   });
   const address = await new Promise<string>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`the balancer exited (${code}) before listening: ${errors.join(' ')}`)));
+    child.once('exit', (code) => reject(new Error(`the ${label} exited (${code}) before listening: ${errors.join(' ')}`)));
     createInterface({ input: child.stdout }).on('line', (line) => {
       if (line.startsWith('listening ')) resolve(line.slice('listening '.length));
-      else if (!line.startsWith('status ')) onLog(line);
+      else onLine(line);
     });
   });
   return { child, address };
@@ -91,19 +107,107 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
+/** One backend as `/stats` shows it (the fields the demo reads). */
+interface BackendStats {
+  readonly id: string;
+  readonly state: string;
+  readonly warming: boolean;
+  readonly effectiveWeight: number;
+}
+
+function getStats(address: { host: string; port: number }): Promise<{ backends: BackendStats[] }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...address, path: '/stats', agent: false, timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body) as { backends: BackendStats[] });
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('/stats timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Where a fleet's streams are, each counted once: flowing on a backend,
+ * stalled (open, but nothing heard for STALL_MS), or between two watches.
+ * The parts always add up to the fleet's size.
+ */
+class Picture {
+  readonly #fleet: WatchFleet;
+  /** When each client's current watch was answered: a fresh stream is not stalled before its first event is due. */
+  readonly #connectedAt = new Map<WatchClient, number>();
+
+  constructor(fleet: WatchFleet) {
+    this.#fleet = fleet;
+    for (const client of fleet.clients) client.on('connected', () => this.#connectedAt.set(client, Date.now()));
+  }
+
+  counts(): { flowing: Record<string, number>; stalled: Record<string, number>; stalledTotal: number; between: number } {
+    const now = Date.now();
+    const flowing: Record<string, number> = {};
+    const stalled: Record<string, number> = {};
+    let stalledTotal = 0;
+    let between = 0;
+    for (const client of this.#fleet.clients) {
+      const backend = client.backend;
+      if (backend === undefined) {
+        between++;
+        continue;
+      }
+      const heard = Math.max(client.lastEventAt ?? 0, this.#connectedAt.get(client) ?? 0);
+      if (now - heard > STALL_MS) {
+        stalled[backend] = (stalled[backend] ?? 0) + 1;
+        stalledTotal++;
+      } else {
+        flowing[backend] = (flowing[backend] ?? 0) + 1;
+      }
+    }
+    return { flowing, stalled, stalledTotal, between };
+  }
+
+  line(label: string): string {
+    const { flowing, stalled, stalledTotal, between } = this.counts();
+    const where = Object.entries(stalled)
+      .map(([id, n]) => `${id} ${n}`)
+      .join(', ');
+    return (
+      `${label.padEnd(10)} ${NAMES.map((n) => `${n} ${String(flowing[n] ?? 0).padStart(2)}`).join('  ')}` +
+      `   stalled ${String(stalledTotal).padStart(2)}${stalledTotal > 0 ? ` (on ${where})` : ''}` +
+      `${between > 0 ? `   reconnecting ${between}` : ''}`
+    );
+  }
+}
+
 interface Summary {
   victims: number;
   recovered: number;
   worstMs: number | undefined;
   medianMs: number | undefined;
   teardownMs: number | undefined;
+  /** Ms from the heal to b3 being up again in the balancer. */
+  upAfterMs: number | undefined;
+  /** The balancer's "rebalanced: …" line, shortened. */
+  rebalanced: string | undefined;
+  /** Open streams per backend through the balancer at the end. */
+  finalSpread: Record<string, number>;
+  /** Pipe-proxy streams stalled at the end. */
+  pipeStalled: number;
+  pipeOnCut: number;
 }
 
 async function demo(): Promise<Summary> {
   const certs = loadCerts();
   const backends: ApiserverBackend[] = [];
   const proxies: FaultProxy[] = [];
-  let fleet: WatchFleet | undefined;
+  const fleets: WatchFleet[] = [];
   try {
     for (const name of NAMES) {
       const backend = await ApiserverBackend.start({ name, tls: { cert: certs.serverCert, key: certs.serverKey } });
@@ -113,6 +217,9 @@ async function demo(): Promise<Summary> {
     say(`3 apiservers (HTTPS, /readyz, /watch every 200 ms), each behind a fault switch: ${NAMES.map((n, i) => `${n}=127.0.0.1:${proxies[i]!.port}`).join(' ')}`);
 
     let teardownAt: number | undefined;
+    let upAt: number | undefined;
+    let rebalanced: string | undefined;
+    let statusAddress: string | undefined;
     const args = [
       '--listen', '127.0.0.1:0',
       ...NAMES.flatMap((n, i) => ['--backend', `${n}=127.0.0.1:${proxies[i]!.port}`]),
@@ -120,65 +227,119 @@ async function demo(): Promise<Summary> {
       '--timeout', String(PROBE.timeout),
       '--fall', String(PROBE.fall),
       '--rise', String(PROBE.rise),
+      '--slow-start', String(SLOW_START_MS),
+      '--rebalance-rate', String(REBALANCE.rate),
+      '--rebalance-tolerance', String(REBALANCE.tolerance),
       '--ca', relative(root, certPaths.ca),
       '--status', '127.0.0.1:0',
     ];
     say(`starting: tsx examples/apiserver-balancer.ts ${args.join(' ')}`);
-    const balancer = await startBalancer(args, (line) => {
-      if (line.includes(`backend ${CUT} up -> down`)) teardownAt = Date.now();
-      // The start-up chatter is summed up by the timeline; show what matters.
-      if (/ -> |check of|shutting down|stopped|warning/.test(line)) say(`balancer | ${shorten(line)}`);
-    });
-    say(`balancer listening on ${balancer.address} (TLS passthrough: clients verify the apiservers' certificate)`);
+    const pipeArgs = ['--mode', 'naive', ...proxies.flatMap((p) => ['--backend', `127.0.0.1:${p.port}`])];
+    say(`and for contrast a plain pipe proxy over the same switches: tsx bench/lib/node-proxy.ts ${pipeArgs.join(' ')}`);
+    const [balancer, pipe] = await Promise.all([
+      startChild('balancer', 'examples/apiserver-balancer.ts', args, (line) => {
+        if (line.startsWith('status ')) {
+          statusAddress = line.slice('status '.length);
+          return;
+        }
+        const short = shorten(line);
+        if (short.startsWith(`backend ${CUT} up -> down`)) teardownAt = Date.now();
+        if (short.startsWith(`backend ${CUT} down -> up`)) upAt = Date.now();
+        if (short.startsWith('rebalanced: ')) rebalanced = short;
+        // The start-up chatter is summed up by the timeline; show what matters.
+        if (/ -> |check of|^rebalanc|shutting down|stopped|warning/.test(short)) say(`balancer | ${short}`);
+      }),
+      startChild('pipe proxy', 'bench/lib/node-proxy.ts', pipeArgs, () => {}),
+    ]);
+    say(`balancer listening on ${balancer.address} (TLS passthrough: clients verify the apiservers' certificate); pipe proxy on ${pipe.address}`);
+    if (statusAddress === undefined) throw new Error('the balancer printed no status address');
+    const status = splitAddress(statusAddress);
 
-    fleet = new WatchFleet({ size: STREAMS, ...splitAddress(balancer.address), backoffMs: 50 });
-    const lastBackend = new Map<WatchClient, string>();
+    const fleet = new WatchFleet({ size: STREAMS, ...splitAddress(balancer.address), backoffMs: 50 });
+    fleets.push(fleet);
+    const pipeFleet = new WatchFleet({ size: STREAMS, ...splitAddress(pipe.address), backoffMs: 50, idPrefix: 'pipe' });
+    fleets.push(pipeFleet);
     const recoveredAt = new Map<WatchClient, number>();
     let victims = new Set<WatchClient>();
     let cutAt = 0;
     for (const client of fleet.clients) {
       client.on('received', (event: WatchEvent) => {
-        lastBackend.set(client, event.backend);
         if (cutAt > 0 && victims.has(client) && event.backend !== CUT && !recoveredAt.has(client)) recoveredAt.set(client, Date.now());
       });
     }
 
     // Balancer up, first checks passed, streams spread and flowing.
-    await fleet.waitFor((f) => f.connectedCount === STREAMS && NAMES.every((n) => (f.byBackend()[n] ?? 0) > 0), 10_000);
-    await fleet.waitFor((f) => f.clients.every((c) => c.lastEventAt !== undefined), 5_000);
-    say(`${STREAMS} watches open and spread`);
+    const spread = (f: WatchFleet): boolean => f.connectedCount === STREAMS && NAMES.every((n) => (f.byBackend()[n] ?? 0) > 0);
+    await Promise.all([fleet.waitFor(spread, 10_000), pipeFleet.waitFor(spread, 10_000)]);
+    await Promise.all([fleet, pipeFleet].map((f) => f.waitFor((x) => x.clients.every((c) => c.lastEventAt !== undefined), 5_000)));
+    say(`${STREAMS} watches open and spread through each`);
 
-    // The timeline: one line whenever the picture changes. A stream is
-    // stalled when it was receiving and has heard nothing for STALL_MS.
-    let previous = '';
-    const picture = (): string => {
-      const by = fleet!.byBackend();
-      const now = Date.now();
-      const stalled = fleet!.clients.filter((c) => c.lastEventAt !== undefined && now - c.lastEventAt > STALL_MS).length;
-      return `streams ${NAMES.map((n) => `${n} ${String(by[n] ?? 0).padStart(2)}`).join('  ')}   stalled ${String(stalled).padStart(2)}`;
-    };
+    // The timeline: a line whenever either picture changes.
+    const pictures = [
+      { label: 'balancer', picture: new Picture(fleet), previous: '' },
+      { label: 'pipe proxy', picture: new Picture(pipeFleet), previous: '' },
+    ];
     const ticker = setInterval(() => {
-      const now = picture();
-      if (now !== previous) say(now);
-      previous = now;
+      for (const p of pictures) {
+        const now = p.picture.line(p.label);
+        if (now !== p.previous) say(now);
+        p.previous = now;
+      }
     }, 100);
 
+    let final: Summary['finalSpread'] = {};
+    let pipeStalled = 0;
+    let pipeOnCut = 0;
     try {
       await delay(1500);
 
       victims = new Set(fleet.clients.filter((c) => c.backend === CUT));
+      pipeOnCut = pipeFleet.clients.filter((c) => c.backend === CUT).length;
       cutAt = Date.now();
       proxies[NAMES.indexOf(CUT)]!.cut();
-      say(`✂  ${CUT} cut: its packets just stop, no FIN, no RST (${victims.size} streams on it). nginx would keep them there.`);
+      say(`✂  ${CUT} cut: its packets just stop, no FIN, no RST (${victims.size} balancer streams and ${pipeOnCut} pipe-proxy streams on it)`);
 
       await fleet
         .waitFor(() => recoveredAt.size === victims.size, RECOVERY_DEADLINE_MS)
         .catch(() => say(`!! ${victims.size - recoveredAt.size} streams still not recovered after ${RECOVERY_DEADLINE_MS / 1000} s`));
       if (recoveredAt.size === victims.size) {
         const full = Math.max(...Array.from(recoveredAt.values())) - cutAt;
-        say(`all ${STREAMS} streams receiving again; full recovery ${(full / 1000).toFixed(2)} s after the cut`);
+        say(`all ${STREAMS} balancer streams receiving again; full recovery ${(full / 1000).toFixed(2)} s after the cut`);
       }
-      await delay(1500);
+      await delay(1000);
+
+      // The network comes back. Streams open across the cut stay dead (their
+      // TCP state is gone); new connections go through.
+      const healAt = Date.now();
+      proxies[NAMES.indexOf(CUT)]!.restore();
+      say(`🩹 ${CUT} reachable again: checks pass, it warms up over ${SLOW_START_MS / 1000} s, and the balancer moves streams back (at most ${REBALANCE.rate}/s)`);
+      const returnDeadline = t0 + DEMO_DEADLINE_MS - STOP_RESERVE_MS;
+      let shown = -1;
+      while (rebalanced === undefined && Date.now() < returnDeadline) {
+        const b = (await getStats(status)).backends.find((x) => x.id === CUT);
+        if (b !== undefined && b.state === 'up') {
+          // The ramp in quarters: enough to see it, not a line per poll.
+          const quarter = b.warming ? Math.floor(b.effectiveWeight * 4) : 4;
+          if (quarter > shown) {
+            say(b.warming ? `${CUT} slow start: weight ${Math.round(b.effectiveWeight * 100)}% of its share` : `${CUT} warm: full weight`);
+            shown = quarter;
+          }
+        }
+        await delay(200);
+      }
+      if (rebalanced === undefined) say('!! the balancer did not finish rebalancing in time');
+      // The last moved streams are re-watching: let them land (bounded), then read where every stream is.
+      await delay(300);
+      await fleet.waitFor((f) => f.connectedCount === STREAMS, 2000).catch(() => undefined);
+      final = fleet.byBackend();
+      const pipeNow = pictures[1]!.picture.counts();
+      pipeStalled = pipeNow.stalledTotal;
+      say(
+        `balancer streams: ${NAMES.map((n) => `${n} ${final[n] ?? 0}`).join(', ')}; ` +
+          `pipe proxy: ${pipeStalled} still stalled ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut` +
+          (upAt === undefined ? '' : ` (${CUT} up ${((upAt - healAt) / 1000).toFixed(1)} s after the heal)`),
+      );
+      upAt = upAt === undefined ? undefined : upAt - healAt;
     } finally {
       clearInterval(ticker);
     }
@@ -190,40 +351,58 @@ async function demo(): Promise<Summary> {
       worstMs: recovery.at(-1),
       medianMs: recovery[Math.floor((recovery.length - 1) / 2)],
       teardownMs: teardownAt === undefined ? undefined : teardownAt - cutAt,
+      upAfterMs: upAt,
+      rebalanced,
+      finalSpread: final,
+      pipeStalled,
+      pipeOnCut,
     };
 
-    await fleet.stop();
+    await Promise.all(fleets.map((f) => f.stop()));
     // Let the balancer see the clients go, then its own graceful stop: no client left, so the drain is immediate.
     await delay(200);
     const exited = new Promise<number | null>((resolve) => balancer.child.once('exit', (code) => resolve(code)));
     balancer.child.kill('SIGTERM');
-    const code = await Promise.race([exited, delay(5000).then(() => 'timeout' as const)]);
+    pipe.child.kill('SIGTERM');
+    // An unref'd timer: once the balancer has exited it must not hold the demo open for the rest of the 5 s.
+    const code = await Promise.race([exited, delay(5000, undefined, { ref: false }).then(() => 'timeout' as const)]);
     if (code !== 0) say(`!! the balancer did not exit 0 on SIGTERM (${code})`);
     return summary;
   } finally {
-    await fleet?.stop();
-    killBalancer();
+    await Promise.all(fleets.map((f) => f.stop()));
+    killChildren();
     await Promise.all([...proxies.map((p) => p.close()), ...backends.map((b) => b.close())]);
   }
 }
 
 const hardStop = setTimeout(() => {
   process.stdout.write(`${stamp()}  summary: the demo did not finish within ${DEMO_DEADLINE_MS / 1000} s; recovery failed\n`);
-  killBalancer();
+  killChildren();
   process.exit(1);
 }, DEMO_DEADLINE_MS).unref();
+
+/** Every backend within the rebalancer's tolerance of an equal share (at least one stream either way). */
+function spreadAgain(spread: Record<string, number>): boolean {
+  const share = STREAMS / NAMES.length;
+  const slack = Math.max(1, REBALANCE.tolerance * share);
+  return NAMES.every((n) => Math.abs((spread[n] ?? 0) - share) <= slack);
+}
 
 try {
   const s = await demo();
   clearTimeout(hardStop);
   const lost = s.victims - s.recovered;
   const secs = (ms: number | undefined): string => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(2)} s`);
+  const balanced = s.rebalanced !== undefined && spreadAgain(s.finalSpread);
   process.stdout.write(
     `\nsummary: ${s.victims} of ${STREAMS} streams were on the cut backend; torn down ${secs(s.teardownMs)} after the cut ` +
       `(probe: ${PROBE.fall} failed checks, ${PROBE.interval} ms apart, ${PROBE.timeout} ms timeout); ` +
-      `recovery median ${secs(s.medianMs)}, worst ${secs(s.worstMs)}; streams lost: ${lost}\n`,
+      `recovery median ${secs(s.medianMs)}, worst ${secs(s.worstMs)}; streams lost: ${lost}\n` +
+      `return: ${CUT} up ${secs(s.upAfterMs)} after the heal; ${s.rebalanced ?? 'not rebalanced in time'}; ` +
+      `spread ${balanced ? 'restored' : 'NOT restored'}: ${NAMES.map((n) => `${n} ${s.finalSpread[n] ?? 0}`).join(', ')}\n` +
+      `contrast: through the plain pipe proxy, ${s.pipeStalled} of its ${s.pipeOnCut} streams on ${CUT} were still stalled at the end\n`,
   );
-  process.exitCode = lost === 0 && s.victims > 0 ? 0 : 1;
+  process.exitCode = lost === 0 && s.victims > 0 && balanced ? 0 : 1;
 } catch (err) {
   clearTimeout(hardStop);
   process.stdout.write(`\nsummary: the demo failed: ${err instanceof Error ? err.message : String(err)}\n`);

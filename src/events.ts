@@ -80,7 +80,7 @@ export interface UpstreamPoolEvents {
   writeStalled: [backend: Backend, member: PoolMember];
   /** A client could not be given a backend and was closed. */
   pinFailed: [error: FailoverProxyError, client: Socket];
-  /** Every backend became ineligible (`active: true`: the `allDown` policy now applies) or one became eligible again (`active: false`). */
+  /** Every backend became ineligible (`active: true`: the all-down policy applies) or one became eligible again (`active: false`); see `allDown`. */
   allDownChanged: [active: boolean, policy: 'queue' | 'fail-open'];
   /** `close()` or `destroy()` finished. */
   closed: [];

@@ -32,8 +32,8 @@ export interface RebalancerPool {
   status(id: string): BackendStatus | undefined;
   members(id: string): Iterable<PoolMember>;
   readonly closed: boolean;
-  on(event: RebalanceTrigger, fn: () => void, context?: unknown): unknown;
-  off(event: RebalanceTrigger, fn: () => void, context?: unknown): unknown;
+  on(event: RebalanceTrigger | 'connectionOpened', fn: () => void, context?: unknown): unknown;
+  off(event: RebalanceTrigger | 'connectionOpened', fn: () => void, context?: unknown): unknown;
 }
 
 type RebalanceTrigger = 'backendStateChanged' | 'backendAdded' | 'backendRemoved' | 'backendUpdated' | 'closed';
@@ -91,6 +91,15 @@ export interface RebalancerEvents {
   paused: [reason: string];
 }
 
+/**
+ * How long a moved member's client is expected back, in ms. Until a new
+ * connection arrives (or this passes), the move still counts toward the total
+ * the shares are computed from and toward the backends below their share:
+ * without that, moves outrun slow reconnects (each one shrinks the total and
+ * the shares with it) and more than the surplus is moved.
+ */
+const RETURN_GRACE_MS = 5000;
+
 /** @internal */
 export const rebalancerDefaults = Object.freeze({
   rate: 4,
@@ -137,6 +146,8 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
   #active = false;
   #pausedFor: string | undefined;
   #closed = false;
+  /** One deadline per moved member whose client has not come back yet, oldest first. */
+  readonly #returning: number[] = [];
   /** Members moved since the rebalancer was made. */
   moves = 0;
 
@@ -158,6 +169,7 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
     this.#pool = pool;
     for (const event of triggers) pool.on(event, this.#poke);
     pool.on('closed', this.#onPoolClosed);
+    pool.on('connectionOpened', this.#onOpened);
     this.#poke();
   }
 
@@ -172,8 +184,10 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
     this.#closed = true;
     for (const event of triggers) this.#pool.off(event, this.#poke);
     this.#pool.off('closed', this.#onPoolClosed);
+    this.#pool.off('connectionOpened', this.#onOpened);
     this.#stopTimer();
     this.#closing.clear();
+    this.#returning.length = 0;
   }
 
   /** Something changed: check the balance now (a timer keeps checking while out of balance). */
@@ -185,6 +199,11 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
   };
 
   readonly #onPoolClosed = (): void => this.close();
+
+  /** A new connection: take it as the return of the oldest moved client still awaited. */
+  readonly #onOpened = (): void => {
+    if (this.#returning.length > 0) this.#returning.shift();
+  };
 
   #stopTimer(): void {
     if (this.#timer !== undefined) {
@@ -221,6 +240,7 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
     const member = this.#oldest(donor.backend.id);
     if (member === undefined) return; // none old enough yet
     this.#closing.add(member);
+    this.#returning.push(this.#now() + RETURN_GRACE_MS);
     this.moves++;
     if (log.enabled) log('moving %s off %s (%d there, share %s)', member.id, donor.backend.id, donor.count, donor.share.toFixed(1));
     this.emit('moved', member, donor.backend);
@@ -253,7 +273,23 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
       if (log.enabled) log('resumed');
     }
     if (loads.length < 2 || weights <= 0) return [];
+    const returning = this.#returning;
+    while (returning.length > 0 && returning[0]! <= now) returning.shift();
+    total += returning.length;
     for (const load of loads) load.share = (total * load.backend.weight) / weights;
+    // The clients on their way back land where least-connections puts them:
+    // on the backends furthest below their share, filling each up to it.
+    let expected = returning.length;
+    if (expected > 0) {
+      const lowest = loads.slice().sort((a, b) => a.count / a.share - b.count / b.share);
+      for (const load of lowest) {
+        const room = Math.max(0, Math.floor(load.share - load.count));
+        const add = Math.min(room, expected);
+        load.count += add;
+        expected -= add;
+        if (expected === 0) break;
+      }
+    }
     return loads;
   }
 

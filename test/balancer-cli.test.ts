@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,13 +15,14 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, balancerDefaults, parseAddress, parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
 import { startBalancer } from '../examples/balancer/balancer.js';
 import { EventLog } from '../examples/balancer/event-log.js';
+import { RebalanceLog } from '../examples/balancer/rebalance-log.js';
 import { renderMetrics } from '../examples/balancer/metrics.js';
 import { ProbeStats } from '../examples/balancer/probe-stats.js';
 import { binName, packageVersion, programName } from '../examples/balancer/program-info.js';
 import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
-import { UpstreamPool } from '../src/index.js';
+import { Rebalancer, UpstreamPool } from '../src/index.js';
 import { HOST, closedPort, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -75,6 +77,13 @@ test('one backend and every default', () => {
     status: undefined,
     drainTimeout: 5000,
     adminTokenFile: undefined,
+    slowStart: 10_000,
+    rebalance: true,
+    rebalanceRate: 4,
+    rebalanceTolerance: 0.2,
+    // interval × fall + timeout + 5000
+    writeStallTimeout: 8000,
+    allDown: 'queue',
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);
@@ -116,6 +125,15 @@ test('every flag, in both --flag value and --flag=value forms', () => {
     '9090',
     '--drain-timeout',
     '0',
+    '--slow-start',
+    '0',
+    '--rebalance-rate=0.5',
+    '--rebalance-tolerance',
+    '0.1',
+    '--write-stall-timeout',
+    '20000',
+    '--all-down',
+    'fail-open',
   ]);
   assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7443 });
   assert.deepEqual(config.backends, [
@@ -133,8 +151,37 @@ test('every flag, in both --flag value and --flag=value forms', () => {
     [500, 400, 3, 1, 1500, 0, 2000, 0],
   );
   assert.equal(config.strategy, 'hash');
+  assert.deepEqual(
+    [config.slowStart, config.rebalance, config.rebalanceRate, config.rebalanceTolerance, config.writeStallTimeout, config.allDown],
+    [0, true, 0.5, 0.1, 20_000, 'fail-open'],
+  );
   // A bare port is served on loopback only.
   assert.deepEqual(config.status, { host: '127.0.0.1', port: 9090 });
+});
+
+test('rebalancing, slow start, write stalls and the all-down policy', () => {
+  assert.equal(parse(['--backend', 'h:1', '--no-rebalance']).rebalance, false);
+  // --no-rebalance wins over a rate given elsewhere (the rate is then unused).
+  assert.equal(parse(['--backend', 'h:1', '--rebalance-rate', '10', '--no-rebalance']).rebalance, false);
+  // The default write-stall timeout follows the probe's detection time.
+  assert.equal(parse(['--backend', 'h:1', '--interval', '500', '--timeout', '200', '--fall', '3']).writeStallTimeout, 500 * 3 + 200 + 5000);
+  assert.equal(parse(['--backend', 'h:1', '--write-stall-timeout', '0']).writeStallTimeout, 0);
+  const fromFile = parse(['--config', 'c.json'], {
+    'c.json': JSON.stringify({
+      backend: 'h:1',
+      'slow-start': 2500,
+      'rebalance-rate': 2,
+      'rebalance-tolerance': 0,
+      'no-rebalance': false,
+      'write-stall-timeout': 100,
+      'all-down': 'fail-open',
+    }),
+  });
+  assert.deepEqual(
+    [fromFile.slowStart, fromFile.rebalance, fromFile.rebalanceRate, fromFile.rebalanceTolerance, fromFile.writeStallTimeout, fromFile.allDown],
+    [2500, true, 2, 0, 100, 'fail-open'],
+  );
+  assert.equal(parse(['--config', 'c.json'], { 'c.json': '{"backend":"h:1","no-rebalance":true}' }).rebalance, false);
 });
 
 test('--check forms', () => {
@@ -298,6 +345,23 @@ const bad: [argv: string[], mentions: string, map?: Record<string, string>][] = 
   [['--backend', 'h:1', '--retries', '1001'], '--retries'],
   [['--backend', 'h:1', '--queue-timeout', '0'], '--queue-timeout'],
   [['--backend', 'h:1', '--drain-timeout', 'x'], '--drain-timeout'],
+  [['--backend', 'h:1', '--slow-start', '-1'], '--slow-start'],
+  [['--backend', 'h:1', '--slow-start', '1.5'], '--slow-start'],
+  [['--backend', 'h:1', '--rebalance-rate', '0'], '--rebalance-rate: expected a number from 0.01 to 10000'],
+  [['--backend', 'h:1', '--rebalance-rate', '1e3'], '--rebalance-rate'],
+  [['--backend', 'h:1', '--rebalance-rate', '-4'], '--rebalance-rate'],
+  [['--backend', 'h:1', '--rebalance-rate', '.5'], '--rebalance-rate'],
+  [['--backend', 'h:1', '--rebalance-tolerance', '11'], '--rebalance-tolerance'],
+  [['--backend', 'h:1', '--rebalance-tolerance', 'NaN'], '--rebalance-tolerance'],
+  [['--backend', 'h:1', '--no-rebalance=yes'], '--no-rebalance takes no value'],
+  [['--backend', 'h:1', '--no-rebalance', '--no-rebalance'], '--no-rebalance given twice'],
+  [['--backend', 'h:1', '--write-stall-timeout', '50'], '--write-stall-timeout: expected 0 (off) or an integer from 100'],
+  [['--backend', 'h:1', '--write-stall-timeout', 'off'], '--write-stall-timeout'],
+  [['--backend', 'h:1', '--all-down', 'panic'], '--all-down: expected queue | fail-open'],
+  [['--config', 'c.json'], 'c.json: "rebalance-rate": expected a number', { 'c.json': '{"backend":"h:1","rebalance-rate":"4"}' }],
+  [['--config', 'c.json'], 'c.json: "no-rebalance": expected true or false', { 'c.json': '{"backend":"h:1","no-rebalance":"yes"}' }],
+  [['--config', 'c.json'], 'unknown setting "rebalance" (did you mean "no-rebalance"?)', { 'c.json': '{"backend":"h:1","rebalance":false}' }],
+  [['--config', 'c.json'], 'did you mean "write-stall-timeout"', { 'c.json': '{"backend":"h:1","writeStallTimeout":100}' }],
   [['--backend', 'h:1', '--status', 'localhost'], '--status'],
   [['--backend', 'h:1', '--status', '70000'], '--status'],
   [['--backend', 'h:1', '--insecure=true'], '--insecure takes no value'],
@@ -387,7 +451,8 @@ test('fuzz: any argv either parses or is refused with a one-line ConfigError', (
   const tokens = [
     '--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--servername', '--interval', '--timeout',
     '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--drain-timeout',
-    '--config', '--help=1', '--interval=', '--backend=', '-', '--', '', ' ', '0', '1', '-1', '500', '1000', '2147483647',
+    '--slow-start', '--rebalance-rate', '--rebalance-tolerance', '--no-rebalance', '--write-stall-timeout', '--all-down', '0.5',
+    'fail-open', 'queue', '--config', '--help=1', '--interval=', '--backend=', '-', '--', '', ' ', '0', '1', '-1', '500', '1000', '2147483647',
     '2147483648', '1e3', 'NaN', 'Infinity', 'h:1', '127.0.0.1:6443', '[::1]:6443', 'a=h:2', '=h:3', 'x=', '::', '[]:1',
     'https', 'https:/readyz', 'http:/', 'tls', 'tcp', 'udp', 'hash', 'random-two', 'c.json', 'bad.json', 'x\ny', '\u0000',
     '__proto__', 'constructor', '{}', '"',
@@ -483,7 +548,7 @@ test('CLI: --help prints the usage and exits 0', async (t) => {
   const result = await runCli(t, ['--help']);
   assert.equal(result.code, 0);
   assert.match(result.stdout, /^Usage: apiserver-balancer/);
-  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--admin-token-file', '--drain-timeout', '--version']) {
+  for (const flag of ['--listen', '--backend', '--check', '--ca', '--cert', '--key', '--insecure', '--interval', '--timeout', '--rise', '--fall', '--strategy', '--connect-timeout', '--retries', '--queue-timeout', '--status', '--config', '--admin-token-file', '--drain-timeout', '--version', '--slow-start', '--rebalance-rate', '--rebalance-tolerance', '--no-rebalance', '--write-stall-timeout', '--all-down']) {
     assert.ok(result.stdout.includes(flag), flag);
   }
 });
@@ -545,6 +610,73 @@ test('event log: one line per transition with its count, other closes aggregated
     '2030-01-01T00:00:00.000Z backend b1 down -> up (probe-passed)',
     '2030-01-01T00:00:00.000Z in the last 0 s: connections closed: client-closed 2',
   ]);
+});
+
+test('rebalance log: a line when moves start, one summary when balanced, never one per move', async (t) => {
+  const a = await echoServer(t);
+  const b = await echoServer(t);
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: a.port, id: 'a' }, { host: HOST, port: b.port, id: 'b' }] });
+  t.after(() => pool.destroy());
+  const front = await frontend(t, pool);
+  // Watch-like clients: a new connection as soon as one ends (at most 100 in all).
+  let budget = 100;
+  const open = (): void => {
+    const socket = netConnect({ host: HOST, port: front });
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      if (budget-- > 0 && !pool.closed) open();
+    });
+    t.after(() => {
+      budget = 0;
+      socket.destroy();
+    });
+  };
+  pool.markDown('b');
+  for (let i = 0; i < 10; i++) open();
+  await waitFor(() => pool.status('a')!.members === 10, { what: '10 on a' });
+  const lines: string[] = [];
+  const rebalancer = new Rebalancer(pool, { rate: 20, minAge: 0, stableFor: 0, tolerance: 0 });
+  t.after(() => rebalancer.close());
+  let now = Date.UTC(2030, 0, 1);
+  const rebalanceLog = new RebalanceLog(pool, rebalancer, (line) => lines.push(line), () => now);
+  t.after(() => rebalanceLog.close());
+  rebalancer.once('started', () => (now += 1500));
+  pool.markUp('b');
+  await waitFor(() => lines.length === 2, { what: 'the start and summary lines' });
+  assert.equal(lines[0], 'rebalancing: a 10, b 0');
+  assert.match(lines[1]!, /^rebalanced: [4-5] connections moved \(from a [4-5]\) in 1\.5 s; now a [5-6], b [4-5]$/);
+  rebalanceLog.close();
+  assert.equal(lines.length, 2, 'nothing more to sum up');
+});
+
+test('the running balancer: the pool gets the new settings, a rebalancer unless --no-rebalance, closed on shutdown', async (t) => {
+  const a = await echoServer(t);
+  const b = await echoServer(t);
+  const base = ['--listen', `${HOST}:0`, '--backend', `a=${HOST}:${a.port}`, '--backend', `b=${HOST}:${b.port}`, '--check', 'tcp'];
+  const lines: string[] = [];
+  const io = { log: (line: string) => lines.push(line), readFile: () => Buffer.alloc(0) };
+
+  const balancer = await startBalancer(parse([...base, '--slow-start', '2500', '--write-stall-timeout', '0', '--all-down', 'fail-open']), io);
+  t.after(() => balancer.destroy());
+  assert.ok(balancer.rebalancer !== undefined, 'rebalancing is on by default');
+  assert.equal(balancer.pool.listenerCount('connectionOpened'), 1, 'the rebalancer follows new connections');
+  assert.ok(lines.some((l) => l.endsWith(' slow start 2500 ms; rebalancing at 4/s, tolerance 0.2; write-stall timeout off; all down: fail-open')), lines.join('\n'));
+  // The policy reaches the pool: with both backends down, a client is placed anyway.
+  balancer.pool.markDown('a');
+  balancer.pool.markDown('b');
+  assert.equal(balancer.pool.stats().allDown, true);
+  const client = await connect(t, balancer.address.port);
+  await waitFor(() => balancer.pool.stats().active === 1, { what: 'a client placed while all are down (fail-open)' });
+  client.destroy();
+  await balancer.close();
+  assert.equal(balancer.pool.listenerCount('connectionOpened'), 0, 'the rebalancer stopped with the balancer');
+  assert.equal(balancer.rebalancer.active, false);
+
+  const plain = await startBalancer(parse([...base, '--no-rebalance']), io);
+  t.after(() => plain.destroy());
+  assert.equal(plain.rebalancer, undefined);
+  assert.equal(plain.pool.listenerCount('connectionOpened'), 0);
+  await plain.close();
 });
 
 test('metrics: Prometheus text with every documented family', async (t) => {

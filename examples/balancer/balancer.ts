@@ -9,12 +9,13 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { FailoverProxyError, HealthProbe, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
+import { FailoverProxyError, HealthProbe, Rebalancer, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
 import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
+import { RebalanceLog } from './rebalance-log.js';
 import { RecentEvents } from './recent-events.js';
 import { ReloadError, backendSpecs, restartNeeded, type ReloadSummary } from './reload.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
@@ -43,6 +44,8 @@ export interface RunningBalancer {
   readonly probe: HealthProbe;
   /** The recent backend events `GET /api/events` serves. */
   readonly events: RecentEvents;
+  /** Moves connections back to a backend that returns; `undefined` with `--no-rebalance`. */
+  readonly rebalancer: Rebalancer | undefined;
   /** The `/stats` document. */
   stats(): BalancerStats;
   /**
@@ -172,6 +175,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   let drainTimeout = config.drainTimeout;
   let pool: UpstreamPool;
   let probe: HealthProbe;
+  let rebalancer: Rebalancer | undefined;
   try {
     pool = new UpstreamPool({
       backends: backendSpecs(config),
@@ -182,6 +186,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       retries: config.retries,
       queue: { timeout: config.queueTimeout },
       closeTimeout: config.drainTimeout,
+      slowStart: config.slowStart,
+      writeStallTimeout: config.writeStallTimeout,
+      allDown: config.allDown,
     });
     probe = new HealthProbe({
       check,
@@ -191,6 +198,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       fall: config.fall,
       autoStart: false,
     });
+    // Watches stay where they land: without this, the connections that moved
+    // off a failed backend would stay on the others after it returns.
+    if (config.rebalance) rebalancer = new Rebalancer(pool, { rate: config.rebalanceRate, tolerance: config.rebalanceTolerance });
   } catch (err) {
     // The parser should have caught it; if the library disagrees, it is still a config error.
     if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
@@ -201,6 +211,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   probeStats.attach(probe);
   const log = new EventLog(pool, probe, { write: io.log });
   const events = new RecentEvents(pool);
+  const rebalanceLog = rebalancer && new RebalanceLog(pool, rebalancer, (line) => log.info(line));
   const stats = (): BalancerStats => ({
     ...pool.stats(),
     probe: {
@@ -218,6 +229,10 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   log.info(
     `balancing ${config.backends.length} backend${config.backends.length === 1 ? '' : 's'} (${config.backends.map((b) => b.id).join(', ')}) ` +
       `with ${config.strategy}; check ${checkName} every ${config.interval} ms, timeout ${config.timeout} ms, rise ${config.rise}, fall ${config.fall}`,
+  );
+  log.info(
+    `slow start ${config.slowStart} ms; ${rebalancer === undefined ? 'no rebalancing' : `rebalancing at ${config.rebalanceRate}/s, tolerance ${config.rebalanceTolerance}`}; ` +
+      `write-stall timeout ${config.writeStallTimeout === 0 ? 'off' : `${config.writeStallTimeout} ms`}; all down: ${config.allDown}`,
   );
   if (config.insecure) log.info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
   if (token !== undefined && config.status === undefined) log.info('warning: --admin-token-file without --status: there is no admin API to unlock');
@@ -298,6 +313,8 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   } catch (err) {
     server.close();
     events.close();
+    rebalanceLog?.close();
+    rebalancer?.close();
     log.close();
     probeStats.detach();
     await probe.stop();
@@ -321,6 +338,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
         : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
     );
     server.close();
+    // No moves during a drain: it would close connections the drain lets finish.
+    rebalanceLog?.close();
+    rebalancer?.close();
     if (force) await pool.destroy();
     else await pool.close({ timeout: drainTimeout });
     await probe.stop();
@@ -338,6 +358,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     pool,
     probe,
     events,
+    rebalancer,
     stats,
     reload,
     close() {

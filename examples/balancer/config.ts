@@ -77,6 +77,18 @@ export interface BalancerConfig {
   readonly drainTimeout: number;
   /** File holding the admin API's bearer token; `undefined`: the API is read-only. */
   readonly adminTokenFile: string | undefined;
+  /** Slow start of a backend that becomes eligible, in ms (the pool's `slowStart`); 0: off. */
+  readonly slowStart: number;
+  /** Whether a `Rebalancer` moves connections back to a backend that returns. */
+  readonly rebalance: boolean;
+  /** Connections moved per second at most, all backends together. */
+  readonly rebalanceRate: number;
+  /** How far from its share a backend may be and count as balanced (fraction of the share). */
+  readonly rebalanceTolerance: number;
+  /** The pool's `writeStallTimeout`, in ms; 0: off. Default: `interval × fall + timeout + 5000`. */
+  readonly writeStallTimeout: number;
+  /** What new clients get while no backend is up: wait in the queue, or placed on the unhealthy ones. */
+  readonly allDown: 'queue' | 'fail-open';
 }
 
 /** What the command line asks for. */
@@ -105,6 +117,13 @@ export const balancerDefaults = Object.freeze({
   retries: 2,
   queueTimeout: 10_000,
   drainTimeout: 5000,
+  slowStart: 10_000,
+  rebalance: true,
+  rebalanceRate: 4,
+  rebalanceTolerance: 0.2,
+  /** Added to the probe's detection time (`interval × fall + timeout`) for the default `writeStallTimeout`. */
+  writeStallMargin: 5000,
+  allDown: 'queue',
 });
 
 const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
@@ -139,6 +158,13 @@ every connection pinned to a backend is torn down the moment it is marked down.
                              (PORT alone: on 127.0.0.1)
   --drain-timeout MS         on SIGTERM/SIGINT, reload or removal, time open connections get (default 5000)
   --admin-token-file FILE    bearer token that unlocks the admin API's changes (default: read-only)
+  --slow-start MS            a returning backend's share ramps up over this time; 0: off (default 10000)
+  --rebalance-rate N         connections moved per second back to a returning backend (default 4)
+  --rebalance-tolerance F    how far from its share (fraction) a backend counts as balanced (default 0.2)
+  --no-rebalance             leave connections where they are when a backend returns
+  --write-stall-timeout MS   tear down a connection whose writes made no progress this long; 0: off
+                             (default: interval x fall + timeout + 5000)
+  --all-down POLICY          while no backend is up: queue (default) | fail-open (use the unhealthy ones)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -165,7 +191,13 @@ type Key =
   | 'queue-timeout'
   | 'status'
   | 'drain-timeout'
-  | 'admin-token-file';
+  | 'admin-token-file'
+  | 'slow-start'
+  | 'rebalance-rate'
+  | 'rebalance-tolerance'
+  | 'no-rebalance'
+  | 'write-stall-timeout'
+  | 'all-down';
 
 const keys: readonly Key[] = [
   'listen',
@@ -187,7 +219,16 @@ const keys: readonly Key[] = [
   'status',
   'drain-timeout',
   'admin-token-file',
+  'slow-start',
+  'rebalance-rate',
+  'rebalance-tolerance',
+  'no-rebalance',
+  'write-stall-timeout',
+  'all-down',
 ];
+
+/** Flags that take no value (`true` when given; a config file sets them to true or false). */
+const switches: readonly Key[] = ['insecure', 'no-rebalance'];
 
 const isKey = (name: string): name is Key => (keys as readonly string[]).includes(name);
 
@@ -234,6 +275,21 @@ function integer(given: Given, min: number, max: number, unit: string): number {
     n = Number(given.value);
   }
   if (!Number.isSafeInteger(n) || n < min || n > max) fail(given, expectation);
+  return n;
+}
+
+function decimal(given: Given, min: number, max: number): number {
+  const expectation = `a number from ${min} to ${max}`;
+  let n: number;
+  if (given.fromFile) {
+    if (typeof given.value !== 'number') fail(given, expectation);
+    n = given.value;
+  } else {
+    // Plain decimals only, as for integers: no exponents, signs or units.
+    if (typeof given.value !== 'string' || !/^\d{1,9}(?:\.\d{1,9})?$/.test(given.value)) fail(given, expectation);
+    n = Number(given.value);
+  }
+  if (!Number.isFinite(n) || n < min || n > max) fail(given, expectation);
   return n;
 }
 
@@ -352,6 +408,12 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   drainTimeout: 'drain-timeout',
   adminTokenFile: 'admin-token-file',
   balancer: 'strategy',
+  slowStart: 'slow-start',
+  rebalanceRate: 'rebalance-rate',
+  rebalanceTolerance: 'rebalance-tolerance',
+  rebalance: 'no-rebalance',
+  writeStallTimeout: 'write-stall-timeout',
+  allDown: 'all-down',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -417,8 +479,8 @@ export function parseBalancerArgs(argv: readonly string[], io: ParseIo): ParseRe
     const label = `--${name}`;
     if (name !== 'config' && !isKey(name)) throw new ConfigError(`unknown flag ${show(`--${name}`)} (see --help)`);
     let value: string | undefined;
-    if (name === 'insecure') {
-      if (eq !== -1) throw new ConfigError('--insecure takes no value');
+    if ((switches as readonly string[]).includes(name)) {
+      if (eq !== -1) throw new ConfigError(`${label} takes no value`);
     } else if (eq !== -1) {
       value = arg.slice(eq + 1);
     } else {
@@ -522,6 +584,17 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     throw new ConfigError(`${pick('timeout')!.label}: expected at most the interval (${interval} ms), got ${timeout}`);
   }
 
+  const allDown =
+    optional('all-down', (given) => {
+      const policy = text(given, 'queue | fail-open');
+      return policy === 'queue' || policy === 'fail-open' ? policy : fail(given, 'queue | fail-open');
+    }) ?? d.allDown;
+  const fall = count('fall', d.fall, 1, 1000);
+  // Above the probe's own detection time, so the probe normally acts first;
+  // 0 turns it off, and anything else must be at least the pool's 100 ms.
+  const writeStallTimeout = ms('write-stall-timeout', Math.min(MAX_MS, interval * fall + timeout + d.writeStallMargin), 0);
+  if (writeStallTimeout > 0 && writeStallTimeout < 100) fail(pick('write-stall-timeout')!, '0 (off) or an integer from 100 to 2147483647 (milliseconds)');
+
   return Object.freeze({
     listen: Object.freeze(listen),
     backends: Object.freeze(backends),
@@ -534,7 +607,7 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     interval,
     timeout,
     rise: count('rise', d.rise, 1, 1000),
-    fall: count('fall', d.fall, 1, 1000),
+    fall,
     strategy,
     connectTimeout: ms('connect-timeout', d.connectTimeout),
     retries: count('retries', d.retries, 0, 1000),
@@ -542,5 +615,12 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     status: status === undefined ? undefined : Object.freeze(status),
     drainTimeout: ms('drain-timeout', d.drainTimeout, 0),
     adminTokenFile: optional('admin-token-file', file),
+    slowStart: ms('slow-start', d.slowStart, 0),
+    // --no-rebalance wins over the rebalance-* settings, which are then unused.
+    rebalance: !(optional('no-rebalance', flag) ?? !d.rebalance),
+    rebalanceRate: optional('rebalance-rate', (given) => decimal(given, 0.01, 10_000)) ?? d.rebalanceRate,
+    rebalanceTolerance: optional('rebalance-tolerance', (given) => decimal(given, 0, 10)) ?? d.rebalanceTolerance,
+    writeStallTimeout,
+    allDown,
   });
 }

@@ -10,7 +10,9 @@
  * reference balancer as a user runs it (127.0.0.1:6443, status on
  * 127.0.0.1:9090), 60 reflector-like watches through it; then 127.0.0.4 is
  * cut off with nftables (or its process frozen with SIGSTOP) and the streams'
- * recovery is measured. Prints progress on stderr and one line
+ * recovery is measured. In `rejoin`, the cut then heals: the backend must be
+ * checked up again, and the balancer must spread the 60 streams over the
+ * three again (slow start, rebalancing). Prints progress on stderr and one line
  * `E2E_RESULT {json}` on stdout; the test asserts on the JSON. Exits 0 when
  * the scenario ran (whatever it measured), 1 when it could not.
  *
@@ -29,7 +31,7 @@ import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
 import { certPaths } from '../../examples/support/certs.js';
 import { NFT_CUT_TABLE, nftCutRuleset } from '../../examples/support/nft-cut.js';
 import { WatchFleet, type WatchClient } from '../../examples/support/watch-client.js';
-import { probeSettings, recoveryBoundMs, scenarioCases, type ScenarioCase } from './partition-settings.js';
+import { healBoundMs, healSpread, probeSettings, recoveryBoundMs, scenarioCases, type ScenarioCase } from './partition-settings.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -73,9 +75,29 @@ export interface ScenarioResult {
   /** rejoin: of the new streams opened after it came back, how many it serves. */
   newStreamsOnRejoined?: number | undefined;
   newStreams?: number | undefined;
+  /** rejoin: the 60 streams after the heal. */
+  heal?: HealResult | undefined;
   /** Exit code of the balancer after SIGTERM at the end (0 expected). */
   balancerExit: number | null | undefined;
   balancerLog: string[];
+}
+
+/** What the heal phase of `rejoin` measured. */
+export interface HealResult {
+  /** ms from removing the rule to every backend carrying healSpread streams; undefined: not within healBoundMs. */
+  spreadAfterMs: number | undefined;
+  /** Streams per backend then (or at the bound). */
+  spread: Record<string, number>;
+  /** Streams per backend 3 s later, at the end of the phase. */
+  finalSpread: Record<string, number>;
+  /** Streams without an event for over 2.5 s at the end of the phase. */
+  stalled: number;
+  /** Re-watches of the 60 streams since they opened (cut and moves together). */
+  reconnects: number;
+  /** Connections the balancer closed to move them (`teardowns.rebalanced` in /stats). */
+  moved: number;
+  /** The balancer's rebalancing summary line, if it logged one. */
+  rebalancedLine: string | undefined;
 }
 
 const children = new Set<ChildProcess>();
@@ -156,6 +178,7 @@ interface BackendStats {
 }
 interface Stats {
   backends: BackendStats[];
+  teardowns: Record<string, number>;
   probe: { backends: Record<string, { last?: { code?: string } }> };
 }
 
@@ -328,6 +351,45 @@ async function scenario(which: ScenarioCase, result: ScenarioResult): Promise<vo
         progress('nft: rule removed');
         await waitForStats((s) => s.backends.find((b) => b.id === victim.id)?.state === 'up', recoveryBoundMs, `${victim.id} up again`);
         result.markedUpAfterMs = Date.now() - restoredAt;
+        progress(`marked up after ${result.markedUpAfterMs} ms; waiting for the 60 streams to spread again`);
+
+        // The heal: the streams that piled up on b2 and b3 move back, until
+        // every backend carries its share again (within the bound).
+        const spreadOut = (f: WatchFleet): boolean =>
+          f.connectedCount === STREAMS &&
+          backends.every((b) => {
+            const n = f.byBackend()[b.name] ?? 0;
+            return n >= healSpread.min && n <= healSpread.max;
+          });
+        const spreadDeadline = restoredAt + healBoundMs;
+        const spreadAt = await fleet
+          .waitFor(spreadOut, Math.max(1, spreadDeadline - Date.now()))
+          .then(
+            () => Date.now(),
+            () => undefined,
+          );
+        const heal: HealResult = {
+          spreadAfterMs: spreadAt === undefined ? undefined : spreadAt - restoredAt,
+          spread: fleet.byBackend(),
+          finalSpread: {},
+          stalled: 0,
+          reconnects: 0,
+          moved: 0,
+          rebalancedLine: undefined,
+        };
+        result.heal = heal;
+        progress(`spread ${spreadAt === undefined ? 'NOT ' : ''}restored ${heal.spreadAfterMs ?? healBoundMs} ms after the heal: ${JSON.stringify(heal.spread)}`);
+        // A while longer, as after the cut: no stream may be left stuck, and the spread must hold.
+        await delay(3000);
+        heal.finalSpread = fleet.byBackend();
+        heal.stalled = fleet.stalled(2500).length;
+        // Re-watches first, moves second: a move is counted when its pair has
+        // closed, which can be a moment after its client re-watched.
+        heal.reconnects = fleet.reconnects;
+        heal.moved = (await getStats()).teardowns['rebalanced'] ?? 0;
+        heal.rebalancedLine = balancer.lines.find((l) => / rebalanced: /.test(l));
+        progress(`after the heal: ${JSON.stringify(heal.finalSpread)}, ${heal.stalled} stalled, ${heal.reconnects} re-watches, ${heal.moved} moved`);
+
         const fresh = new WatchFleet({ size: 12, host: '127.0.0.1', port: 6443, backoffMs: 50, idPrefix: 'fresh' });
         extra.push(fresh);
         await fresh.waitFor((f) => f.connectedCount === 12, 20_000);
@@ -373,11 +435,11 @@ async function main(): Promise<void> {
   let failed = false;
   // A hard stop, well inside the test's own timeout.
   const watchdog = setTimeout(() => {
-    result.error = 'scenario watchdog: 50 s';
+    result.error = 'scenario watchdog: 85 s';
     process.stdout.write(`E2E_RESULT ${JSON.stringify(result)}\n`);
     killAllNow();
     process.exit(1);
-  }, 50_000).unref();
+  }, 85_000).unref();
   try {
     await scenario(which, result);
   } catch (err) {

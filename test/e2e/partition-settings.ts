@@ -14,6 +14,15 @@ export const slackMs = 8000;
 /** The longest detection plus recovery may take: fall × interval + timeout + slack. */
 export const recoveryBoundMs = probeSettings.fall * probeSettings.interval + probeSettings.timeout + slackMs;
 
+/**
+ * After the partition heals, how long the balancer may take to spread the
+ * streams again (checks up, slow start, rebalancing at its default rate), in ms.
+ */
+export const healBoundMs = 24_000;
+
+/** Streams each of the three backends must carry once spread again (of 60; an even share is 20). */
+export const healSpread = Object.freeze({ min: 15, max: 25 });
+
 /** The scenario's cases. */
 export const scenarioCases = ['partition', 'rejoin', 'sigstop'] as const;
 export type ScenarioCase = (typeof scenarioCases)[number];

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { ScenarioResult } from './partition-scenario.js';
-import { probeSettings, recoveryBoundMs, type ScenarioCase } from './partition-settings.js';
+import { healBoundMs, healSpread, probeSettings, recoveryBoundMs, type ScenarioCase } from './partition-settings.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scenarioScript = join(root, 'test/e2e/partition-scenario.ts');
@@ -70,7 +70,7 @@ async function runScenario(t: TestContext, which: ScenarioCase): Promise<Scenari
     if (line.startsWith('E2E_RESULT ')) result = JSON.parse(line.slice('E2E_RESULT '.length)) as ScenarioResult;
     else output.push(line);
   });
-  const timer = setTimeout(killGroup, 60_000);
+  const timer = setTimeout(killGroup, 100_000);
   const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
   clearTimeout(timer);
   // Whatever the scenario did, nothing of it may survive.
@@ -104,7 +104,7 @@ function assertRecovered(r: ScenarioResult): void {
 
 const skip = missing !== undefined;
 
-test('e2e: nft drops every packet to and from one apiserver; its streams are torn down and recover', { timeout: 90_000 }, async (t) => {
+test('e2e: nft drops every packet to and from one apiserver; its streams are torn down and recover', { timeout: 120_000 }, async (t) => {
   if (skip) {
     t.skip(missing);
     return;
@@ -115,7 +115,7 @@ test('e2e: nft drops every packet to and from one apiserver; its streams are tor
   assert.equal(r.deadBackend?.lastCheckCode, 'PROBE_TIMEOUT', 'a dropped packet is a timeout, not a refusal');
 });
 
-test('e2e: the partitioned apiserver comes back, is marked up after rise checks, and takes new streams', { timeout: 90_000 }, async (t) => {
+test('e2e: the partition heals: the apiserver is marked up after rise checks, the 60 streams spread again, and it takes new streams', { timeout: 120_000 }, async (t) => {
   if (skip) {
     t.skip(missing);
     return;
@@ -126,9 +126,25 @@ test('e2e: the partitioned apiserver comes back, is marked up after rise checks,
   t.diagnostic(`marked up ${r.markedUpAfterMs} ms after the rule was removed; ${r.newStreamsOnRejoined}/${r.newStreams} new streams on it`);
   assert.ok(r.markedUpAfterMs !== undefined && r.markedUpAfterMs <= probeSettings.rise * probeSettings.interval + recoveryBoundMs);
   assert.ok((r.newStreamsOnRejoined ?? 0) > 0, 'new streams land on the backend again');
+
+  // The heal: slow start, then rebalancing moves streams back until each backend carries its share.
+  const heal = r.heal;
+  assert.ok(heal !== undefined, 'the heal phase ran');
+  t.diagnostic(
+    `heal: spread ${JSON.stringify(heal.spread)} ${heal.spreadAfterMs} ms after the rule was removed, then ${JSON.stringify(heal.finalSpread)}; ` +
+      `${heal.reconnects} re-watches for ${r.victims} cut + ${heal.moved} moved streams; ${heal.rebalancedLine ?? 'no rebalancing summary'}`,
+  );
+  assert.ok(heal.spreadAfterMs !== undefined && heal.spreadAfterMs <= healBoundMs, `every backend carries ${healSpread.min}-${healSpread.max} streams within ${healBoundMs} ms of the heal (${JSON.stringify(heal.spread)})`);
+  for (const id of ['b2', 'b3', 'b4']) {
+    const n = heal.finalSpread[id] ?? 0;
+    assert.ok(n >= healSpread.min && n <= healSpread.max, `the spread holds: ${id} carries ${n} (${JSON.stringify(heal.finalSpread)})`);
+  }
+  assert.equal(heal.stalled, 0, 'no stream stuck after the heal');
+  assert.ok(heal.moved > 0, 'the balancer moved streams back');
+  assert.ok(heal.reconnects <= r.victims + heal.moved, `re-watches (${heal.reconnects}) at most the cut streams (${r.victims}) plus the moved ones (${heal.moved})`);
 });
 
-test('e2e: an apiserver frozen with SIGSTOP (TCP still answered) fails its HTTPS check by timeout; its streams recover', { timeout: 90_000 }, async (t) => {
+test('e2e: an apiserver frozen with SIGSTOP (TCP still answered) fails its HTTPS check by timeout; its streams recover', { timeout: 120_000 }, async (t) => {
   if (skip) {
     t.skip(missing);
     return;
