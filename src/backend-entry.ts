@@ -49,6 +49,8 @@ export class BackendEntry implements PickCandidate {
   eligibleSince = 0;
   /** While above `now`, the backend warms up (slow start); 0 once warm. */
   warmUntil = 0;
+  /** Whether its first eligibility is warmed up too (added to a running pool). */
+  warmFirst = false;
 
   constructor(
     readonly backend: Backend,

@@ -55,8 +55,10 @@ export class BackendTable {
   add(backend: Backend, health: BackendHealth, cause: HealthCause, warm: boolean): BackendEntry {
     this.assertFree(backend.id);
     const entry = new BackendEntry(backend, health, cause, this.#slowStart);
-    // A backend that starts eligible with the pool is not warmed up: there is
-    // no load to protect it from yet. One added later is.
+    // A backend the pool starts with is not warmed up the first time it
+    // becomes eligible (up at once, or after its first check): there is no
+    // load to protect it from yet. One added to a running pool is.
+    entry.warmFirst = warm;
     if (entry.eligible) entry.becameEligible(cause.at, warm);
     this.entries.set(backend.id, entry);
     return entry;
@@ -107,7 +109,7 @@ export class BackendTable {
 
   #changed(entry: BackendEntry, axis: 'health' | 'admin', previous: StatePoint, reason: string, tornDown: number, at: number): StateChange {
     const wasEligible = previous.health === 'up' && previous.admin === 'active';
-    if (entry.eligible && !wasEligible) entry.becameEligible(at, true);
+    if (entry.eligible && !wasEligible) entry.becameEligible(at, entry.eligibleSince !== 0 || entry.warmFirst);
     const now = point(entry);
     const change: StateChange = {
       ...now,
