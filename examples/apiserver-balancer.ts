@@ -12,14 +12,18 @@
  * Prints `listening HOST:PORT` once it accepts clients (after `status
  * HOST:PORT` when `--status` is given). A bad flag or config: one line on
  * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
- * signal closes what is left at once.
+ * signal closes what is left at once. With `--workers N` the process is a
+ * `node:cluster` primary and the same program runs in each worker (see
+ * balancer/workers.ts).
  *
  * @module
  */
+import cluster from 'node:cluster';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, usage } from './balancer/config.js';
+import { runWorker, startWorkers } from './balancer/workers.js';
 
 const name = 'apiserver-balancer';
 
@@ -30,6 +34,14 @@ function die(message: string, code: number): never {
 
 /** Runs the balancer with `argv` (without `node` and the script). */
 export async function main(argv: readonly string[]): Promise<void> {
+  const log = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  // A worker of `--workers N`: the primary sends it its settings.
+  if (cluster.isWorker) {
+    runWorker({ log });
+    return;
+  }
   let parsed;
   try {
     parsed = parseBalancerArgs(argv, { readFile: (path) => readFileSync(path, 'utf8') });
@@ -41,12 +53,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(usage);
     return;
   }
-  const log = (line: string): void => {
-    process.stdout.write(`${line}\n`);
-  };
   // Signals are handled from the start: one that arrives during the first
   // round of checks stops the balancer as soon as it is up, still with exit 0.
-  let balancer: RunningBalancer | undefined;
+  let balancer: Pick<RunningBalancer, 'address' | 'statusAddress' | 'close' | 'destroy'> | undefined;
   let signals = 0;
   const stop = (): void => {
     if (balancer === undefined) return;
@@ -65,7 +74,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.on('SIGINT', onSignal);
 
   try {
-    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path) });
+    const io = { log, readFile: (path: string) => readFileSync(path) };
+    balancer = parsed.config.workers > 1 ? await startWorkers(parsed.config, io) : await startBalancer(parsed.config, io);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);

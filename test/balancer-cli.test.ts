@@ -72,6 +72,7 @@ test('one backend and every default', () => {
     queueTimeout: 10_000,
     status: undefined,
     drainTimeout: 5000,
+    workers: 1,
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);

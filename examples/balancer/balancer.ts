@@ -9,7 +9,7 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { FailoverProxyError, HealthProbe, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
+import { FailoverProxyError, HealthProbe, UpstreamPool, type HealthProbeOptions, type UpstreamPoolOptions } from '../../src/index.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
@@ -108,7 +108,45 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
   return check.type === 'tls' ? { type: 'tls', ...tls } : { type: 'https', path: check.path, ...tls };
 }
 
-function listen(server: Server, address: HostPort): Promise<HostPort> {
+/** The pool's options: the same in the single process and in every worker. */
+export function poolOptions(config: Pick<BalancerConfig, 'backends' | 'strategy' | 'connectTimeout' | 'retries' | 'queueTimeout' | 'drainTimeout'>): UpstreamPoolOptions {
+  return {
+    backends: config.backends.map((b) => ({ host: b.host, port: b.port, id: b.id })),
+    balancer: config.strategy,
+    // Nothing is sent to a backend before its first check passes.
+    initialState: 'probe',
+    connectTimeout: config.connectTimeout,
+    retries: config.retries,
+    queue: { timeout: config.queueTimeout },
+    closeTimeout: config.drainTimeout,
+  };
+}
+
+/** The probe's options; it is started by hand once attached. */
+export function probeOptions(config: BalancerConfig, check: NonNullable<HealthProbeOptions['check']>): HealthProbeOptions {
+  return { check, interval: config.interval, timeout: config.timeout, rise: config.rise, fall: config.fall, autoStart: false };
+}
+
+/** The check as `/stats` and the log name it: `https:/readyz`, `tcp`. */
+export function checkLabel(config: Pick<BalancerConfig, 'check'>): string {
+  return config.check.type === 'https' || config.check.type === 'http' ? `${config.check.type}:${config.check.path}` : config.check.type;
+}
+
+/** The `probe` part of `/stats`. */
+export function probeSummary(config: BalancerConfig, probeStats: ProbeStats): BalancerStats['probe'] {
+  return {
+    check: checkLabel(config),
+    interval: config.interval,
+    timeout: config.timeout,
+    rise: config.rise,
+    fall: config.fall,
+    verifyTls: config.check.type === 'https' || config.check.type === 'tls' ? !config.insecure : undefined,
+    backends: probeStats.snapshot(),
+  };
+}
+
+/** Listens and resolves with the bound address; rejects with the socket error. */
+export function listen(server: Server, address: HostPort): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
@@ -137,24 +175,8 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   let pool: UpstreamPool;
   let probe: HealthProbe;
   try {
-    pool = new UpstreamPool({
-      backends: config.backends.map((b) => ({ host: b.host, port: b.port, id: b.id })),
-      balancer: config.strategy,
-      // Nothing is sent to a backend before its first check passes.
-      initialState: 'probe',
-      connectTimeout: config.connectTimeout,
-      retries: config.retries,
-      queue: { timeout: config.queueTimeout },
-      closeTimeout: config.drainTimeout,
-    });
-    probe = new HealthProbe({
-      check,
-      interval: config.interval,
-      timeout: config.timeout,
-      rise: config.rise,
-      fall: config.fall,
-      autoStart: false,
-    });
+    pool = new UpstreamPool(poolOptions(config));
+    probe = new HealthProbe(probeOptions(config, check));
   } catch (err) {
     // The parser should have caught it; if the library disagrees, it is still a config error.
     if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
@@ -164,18 +186,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
   const log = new EventLog(pool, probe, { write: io.log });
-  const stats = (): BalancerStats => ({
-    ...pool.stats(),
-    probe: {
-      check: config.check.type === 'https' || config.check.type === 'http' ? `${config.check.type}:${config.check.path}` : config.check.type,
-      interval: config.interval,
-      timeout: config.timeout,
-      rise: config.rise,
-      fall: config.fall,
-      verifyTls: config.check.type === 'https' || config.check.type === 'tls' ? !config.insecure : undefined,
-      backends: probeStats.snapshot(),
-    },
-  });
+  const stats = (): BalancerStats => ({ ...pool.stats(), probe: probeSummary(config, probeStats) });
 
   const checkName = stats().probe.check;
   log.info(

@@ -11,6 +11,7 @@
  * @module
  */
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { BalancerName } from '../../src/index.js';
 
@@ -71,6 +72,8 @@ export interface BalancerConfig {
   readonly status: HostPort | undefined;
   /** How long SIGTERM/SIGINT lets open connections finish before closing them. */
   readonly drainTimeout: number;
+  /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
+  readonly workers: number;
 }
 
 /** What the command line asks for. */
@@ -96,10 +99,13 @@ export const balancerDefaults = Object.freeze({
   retries: 2,
   queueTimeout: 10_000,
   drainTimeout: 5000,
+  workers: 1,
 });
 
 const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
 const MAX_MS = 2 ** 31 - 1;
+/** More processes than this is a typo, not a machine. */
+const MAX_WORKERS = 256;
 
 /** `--help` text. */
 export const usage = `Usage: apiserver-balancer --backend HOST:PORT [--backend HOST:PORT ...] [options]
@@ -124,6 +130,7 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --queue-timeout MS         how long a client waits while no backend is up (default 10000)
   --status HOST:PORT         serve /stats and /metrics (PORT alone: on 127.0.0.1)
   --drain-timeout MS         on SIGTERM/SIGINT, time open connections get (default 5000)
+  --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win
   --help                     this text
 `;
@@ -146,7 +153,8 @@ type Key =
   | 'retries'
   | 'queue-timeout'
   | 'status'
-  | 'drain-timeout';
+  | 'drain-timeout'
+  | 'workers';
 
 const keys: readonly Key[] = [
   'listen',
@@ -167,6 +175,7 @@ const keys: readonly Key[] = [
   'queue-timeout',
   'status',
   'drain-timeout',
+  'workers',
 ];
 
 const isKey = (name: string): name is Key => (keys as readonly string[]).includes(name);
@@ -490,5 +499,6 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     queueTimeout: ms('queue-timeout', d.queueTimeout),
     status: status === undefined ? undefined : Object.freeze(status),
     drainTimeout: ms('drain-timeout', d.drainTimeout, 0),
+    workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
   });
 }

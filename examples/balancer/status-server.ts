@@ -13,10 +13,10 @@ import { metricsContentType } from './metrics.js';
 
 /** What the endpoint serves, computed per request. */
 export interface StatusSources {
-  /** The `/stats` document. */
+  /** The `/stats` document (a promise when it is gathered from workers). */
   readonly stats: () => unknown;
   /** The `/metrics` text. */
-  readonly metrics: () => string;
+  readonly metrics: () => string | Promise<string>;
 }
 
 /** A listening status endpoint. */
@@ -39,7 +39,7 @@ function send(req: IncomingMessage, res: ServerResponse, status: number, type: s
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-function handle(sources: StatusSources, req: IncomingMessage, res: ServerResponse): void {
+async function handle(sources: StatusSources, req: IncomingMessage, res: ServerResponse): Promise<void> {
   // Bodies are never read; discard whatever a client sends.
   req.resume();
   if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -52,10 +52,10 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
   try {
     switch (path) {
       case '/stats':
-        send(req, res, 200, 'application/json; charset=utf-8', `${JSON.stringify(sources.stats(), null, 2)}\n`);
+        send(req, res, 200, 'application/json; charset=utf-8', `${JSON.stringify(await sources.stats(), null, 2)}\n`);
         return;
       case '/metrics':
-        send(req, res, 200, metricsContentType, sources.metrics());
+        send(req, res, 200, metricsContentType, await sources.metrics());
         return;
       case '/':
         send(req, res, 200, 'text/plain; charset=utf-8', index);
@@ -65,6 +65,7 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
     }
   } catch {
     // A bug in a snapshot must not take the balancer down, nor leak a stack.
+    if (res.headersSent || res.destroyed) return;
     send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n');
   }
 }
@@ -83,7 +84,7 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
  * ```
  */
 export async function startStatusServer(address: HostPort, sources: StatusSources): Promise<StatusServer> {
-  const server: Server = createServer((req, res) => handle(sources, req, res));
+  const server: Server = createServer((req, res) => void handle(sources, req, res));
   // Small and slow-client-proof: this endpoint is scraped, not browsed.
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
