@@ -35,10 +35,18 @@
  * workers. To add an operation: extend {@link WorkerCommand}, handle it in
  * {@link runCommand}, and decide in {@link remember} whether it is replayed.
  *
- * The scheduling policy is Node's default on Linux, round-robin by the
- * primary (`SCHED_RR`); `NODE_CLUSTER_SCHED_POLICY=none` lets the kernel hand
- * connections to the workers instead. docs/apiserver-balancer.md
- * ("Multi-core") has the measurements behind the choice.
+ * Scheduling: every worker accepts on the shared socket (`SCHED_NONE`), not
+ * Node's default on Linux (`SCHED_RR`: the primary accepts every connection
+ * and passes it to a worker over IPC, then waits for the worker's ack). The
+ * hand-off costs the primary a process hop per connection: measured here it
+ * doubled the CPU per connection (about 190 → 380 ms per 1,000) and cut the
+ * connection rate to 0.7× of SCHED_NONE's, and it makes the one primary
+ * thread the bottleneck exactly when it matters, when every watch of a failed
+ * apiserver reconnects at once. Its promise of balance did not hold for
+ * bursts either (a worker gets the next connection when it has acked the
+ * last, not in turn): 49/51 and 66/34 for 5,000 connections opened at once,
+ * against 51/49 and 61/39 with SCHED_NONE. `NODE_CLUSTER_SCHED_POLICY=rr`
+ * chooses round robin anyway. docs/benchmarks.md ("Multi-core") has the runs.
  *
  * @module
  */
@@ -555,6 +563,9 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     queueTimeout: config.queueTimeout,
     drainTimeout: config.drainTimeout,
   };
+  // Every worker accepts on the shared socket (see the module comment for
+  // why); NODE_CLUSTER_SCHED_POLICY=rr still chooses Node's round robin.
+  if (process.env['NODE_CLUSTER_SCHED_POLICY'] === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced', ...(options.exec !== undefined && { exec: options.exec }) });
 
   let address: HostPort | undefined;
