@@ -36,17 +36,15 @@
  * {@link runCommand}, and decide in {@link remember} whether it is replayed.
  *
  * Scheduling: every worker accepts on the shared socket (`SCHED_NONE`), not
- * Node's default on Linux (`SCHED_RR`: the primary accepts every connection
- * and passes it to a worker over IPC, then waits for the worker's ack). The
- * hand-off costs the primary a process hop per connection: measured here it
- * doubled the CPU per connection (about 190 → 380 ms per 1,000) and cut the
- * connection rate to 0.7× of SCHED_NONE's, and it makes the one primary
- * thread the bottleneck exactly when it matters, when every watch of a failed
- * apiserver reconnects at once. Its promise of balance did not hold for
- * bursts either (a worker gets the next connection when it has acked the
- * last, not in turn): 49/51 and 66/34 for 5,000 connections opened at once,
- * against 51/49 and 61/39 with SCHED_NONE. `NODE_CLUSTER_SCHED_POLICY=rr`
- * chooses round robin anyway. docs/benchmarks.md ("Multi-core") has the runs.
+ * Node's default on Linux (`SCHED_RR`: the primary accepts every connection,
+ * passes it to a worker over IPC and waits for its ack). The hand-off puts the
+ * primary's one thread in the path of every connection, the worst place for it
+ * when every watch of a failed apiserver reconnects at once; measured in four
+ * runs it cost 1.6–2.2× the CPU per connection and reached 0.51–0.94× of
+ * SCHED_NONE's connection rate, and it did not split bursts of 5,000
+ * connections more evenly (a worker gets the next one when it has acked the
+ * last, not in turn). `NODE_CLUSTER_SCHED_POLICY=rr` chooses round robin
+ * anyway. docs/benchmarks.md ("Multi-core") has the figures.
  *
  * @module
  */
