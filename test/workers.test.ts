@@ -1,7 +1,9 @@
 // Multi-core mode of the reference balancer (`--workers N`): the flag, the
 // stats merge, and the CLI as a child process on loopback: both workers serve,
-// a silent cut reaches every worker, a killed worker is replaced without
-// touching the other's connections, SIGTERM drains every worker.
+// a silent cut reaches every worker, a killed worker is replaced (with the
+// verdicts so far) without touching the other's connections, failed dials in
+// the workers reach the primary's probe, SIGTERM drains every worker; and the
+// broadcast of admin commands, with the primary in this process.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -14,7 +16,7 @@ import type { Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, parseBalancerArgs } from '../examples/balancer/config.js';
-import { mergeStats } from '../examples/balancer/workers.js';
+import { mergeStats, startWorkers } from '../examples/balancer/workers.js';
 import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { FaultProxy } from '../examples/support/fault-proxy.js';
@@ -24,6 +26,7 @@ import { HOST, connect, echoServer, listen, readLine, waitFor } from './helpers/
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const entry = join(root, 'examples/apiserver-balancer.ts');
+const workerProgram = join(root, 'test/helpers/balancer-worker.ts');
 const noFiles = { readFile: (): string => assert.fail('no file is read') };
 
 test('--workers: N, auto, and refused values', () => {
@@ -289,7 +292,8 @@ test('CLI --workers 2: a silent cut reaches every worker; no stream stays stuck'
 test('CLI --workers 2: a worker killed under load is replaced; the other worker\'s connections survive', { timeout: 120_000 }, async (t) => {
   const a = await echoServer(t);
   const b = await echoServer(t);
-  const cli = await startCli(t, ['--backend', `b1=${HOST}:${a.port}`, '--backend', `b2=${HOST}:${b.port}`, '--check', 'tcp', '--interval', '500', '--workers', '2']);
+  // A short queue timeout: a replacement without the verdicts would refuse its clients quickly.
+  const cli = await startCli(t, ['--backend', `b1=${HOST}:${a.port}`, '--backend', `b2=${HOST}:${b.port}`, '--check', 'tcp', '--interval', '500', '--queue-timeout', '3000', '--workers', '2']);
   await pollStats(cli.status, (s) => s.backends.every((x) => x.state === 'up'), 'both backends up');
   const clients: Socket[] = [];
   let before: Stats | undefined;
@@ -349,6 +353,8 @@ test('CLI --workers 2: a worker killed under load is replaced; the other worker\
   let served = false;
   for (let i = 0; i < 40 && !served; i++) {
     const c = await connect(t, cli.listen);
+    // A refused client gets a FIN: close, so the read below fails instead of waiting.
+    c.once('end', () => c.destroy());
     c.write('after\n');
     assert.equal(await readLine(c), 'after');
     const s = await getStats(cli.status);
@@ -356,4 +362,75 @@ test('CLI --workers 2: a worker killed under load is replaced; the other worker\
   }
   assert.ok(served, 'the replacement took connections');
   assert.equal(survivors.filter((c) => c.closed).length, 0);
+});
+
+test('CLI --workers 2: failed dials in the workers count at the primary\'s probe (passive health)', { timeout: 90_000 }, async (t) => {
+  const a = await echoServer(t);
+  const b = await echoServer(t);
+  // A check a minute apart: only the workers' failed dials, forwarded to the
+  // primary, can take b1 down within this test.
+  const cli = await startCli(t, ['--backend', `b1=${HOST}:${a.port}`, '--backend', `b2=${HOST}:${b.port}`, '--check', 'tcp', '--interval', '60000', '--workers', '2']);
+  await pollStats(cli.status, (s) => s.backends.every((x) => x.state === 'up'), 'both backends up');
+  // b1 goes away: its port now refuses.
+  for (const s of a.sockets) s.destroy();
+  await new Promise<void>((resolve) => a.server.close(() => resolve()));
+
+  // Clients keep coming (bounded); those placed on b1 fail to dial it and are retried on b2.
+  const downIn = (worker: number): boolean => cli.lines.some((l) => l.includes(` worker ${worker}: backend b1 up -> down (probe-failed: `));
+  const workers = (await getStats(cli.status)).workers.map((w) => w.worker);
+  for (let i = 0; i < 200 && !workers.every(downIn); i++) {
+    const c = await connect(t, cli.listen);
+    c.write('x\n');
+    assert.equal(await readLine(c), 'x', 'served by b2');
+    c.destroy();
+  }
+  assert.ok(workers.every(downIn), `b1 down in every worker:\n${cli.lines.join('\n')}`);
+  const stats = await getStats(cli.status);
+  const b1 = stats.backends.find((x) => x.id === 'b1')!;
+  assert.equal(b1.health, 'down');
+  assert.ok(b1.connectFailures >= 1, `failed dials counted: ${b1.connectFailures}`);
+  assert.equal(stats.pinFailures['CONNECT_FAILED'] ?? 0, 0, 'every client was served by b2');
+});
+
+test('startWorkers: broadcast runs a command in every worker, replays it to a replacement, and reports failures per worker', { timeout: 90_000 }, async (t) => {
+  const a = await echoServer(t);
+  const parsed = parseBalancerArgs(['--listen', `${HOST}:0`, '--backend', `b1=${HOST}:${a.port}`, '--check', 'tcp', '--interval', '500', '--workers', '2', '--drain-timeout', '0'], noFiles);
+  assert.equal(parsed.kind, 'run');
+  const lines: string[] = [];
+  const balancer = await startWorkers(parsed.config, { log: (line) => lines.push(line), readFile: () => assert.fail('no file is read') }, { exec: workerProgram });
+  t.after(() => balancer.destroy());
+  assert.equal(balancer.workers().length, 2);
+
+  const maintenance = await balancer.broadcast({ op: 'maintenance', id: 'b1', reason: 'kernel-upgrade' });
+  assert.deepEqual(
+    maintenance.map((r) => [r.ok, r.ok && r.result]),
+    [
+      [true, 0],
+      [true, 0],
+    ],
+  );
+  const unknown = await balancer.broadcast({ op: 'drain', id: 'nope' });
+  assert.deepEqual(
+    unknown.map((r) => !r.ok && r.error.code),
+    ['UNKNOWN_BACKEND', 'UNKNOWN_BACKEND'],
+  );
+  assert.equal((await balancer.stats()).backends[0]?.admin, 'maintenance');
+
+  // A replacement starts in maintenance too.
+  const [victim] = balancer.workers();
+  process.kill(victim!.pid, 'SIGKILL');
+  await waitFor(() => balancer.workers().length === 2 && balancer.workers().every((w) => w.listening && w.pid !== victim!.pid), { what: 'a replacement', timeout: 60_000 });
+  const admins = await balancer.broadcast({ op: 'stats' });
+  assert.deepEqual(
+    admins.map((r) => r.ok && (r.result as PoolStats).backends[0]?.admin),
+    ['maintenance', 'maintenance'],
+  );
+
+  const ready = await balancer.broadcast({ op: 'ready', id: 'b1' });
+  assert.ok(ready.every((r) => r.ok));
+  assert.equal((await balancer.stats()).backends[0]?.state, 'up');
+  await balancer.close();
+  assert.equal(balancer.workers().length, 0);
+  assert.match(lines.join('\n'), / worker \d+ \(pid \d+\) exited \(signal SIGKILL\); starting a replacement/);
+  assert.match(lines.at(-1)!, /\dZ stopped$/);
 });
