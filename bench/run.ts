@@ -24,6 +24,7 @@ import { renderReport, type BenchReport } from './lib/table.js';
 import * as connectionRate from './connection-rate.js';
 import * as failover from './failover.js';
 import * as memory from './memory.js';
+import * as multiCore from './multi-core.js';
 import * as probeCost from './probe-cost.js';
 import * as teardown from './teardown.js';
 import * as throughput from './throughput.js';
@@ -36,6 +37,7 @@ export const benches: Readonly<Record<string, (ctx: BenchContext) => Promise<Ben
   teardown: teardown.run,
   memory: memory.run,
   'probe-cost': probeCost.run,
+  'multi-core': multiCore.run,
 });
 
 const SUITE_LIMIT_MS = 10 * 60 * 1000;

@@ -16,16 +16,20 @@
  * HOST:PORT` when `--status` is given). A bad flag or config: one line on
  * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
  * signal closes what is left at once. SIGHUP: re-read `--config` and make the
- * pool match it (an invalid file is logged and changes nothing).
+ * pool match it (an invalid file is logged and changes nothing). With
+ * `--workers N` the process is a `node:cluster` primary and the same program
+ * runs in each worker (see balancer/workers.ts).
  *
  * @module
  */
+import cluster from 'node:cluster';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, usage, type BalancerConfig } from './balancer/config.js';
 import { packageVersion, programName } from './balancer/program-info.js';
 import { ReloadError } from './balancer/reload.js';
+import { runWorker, startWorkers } from './balancer/workers.js';
 
 const name = programName(process.argv[1]);
 
@@ -36,6 +40,14 @@ function die(message: string, code: number): never {
 
 /** Runs the balancer with `argv` (without `node` and the script). */
 export async function main(argv: readonly string[]): Promise<void> {
+  const log = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  // A worker of `--workers N`: the primary sends it its settings.
+  if (cluster.isWorker) {
+    runWorker({ log });
+    return;
+  }
   let parsed;
   const parseIo = { readFile: (path: string) => readFileSync(path, 'utf8') };
   try {
@@ -54,12 +66,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(`${version}\n`);
     return;
   }
-  const log = (line: string): void => {
-    process.stdout.write(`${line}\n`);
-  };
   // Signals are handled from the start: one that arrives during the first
   // round of checks stops the balancer as soon as it is up, still with exit 0.
-  let balancer: RunningBalancer | undefined;
+  let balancer: Pick<RunningBalancer, 'address' | 'statusAddress' | 'close' | 'destroy' | 'reload'> | undefined;
   let signals = 0;
   const stop = (): void => {
     if (balancer === undefined) return;
@@ -95,7 +104,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
 
   try {
-    balancer = await startBalancer(parsed.config, { log, readFile: (path) => readFileSync(path), loadConfig: hasConfig ? loadConfig : undefined });
+    const io = { log, readFile: (path: string) => readFileSync(path), loadConfig: hasConfig ? loadConfig : undefined };
+    balancer = parsed.config.workers > 1 ? await startWorkers(parsed.config, io) : await startBalancer(parsed.config, io);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);

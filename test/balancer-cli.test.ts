@@ -84,6 +84,7 @@ test('one backend and every default', () => {
     // interval × fall + timeout + 5000
     writeStallTimeout: 8000,
     allDown: 'queue',
+    workers: 1,
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);

@@ -12,7 +12,22 @@ import { startPeer, type Upstream } from './peers.js';
 import { cpuSeconds, minorFaults, nodeTs, rssBytes, startChild, type Child } from './proc.js';
 
 /** Every contender of the TCP benches. */
-export type ContenderName = 'direct' | 'pinned' | 'pool' | 'pool-toppad' | 'haproxy' | 'nginx' | 'naive';
+export type ContenderName =
+  | 'direct'
+  | 'pinned'
+  | 'pool'
+  | 'pool-toppad'
+  | 'haproxy'
+  | 'nginx'
+  | 'naive'
+  | 'balancer'
+  | 'balancer-workers'
+  | 'balancer-workers-rr'
+  | 'haproxy-mt'
+  | 'nginx-mt';
+
+/** Workers of the `balancer-workers` contenders (`--workers 2`: the bench machines have two cores). */
+export const BENCH_WORKERS = 2;
 
 /**
  * glibc keeps this much freed memory at the top of the heap instead of
@@ -32,6 +47,11 @@ export const contenderLabels: Readonly<Record<ContenderName, string>> = Object.f
   haproxy: 'HAProxy mode tcp',
   nginx: 'nginx stream',
   naive: 'naive pipe',
+  balancer: 'apiserver-balancer (one process)',
+  'balancer-workers': `apiserver-balancer --workers ${BENCH_WORKERS}`,
+  'balancer-workers-rr': `apiserver-balancer --workers ${BENCH_WORKERS}, SCHED_RR`,
+  'haproxy-mt': 'HAProxy mode tcp, default nbthread',
+  'nginx-mt': 'nginx stream, worker_processes auto',
 });
 
 /** A contender ready to take connections on `host:port`. */
@@ -49,6 +69,8 @@ export interface Contender {
   rss(): number;
   /** The Node proxy's command channel (see node-proxy.ts); `undefined` for peers and `direct`. */
   readonly control: Child | undefined;
+  /** The reference balancer's `/stats` port (the `balancer*` contenders). */
+  readonly statusPort: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -80,11 +102,15 @@ export async function startNodeProxy(
  */
 export async function startContender(ctx: BenchContext, name: ContenderName, upstream: Upstream, maxconn?: number): Promise<Contender> {
   if (name === 'direct') {
-    return { name, host: upstream.host, port: upstream.port, pid: undefined, control: undefined, cpuSeconds: () => 0, minorFaults: () => 0, rss: () => 0, stop: () => Promise.resolve() };
+    return { name, host: upstream.host, port: upstream.port, pid: undefined, control: undefined, statusPort: undefined, cpuSeconds: () => 0, minorFaults: () => 0, rss: () => 0, stop: () => Promise.resolve() };
   }
-  if (name === 'haproxy' || name === 'nginx') {
-    const peer = await startPeer(name, { upstreams: [upstream], maxconn });
-    return { name, host: peer.host, port: peer.port, pid: peer.pid, control: undefined, cpuSeconds: () => peer.cpuSeconds(), minorFaults: () => peer.minorFaults(), rss: () => peer.rss(), stop: () => peer.stop() };
+  if (name === 'haproxy' || name === 'nginx' || name === 'haproxy-mt' || name === 'nginx-mt') {
+    const multi = name.endsWith('-mt');
+    const peer = await startPeer(multi ? (name === 'haproxy-mt' ? 'haproxy' : 'nginx') : (name as 'haproxy' | 'nginx'), { upstreams: [upstream], maxconn, threads: multi ? 'auto' : 1 });
+    return { name, host: peer.host, port: peer.port, pid: peer.pid, control: undefined, statusPort: undefined, cpuSeconds: () => peer.cpuSeconds(), minorFaults: () => peer.minorFaults(), rss: () => peer.rss(), stop: () => peer.stop() };
+  }
+  if (name === 'balancer' || name === 'balancer-workers' || name === 'balancer-workers-rr') {
+    return startBalancerCli(name, upstream);
   }
   const child =
     name === 'pool-toppad'
@@ -97,10 +123,48 @@ export async function startContender(ctx: BenchContext, name: ContenderName, ups
     port: Number(m[2]),
     pid: child.pid,
     control: child,
+    statusPort: undefined,
     cpuSeconds: () => cpuSeconds(child.pid),
     minorFaults: () => minorFaults(child.pid),
     rss: () => rssBytes(child.pid),
     stop: () => child.stop(),
+  };
+}
+
+/**
+ * The reference balancer's CLI (examples/apiserver-balancer.ts) in front of
+ * `upstream`, with a TCP check, `/stats` on a loopback port, and for
+ * `balancer-workers*` `--workers 2` (`-rr`: with Node's round robin, the
+ * primary accepting and handing out connections, instead of every worker
+ * accepting). CPU, faults and RSS are of the whole
+ * process tree (primary and workers).
+ */
+async function startBalancerCli(name: 'balancer' | 'balancer-workers' | 'balancer-workers-rr', upstream: Upstream): Promise<Contender> {
+  const args = ['--listen', '127.0.0.1:0', '--backend', `${upstream.host}:${upstream.port}`, '--check', 'tcp', '--status', '127.0.0.1:0', '--drain-timeout', '0'];
+  if (name !== 'balancer') args.push('--workers', String(BENCH_WORKERS));
+  const env = name === 'balancer-workers-rr' ? { ...process.env, NODE_CLUSTER_SCHED_POLICY: 'rr' } : process.env;
+  const [cmd, argv] = nodeTs('examples/apiserver-balancer.ts', args);
+  const child = startChild(cmd, argv, { env });
+  let m: RegExpMatchArray;
+  let status: RegExpMatchArray;
+  try {
+    m = await child.waitForLine(/^listening (.+):(\d+)$/, 60_000);
+    status = await child.waitForLine(/^status (.+):(\d+)$/);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  return {
+    name,
+    host: m[1]!,
+    port: Number(m[2]),
+    pid: child.pid,
+    control: undefined,
+    statusPort: Number(status[2]),
+    cpuSeconds: () => cpuSeconds(child.pid, true),
+    minorFaults: () => minorFaults(child.pid, true),
+    rss: () => rssBytes(child.pid, true),
+    stop: () => child.stop(5000),
   };
 }
 

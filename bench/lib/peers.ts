@@ -5,9 +5,10 @@
  * installed is reported as skipped with the reason; nothing here installs
  * anything or pretends.
  *
- * Both run one worker thread/process: Node serves a proxy from one thread,
- * and the machines these figures come from have two cores shared by client,
- * proxy and server.
+ * Both run one worker thread/process unless asked otherwise (`threads`):
+ * Node serves a proxy from one thread, and the machines these figures come
+ * from have two cores shared by client, proxy and server. The multi-core
+ * bench runs them with one per CPU against `--workers`.
  *
  * @module
  */
@@ -149,6 +150,8 @@ export interface HaproxyConfigOptions {
   readonly maxconn?: number | undefined;
   /** `timeout connect`, in ms. @default 5000 */
   readonly connectTimeoutMs?: number | undefined;
+  /** `nbthread`; `'auto'` leaves it out (HAProxy's default: one thread per CPU it may run on). @default 1 */
+  readonly threads?: number | 'auto' | undefined;
 }
 
 /** A TCP-mode HAProxy config: one frontend on 127.0.0.1, leastconn over the upstreams, 30-minute timeouts. */
@@ -157,7 +160,7 @@ export function haproxyConfig(o: HaproxyConfigOptions): string {
   return [
     'global',
     `  maxconn ${maxconn}`,
-    '  nbthread 1',
+    ...(o.threads === 'auto' ? [] : [`  nbthread ${o.threads ?? 1}`]),
     'defaults',
     '  mode tcp',
     `  timeout connect ${o.connectTimeoutMs ?? 5000}ms`,
@@ -188,6 +191,8 @@ export interface NginxConfigOptions {
   readonly workerConnections?: number | undefined;
   /** `proxy_connect_timeout`, in ms. @default 5000 */
   readonly connectTimeoutMs?: number | undefined;
+  /** `worker_processes`; `'auto'`: one per CPU, as the stock nginx.conf of distributions sets it. @default 1 */
+  readonly threads?: number | 'auto' | undefined;
 }
 
 /** An nginx `stream` config: one server on 127.0.0.1, least_conn over the upstreams, 30-minute timeouts. */
@@ -197,7 +202,7 @@ export function nginxConfig(o: NginxConfigOptions): string {
     ...(o.module ? [`load_module ${o.module};`] : []),
     'daemon off;',
     'master_process on;',
-    'worker_processes 1;',
+    `worker_processes ${o.threads ?? 1};`,
     'worker_rlimit_nofile 20000;',
     `pid ${join(o.dir, 'nginx.pid')};`,
     `error_log ${join(o.dir, 'error.log')} warn;`,
@@ -251,6 +256,8 @@ export interface StartPeerOptions {
   readonly nginxServerLines?: readonly string[] | undefined;
   /** Both: time to connect to an upstream, in ms. @default 5000 */
   readonly connectTimeoutMs?: number | undefined;
+  /** Both: HAProxy's `nbthread`, nginx's `worker_processes`; `'auto'`: one per CPU. @default 1 */
+  readonly threads?: number | 'auto' | undefined;
 }
 
 /**
@@ -272,6 +279,7 @@ export async function startPeer(name: PeerName, o: StartPeerOptions): Promise<Ru
         backendLines: o.haproxyBackendLines,
         maxconn: o.maxconn,
         connectTimeoutMs: o.connectTimeoutMs,
+        threads: o.threads,
       }),
     );
     // -db: foreground, no daemon; one process, whose pid we hold.
@@ -291,6 +299,7 @@ export async function startPeer(name: PeerName, o: StartPeerOptions): Promise<Ru
         serverLines: o.nginxServerLines,
         workerConnections,
         connectTimeoutMs: o.connectTimeoutMs,
+        threads: o.threads,
       }),
     );
     child = startChild(info.binary ?? 'nginx', ['-p', dir, '-c', cfg, '-e', join(dir, 'error.log')]);

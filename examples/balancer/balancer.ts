@@ -9,7 +9,7 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { FailoverProxyError, HealthProbe, Rebalancer, UpstreamPool, type HealthProbeOptions } from '../../src/index.js';
+import { FailoverProxyError, HealthProbe, Rebalancer, UpstreamPool, type HealthProbeOptions, type UpstreamPoolOptions } from '../../src/index.js';
 import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
@@ -145,7 +145,58 @@ function list(ids: readonly string[]): string {
   return ids.length === 0 ? '-' : ids.join(', ');
 }
 
-function listen(server: Server, address: HostPort): Promise<HostPort> {
+/** The pool's options: the same in the single process and in every worker. */
+export function poolOptions(
+  config: Pick<BalancerConfig, 'backends' | 'strategy' | 'connectTimeout' | 'retries' | 'queueTimeout' | 'drainTimeout' | 'slowStart' | 'writeStallTimeout' | 'allDown'>,
+): UpstreamPoolOptions {
+  return {
+    backends: backendSpecs(config),
+    balancer: config.strategy,
+    // Nothing is sent to a backend before its first check passes.
+    initialState: 'probe',
+    connectTimeout: config.connectTimeout,
+    retries: config.retries,
+    queue: { timeout: config.queueTimeout },
+    closeTimeout: config.drainTimeout,
+    slowStart: config.slowStart,
+    writeStallTimeout: config.writeStallTimeout,
+    allDown: config.allDown,
+  };
+}
+
+/**
+ * The rebalancer of a pool when the config asks for one: without it, watches
+ * that moved off a failed backend would stay on the others after it returns.
+ */
+export function rebalancerFor(pool: UpstreamPool, config: Pick<BalancerConfig, 'rebalance' | 'rebalanceRate' | 'rebalanceTolerance'>): Rebalancer | undefined {
+  return config.rebalance ? new Rebalancer(pool, { rate: config.rebalanceRate, tolerance: config.rebalanceTolerance }) : undefined;
+}
+
+/** The probe's options; it is started by hand once attached. */
+export function probeOptions(config: BalancerConfig, check: NonNullable<HealthProbeOptions['check']>): HealthProbeOptions {
+  return { check, interval: config.interval, timeout: config.timeout, rise: config.rise, fall: config.fall, autoStart: false };
+}
+
+/** The check as `/stats` and the log name it: `https:/readyz`, `tcp`. */
+export function checkLabel(config: Pick<BalancerConfig, 'check'>): string {
+  return config.check.type === 'https' || config.check.type === 'http' ? `${config.check.type}:${config.check.path}` : config.check.type;
+}
+
+/** The `probe` part of `/stats`. */
+export function probeSummary(config: BalancerConfig, probeStats: ProbeStats): BalancerStats['probe'] {
+  return {
+    check: checkLabel(config),
+    interval: config.interval,
+    timeout: config.timeout,
+    rise: config.rise,
+    fall: config.fall,
+    verifyTls: config.check.type === 'https' || config.check.type === 'tls' ? !config.insecure : undefined,
+    backends: probeStats.snapshot(),
+  };
+}
+
+/** Listens and resolves with the bound address; rejects with the socket error. */
+export function listen(server: Server, address: HostPort): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
@@ -177,30 +228,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   let probe: HealthProbe;
   let rebalancer: Rebalancer | undefined;
   try {
-    pool = new UpstreamPool({
-      backends: backendSpecs(config),
-      balancer: config.strategy,
-      // Nothing is sent to a backend before its first check passes.
-      initialState: 'probe',
-      connectTimeout: config.connectTimeout,
-      retries: config.retries,
-      queue: { timeout: config.queueTimeout },
-      closeTimeout: config.drainTimeout,
-      slowStart: config.slowStart,
-      writeStallTimeout: config.writeStallTimeout,
-      allDown: config.allDown,
-    });
-    probe = new HealthProbe({
-      check,
-      interval: config.interval,
-      timeout: config.timeout,
-      rise: config.rise,
-      fall: config.fall,
-      autoStart: false,
-    });
-    // Watches stay where they land: without this, the connections that moved
-    // off a failed backend would stay on the others after it returns.
-    if (config.rebalance) rebalancer = new Rebalancer(pool, { rate: config.rebalanceRate, tolerance: config.rebalanceTolerance });
+    pool = new UpstreamPool(poolOptions(config));
+    probe = new HealthProbe(probeOptions(config, check));
+    rebalancer = rebalancerFor(pool, config);
   } catch (err) {
     // The parser should have caught it; if the library disagrees, it is still a config error.
     if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
@@ -212,18 +242,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const log = new EventLog(pool, probe, { write: io.log });
   const events = new RecentEvents(pool);
   const rebalanceLog = rebalancer && new RebalanceLog(pool, rebalancer, (line) => log.info(line));
-  const stats = (): BalancerStats => ({
-    ...pool.stats(),
-    probe: {
-      check: config.check.type === 'https' || config.check.type === 'http' ? `${config.check.type}:${config.check.path}` : config.check.type,
-      interval: config.interval,
-      timeout: config.timeout,
-      rise: config.rise,
-      fall: config.fall,
-      verifyTls: config.check.type === 'https' || config.check.type === 'tls' ? !config.insecure : undefined,
-      backends: probeStats.snapshot(),
-    },
-  });
+  const stats = (): BalancerStats => ({ ...pool.stats(), probe: probeSummary(config, probeStats) });
 
   const checkName = stats().probe.check;
   log.info(

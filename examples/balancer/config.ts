@@ -11,6 +11,7 @@
  * @module
  */
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import type { BalancerName } from '../../src/index.js';
 
@@ -89,6 +90,8 @@ export interface BalancerConfig {
   readonly writeStallTimeout: number;
   /** What new clients get while no backend is up: wait in the queue, or placed on the unhealthy ones. */
   readonly allDown: 'queue' | 'fail-open';
+  /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
+  readonly workers: number;
 }
 
 /** What the command line asks for. */
@@ -124,10 +127,13 @@ export const balancerDefaults = Object.freeze({
   /** Added to the probe's detection time (`interval × fall + timeout`) for the default `writeStallTimeout`. */
   writeStallMargin: 5000,
   allDown: 'queue',
+  workers: 1,
 });
 
 const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
 const MAX_MS = 2 ** 31 - 1;
+/** More processes than this is a typo, not a machine. */
+const MAX_WORKERS = 256;
 
 /**
  * `--help` text, naming the program as it was invoked: `failover-proxy-apiserver`
@@ -165,6 +171,7 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --write-stall-timeout MS   tear down a connection whose writes made no progress this long; 0: off
                              (default: interval x fall + timeout + 5000)
   --all-down POLICY          while no backend is up: queue (default) | fail-open (use the unhealthy ones)
+  --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -197,7 +204,8 @@ type Key =
   | 'rebalance-tolerance'
   | 'no-rebalance'
   | 'write-stall-timeout'
-  | 'all-down';
+  | 'all-down'
+  | 'workers';
 
 const keys: readonly Key[] = [
   'listen',
@@ -225,6 +233,7 @@ const keys: readonly Key[] = [
   'no-rebalance',
   'write-stall-timeout',
   'all-down',
+  'workers',
 ];
 
 /** Flags that take no value (`true` when given; a config file sets them to true or false). */
@@ -622,5 +631,6 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     rebalanceTolerance: optional('rebalance-tolerance', (given) => decimal(given, 0, 10)) ?? d.rebalanceTolerance,
     writeStallTimeout,
     allDown,
+    workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
   });
 }

@@ -162,6 +162,11 @@ export class EventLog {
     // result that made it decide.
     const last = this.#probe?.health(backend.id)?.lastResult;
     if (reason === 'probe-failed' && last !== undefined && !last.ok) reason += `: ${describeCheck(last)}`;
+    // Without a probe here (a worker process: the probe runs in the primary),
+    // the verdict's cause carries the same code and message.
+    else if (reason === 'probe-failed' && this.#probe === undefined && (change.cause.source === 'probe' || change.cause.source === 'passive')) {
+      reason += `: ${change.cause.code}: ${change.cause.message}`;
+    }
     let line = `backend ${backend.id} ${change.from} -> ${change.to} (${reason})`;
     if (tornDown !== undefined) {
       line += `, ${plural(tornDown, 'connection')} torn down`;

@@ -37,7 +37,7 @@ export interface ReloadSummary {
 }
 
 /** The pool specs of a config's backends: id, address and, when the file gives them, tunables. */
-export function backendSpecs(config: BalancerConfig): BackendSpec[] {
+export function backendSpecs(config: Pick<BalancerConfig, 'backends'>): BackendSpec[] {
   return config.backends.map((b) => ({
     host: b.host,
     port: b.port,

@@ -28,10 +28,10 @@ export const MAX_CONNECTIONS = 64;
 
 /** What the endpoint serves, computed per request. */
 export interface StatusSources {
-  /** The `/stats` document. */
+  /** The `/stats` document (a promise when it is gathered from workers). */
   readonly stats: () => unknown;
   /** The `/metrics` text. */
-  readonly metrics: () => string;
+  readonly metrics: () => string | Promise<string>;
   /**
    * Whether the balancer can serve clients now (`/readyz`: 200, else 503).
    * Not given: `/readyz` is not served.
@@ -81,7 +81,7 @@ const staticFiles: Readonly<Record<string, readonly [type: string, body: string,
   '/status.css': ['text/css; charset=utf-8', statusPageCss, strictCsp],
 };
 
-function handle(sources: StatusSources, req: IncomingMessage, res: ServerResponse): void {
+async function handle(sources: StatusSources, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
@@ -107,10 +107,10 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
         send(req, res, 204, 'image/x-icon', '');
         return;
       case '/stats':
-        send(req, res, 200, json, `${JSON.stringify(sources.stats(), null, 2)}\n`);
+        send(req, res, 200, json, `${JSON.stringify(await sources.stats(), null, 2)}\n`);
         return;
       case '/metrics':
-        send(req, res, 200, metricsContentType, sources.metrics());
+        send(req, res, 200, metricsContentType, await sources.metrics());
         return;
       case '/livez':
         send(req, res, 200, 'text/plain; charset=utf-8', 'ok\n');
@@ -124,6 +124,7 @@ function handle(sources: StatusSources, req: IncomingMessage, res: ServerRespons
     send(req, res, 404, 'text/plain; charset=utf-8', 'not found\n');
   } catch {
     // A bug in a snapshot must not take the balancer down, nor leak a stack.
+    if (res.headersSent || res.destroyed) return;
     send(req, res, 500, 'text/plain; charset=utf-8', 'internal error\n');
   }
 }
@@ -187,7 +188,7 @@ function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, 
  * ```
  */
 export async function startStatusServer(address: HostPort, sources: StatusSources): Promise<StatusServer> {
-  const server: Server = createServer({ maxHeaderSize: 8192 }, (req, res) => handle(sources, req, res));
+  const server: Server = createServer({ maxHeaderSize: 8192 }, (req, res) => void handle(sources, req, res));
   // Small and slow-client-proof: a request (headers and body) gets 10 s, an
   // idle keep-alive connection 5 s, and at most MAX_CONNECTIONS are open.
   server.headersTimeout = 10_000;

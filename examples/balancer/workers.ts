@@ -1,0 +1,839 @@
+/**
+ * Multi-core mode of the reference balancer (`--workers N`, `--workers auto`).
+ *
+ * Node serves a proxy from one thread, so one process tops out at one core.
+ * With `--workers N` the process becomes a `node:cluster` primary that forks N
+ * workers sharing the listening socket:
+ *
+ * - Each **worker** runs its own {@link UpstreamPool} with the same backends and
+ *   accepts clients. It applies every health verdict it receives to its pool
+ *   synchronously, in the tick the message arrives, so the teardown of a down
+ *   backend's connections still happens in that one call (`pool.markDown`).
+ *   It forwards its pool's passive signals (`connectFailed`, `writeStalled`).
+ * - The **primary** accepts nothing itself beyond what `node:cluster` does for
+ *   it. It runs the one {@link HealthProbe}, attached to a {@link HealthRelay}:
+ *   a pool-like `ProbeTarget` with no connections, whose `markDown`/`markUp`
+ *   record the verdict and broadcast it to every worker, and on which the
+ *   workers' passive signals are emitted for the probe to count. A new worker
+ *   gets the current verdicts (and the admin commands still in force) before
+ *   it listens. The primary serves `/stats` and `/metrics`, merging the
+ *   workers' `pool.stats()` gathered over IPC; it replaces a worker that dies
+ *   and, on SIGTERM, drains every worker and exits 0.
+ *
+ * Messages are structured clones (`serialization: 'advanced'`, so `Infinity`
+ * survives), primary → worker: `start` (settings, verdicts, replay), `health`
+ * (`{ type: 'health', id, health: 'up' | 'down', reason, cause }`), `command`,
+ * `shutdown`; worker → primary: `ready`, `listening`, `failed`, `reply`,
+ * `connectFailed`, `writeStalled`.
+ *
+ * **Fan-out of admin commands** ({@link RunningWorkers.broadcast}): a command
+ * such as `{ op: 'drain', id: 'b1', timeout: 30000 }` is sent to every worker;
+ * each runs it on its own pool ({@link runCommand}) and replies; the promise
+ * resolves with one {@link WorkerReply} per worker (a worker that does not
+ * answer within `timeout`, or exits first, gets `ok: false`). `drain`,
+ * `maintenance` and `ready` are remembered and replayed to replacement
+ * workers. To add an operation: extend {@link WorkerCommand}, handle it in
+ * {@link runCommand}, and decide in {@link remember} whether it is replayed.
+ *
+ * Scheduling: every worker accepts on the shared socket (`SCHED_NONE`), not
+ * Node's default on Linux (`SCHED_RR`: the primary accepts every connection,
+ * passes it to a worker over IPC and waits for its ack). The hand-off puts the
+ * primary's one thread in the path of every connection, the worst place for it
+ * when every watch of a failed apiserver reconnects at once; measured in four
+ * runs it cost 1.6–2.2× the CPU per connection and reached 0.51–0.94× of
+ * SCHED_NONE's connection rate, and it did not split bursts of 5,000
+ * connections more evenly (a worker gets the next one when it has acked the
+ * last, not in turn). `NODE_CLUSTER_SCHED_POLICY=rr` chooses round robin
+ * anyway. docs/benchmarks.md ("Multi-core") has the figures.
+ *
+ * @module
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { createServer } from 'node:net';
+import { EventEmitter } from 'eventemitter3';
+import {
+  ConnectError,
+  ConnectTimeoutError,
+  FailoverProxyError,
+  HealthProbe,
+  UpstreamPool,
+  type Backend,
+  type BackendStats,
+  type CheckResult,
+  type HealthCause,
+  type PoolStats,
+  type ProbeTarget,
+  type ProbeTargetEvents,
+  type ProbeTargetStatus,
+} from '../../src/index.js';
+import { listen, poolOptions, probeCheck, rebalancerFor, probeOptions, probeSummary, checkLabel, type BalancerIo, type BalancerStats } from './balancer.js';
+import { ReloadError } from './reload.js';
+import { ConfigError, type BackendAddress, type BalancerConfig, type HostPort } from './config.js';
+import { describeCheck, EventLog } from './event-log.js';
+import { renderMetrics } from './metrics.js';
+import { ProbeStats } from './probe-stats.js';
+import { startStatusServer, type StatusServer } from './status-server.js';
+
+// ---------------------------------------------------------------- messages
+
+/** A health verdict, as broadcast to every worker. */
+export interface HealthMessage {
+  readonly type: 'health';
+  readonly id: string;
+  readonly health: 'up' | 'down';
+  readonly reason: string;
+  readonly cause: HealthCause | undefined;
+}
+
+/**
+ * What {@link RunningWorkers.broadcast} can ask every worker to do to its pool.
+ * `stats` answers `pool.stats()`; the others are the pool's admin calls.
+ */
+export type WorkerCommand =
+  | { readonly op: 'stats' }
+  | { readonly op: 'drain'; readonly id: string; readonly timeout?: number | undefined }
+  | { readonly op: 'maintenance'; readonly id: string; readonly reason?: string | undefined }
+  | { readonly op: 'ready'; readonly id: string; readonly reason?: string | undefined };
+
+/** One worker's answer to a broadcast command. */
+export type WorkerReply =
+  | { readonly worker: number; readonly pid: number; readonly ok: true; readonly result: unknown }
+  | { readonly worker: number; readonly pid: number; readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
+
+/** What a worker needs of the config: the pool and the listener, not the probe. */
+export type WorkerSettings = Pick<
+  BalancerConfig,
+  | 'listen'
+  | 'backends'
+  | 'strategy'
+  | 'connectTimeout'
+  | 'retries'
+  | 'queueTimeout'
+  | 'drainTimeout'
+  | 'slowStart'
+  | 'writeStallTimeout'
+  | 'allDown'
+  | 'rebalance'
+  | 'rebalanceRate'
+  | 'rebalanceTolerance'
+>;
+
+type ToWorker =
+  | { readonly type: 'start'; readonly settings: WorkerSettings; readonly verdicts: readonly HealthMessage[]; readonly replay: readonly WorkerCommand[] }
+  | HealthMessage
+  | { readonly type: 'command'; readonly seq: number; readonly command: WorkerCommand }
+  | { readonly type: 'shutdown'; readonly force: boolean };
+
+type FromWorker =
+  | { readonly type: 'ready' }
+  | { readonly type: 'listening'; readonly address: HostPort }
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'reply'; readonly seq: number; readonly ok: boolean; readonly result?: unknown; readonly error?: { code: string; message: string } }
+  | { readonly type: 'connectFailed'; readonly id: string; readonly timeout: number | undefined; readonly code: string | undefined; readonly message: string }
+  | { readonly type: 'writeStalled'; readonly id: string };
+
+/** How long `/stats` and `/metrics` wait for the workers' figures. */
+export const STATS_TIMEOUT = 2000;
+/** After the drain deadline, how long a worker gets to exit before it is killed. */
+const EXIT_GRACE = 5000;
+/** A worker that died before it listened is replaced after this long, not at once (no fork storm). */
+const RESPAWN_DELAY = 1000;
+
+// ------------------------------------------------------------ health relay
+
+/**
+ * The primary's `ProbeTarget`: the backends and their verdicts, no
+ * connections. `markDown`/`markUp` record the verdict and hand it to `send`
+ * (which broadcasts it); the workers' passive signals are emitted here with
+ * {@link HealthRelay.connectFailed} and {@link HealthRelay.writeStalled}.
+ *
+ * @example
+ * ```ts
+ * const relay = new HealthRelay(config.backends, (verdict) => broadcastToWorkers(verdict));
+ * probe.attach(relay);
+ * ```
+ */
+export class HealthRelay extends EventEmitter<ProbeTargetEvents> implements ProbeTarget {
+  readonly #entries = new Map<string, { readonly backend: Backend; verdict: HealthMessage | undefined }>();
+  readonly #send: (verdict: HealthMessage) => void;
+
+  constructor(backends: readonly BackendAddress[], send: (verdict: HealthMessage) => void) {
+    super();
+    this.#send = send;
+    for (const b of backends) {
+      const backend: Backend = { id: b.id, host: b.host, port: b.port, weight: 1, servername: undefined, maxConnections: Infinity, tls: undefined, meta: {} };
+      this.#entries.set(b.id, { backend, verdict: undefined });
+    }
+  }
+
+  backends(): Iterable<Backend> {
+    return Array.from(this.#entries.values(), (e) => e.backend);
+  }
+
+  status(id: string): ProbeTargetStatus | undefined {
+    const entry = this.#entries.get(id);
+    return entry === undefined ? undefined : { health: entry.verdict?.health ?? 'unknown' };
+  }
+
+  /** Records and broadcasts `down`. The workers tear down; none here, hence 0. */
+  markDown(id: string, reason: string, cause?: HealthCause): number {
+    this.#record(id, 'down', reason, cause);
+    return 0;
+  }
+
+  markUp(id: string, reason: string, cause?: HealthCause): void {
+    this.#record(id, 'up', reason, cause);
+  }
+
+  /** The verdicts so far, for a worker that starts now. */
+  verdicts(): HealthMessage[] {
+    const out: HealthMessage[] = [];
+    for (const e of this.#entries.values()) if (e.verdict !== undefined) out.push(e.verdict);
+    return out;
+  }
+
+  /** A worker's dial to `id` failed: counted by the probe as a failed check. */
+  connectFailed(id: string, error: Error): void {
+    const entry = this.#entries.get(id);
+    if (entry !== undefined) this.emit('connectFailed', entry.backend, error);
+  }
+
+  /** A worker's member of `id` stalled its writes. */
+  writeStalled(id: string): void {
+    const entry = this.#entries.get(id);
+    if (entry !== undefined) this.emit('writeStalled', entry.backend, undefined);
+  }
+
+  #record(id: string, health: 'up' | 'down', reason: string, cause: HealthCause | undefined): void {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return;
+    entry.verdict = { type: 'health', id, health, reason, cause };
+    this.#send(entry.verdict);
+  }
+}
+
+// ------------------------------------------------------------- stats merge
+
+/** The per-backend figures that add up across workers. */
+const summed = ['members', 'active', 'dialling', 'total', 'connectFailures', 'writeStalls', 'bytesFromClient', 'bytesFromUpstream'] as const;
+
+function addCounts(into: Record<string, number>, from: Readonly<Record<string, number>>): void {
+  for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+}
+
+/**
+ * One pool snapshot from several: counters and gauges summed (per backend
+ * too: members, active, dialling, totals, failures, bytes, teardowns); the
+ * state of each backend (health, admin, cause, weights) from the first
+ * snapshot that has it, as every worker applies the same verdicts.
+ */
+export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolStats {
+  const backends = new Map<string, { -readonly [K in keyof BackendStats]: BackendStats[K] } & { teardowns: Record<string, number> }>();
+  const teardowns: Record<string, number> = {};
+  const pinFailures: Record<string, number> = {};
+  let active = 0;
+  let closing = 0;
+  let waiting = 0;
+  let total = 0;
+  for (const part of parts) {
+    active += part.active;
+    closing += part.closing;
+    waiting += part.waiting;
+    total += part.total;
+    addCounts(teardowns, part.teardowns);
+    addCounts(pinFailures, part.pinFailures);
+    for (const b of part.backends) {
+      const seen = backends.get(b.id);
+      if (seen === undefined) {
+        backends.set(b.id, { ...b, teardowns: { ...b.teardowns } });
+        continue;
+      }
+      for (const key of summed) seen[key] += b[key];
+      addCounts(seen.teardowns, b.teardowns);
+    }
+  }
+  return {
+    at: now,
+    closed: parts.length > 0 && parts.every((p) => p.closed),
+    active,
+    closing,
+    waiting,
+    total,
+    // Any worker without an eligible backend is a problem worth showing.
+    allDown: parts.some((p) => p.allDown),
+    backends: [...backends.values()],
+    teardowns,
+    pinFailures,
+  };
+}
+
+// ------------------------------------------------------------------ worker
+
+function errorOf(err: unknown): { code: string; message: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return { code: typeof code === 'string' ? code : 'ERROR', message: err instanceof Error ? err.message : String(err) };
+}
+
+/**
+ * Runs one command on a worker's pool. Admin commands reject as the pool
+ * does (`UNKNOWN_BACKEND`…); `drain` resolves when the drain is over.
+ */
+export async function runCommand(pool: UpstreamPool, command: WorkerCommand): Promise<unknown> {
+  switch (command.op) {
+    case 'stats':
+      return pool.stats();
+    case 'drain':
+      await pool.drain(command.id, command.timeout === undefined ? {} : { timeout: command.timeout });
+      return pool.status(command.id);
+    case 'maintenance':
+      return pool.markMaintenance(command.id, command.reason);
+    case 'ready':
+      pool.markReady(command.id, command.reason);
+      return pool.status(command.id);
+  }
+}
+
+/** Whether a worker started later must run `command` too; `ready` ends what it replaces. */
+function remember(replay: Map<string, WorkerCommand>, command: WorkerCommand): void {
+  if (command.op === 'stats') return;
+  if (command.op === 'ready') replay.delete(command.id);
+  else replay.set(command.id, command);
+}
+
+function applyVerdict(pool: UpstreamPool, verdict: HealthMessage): void {
+  if (pool.status(verdict.id) === undefined) return;
+  if (verdict.health === 'down') pool.markDown(verdict.id, verdict.reason, verdict.cause);
+  else pool.markUp(verdict.id, verdict.reason, verdict.cause);
+}
+
+function toPrimary(message: FromWorker): void {
+  // A callback: a closed channel (the primary died) is not an exception here.
+  if (process.connected) process.send?.(message, undefined, undefined, () => {});
+}
+
+/**
+ * The worker side: call it from the program when `cluster.isWorker`. Waits
+ * for the primary's `start`, builds the pool, applies the verdicts so far,
+ * listens, then applies every verdict and command as it arrives. Drains and
+ * exits 0 on `shutdown` (or its own SIGTERM/SIGINT; a second one closes
+ * everything at once).
+ *
+ * @example
+ * ```ts
+ * if (cluster.isWorker) runWorker({ log: (line) => process.stdout.write(`${line}\n`) });
+ * ```
+ */
+export function runWorker(io: Pick<BalancerIo, 'log'>): void {
+  const workerId = cluster.worker?.id ?? 0;
+  // `2030-01-01T00:00:00.000Z worker 2: backend b1 up -> down ...`
+  const write = (line: string): void => io.log(line.replace(/^(\S+) /, `$1 worker ${workerId}: `));
+  let pool: UpstreamPool | undefined;
+  let log: EventLog | undefined;
+  let server: ReturnType<typeof createServer> | undefined;
+  let drainTimeout = 0;
+  let stopping: Promise<void> | undefined;
+
+  const shutdown = (force: boolean): void => {
+    if (pool === undefined) process.exit(0);
+    const p = pool;
+    if (stopping !== undefined) {
+      if (force) void p.destroy();
+      return;
+    }
+    const open = p.stats().active;
+    log?.info(
+      force
+        ? `closing ${open} connection${open === 1 ? '' : 's'} now`
+        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
+    );
+    server?.close();
+    stopping = (force ? p.destroy() : p.close({ timeout: drainTimeout })).then(() => {
+      const closedAtDeadline = p.stats().teardowns['pool-closed'] ?? 0;
+      log?.close();
+      log?.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
+      process.exit(0);
+    });
+  };
+
+  const start = async (message: Extract<ToWorker, { type: 'start' }>): Promise<void> => {
+    const { settings } = message;
+    drainTimeout = settings.drainTimeout;
+    const p = new UpstreamPool(poolOptions(settings));
+    pool = p;
+    // Each worker moves its own connections back to a backend that returns.
+    rebalancerFor(p, settings);
+    // The log first: the verdicts so far are logged as this worker's transitions.
+    log = new EventLog(p, undefined, { write });
+    for (const verdict of message.verdicts) applyVerdict(p, verdict);
+    for (const command of message.replay) runCommand(p, command).catch(() => {});
+    p.on('connectFailed', (backend, error) => {
+      const cause = (error as { cause?: { code?: unknown } }).cause;
+      toPrimary({
+        type: 'connectFailed',
+        id: backend.id,
+        timeout: error instanceof ConnectTimeoutError ? error.timeout : undefined,
+        code: typeof cause?.code === 'string' ? cause.code : undefined,
+        message: error.message,
+      });
+    });
+    p.on('writeStalled', (backend) => toPrimary({ type: 'writeStalled', id: backend.id }));
+    const s = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => p.accept(socket));
+    server = s;
+    try {
+      const address = await listen(s, settings.listen);
+      s.on('error', (err) => log?.info(`listener error: ${err.message}`));
+      toPrimary({ type: 'listening', address });
+    } catch (err) {
+      toPrimary({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
+      await p.destroy();
+      process.exit(1);
+    }
+  };
+
+  process.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'start':
+        void start(message);
+        return;
+      case 'health':
+        // Synchronously, in this tick: the teardown happens before any other I/O.
+        if (pool !== undefined) applyVerdict(pool, message);
+        return;
+      case 'command': {
+        const { seq, command } = message;
+        if (pool === undefined) {
+          toPrimary({ type: 'reply', seq, ok: false, error: { code: 'WORKER_STARTING', message: 'the worker has no pool yet' } });
+          return;
+        }
+        runCommand(pool, command).then(
+          (result) => toPrimary({ type: 'reply', seq, ok: true, result }),
+          (err: unknown) => toPrimary({ type: 'reply', seq, ok: false, error: errorOf(err) }),
+        );
+        return;
+      }
+      case 'shutdown':
+        shutdown(message.force);
+        return;
+    }
+  });
+  // A Ctrl-C reaches the whole process group: drain like the primary asks.
+  let signals = 0;
+  const onSignal = (): void => shutdown(++signals > 1);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  toPrimary({ type: 'ready' });
+}
+
+// ----------------------------------------------------------------- primary
+
+/** A worker as `/stats` lists it. */
+export interface WorkerInfo {
+  /** `node:cluster`'s id: 1..N, then counting on for replacements. */
+  readonly worker: number;
+  readonly pid: number;
+  readonly listening: boolean;
+}
+
+/** `/stats` in multi-core mode: the merged pools, the probe, and the workers. */
+export type WorkersStats = BalancerStats & {
+  readonly workers: readonly (WorkerInfo & {
+    /** Whether its figures are in this document (it answered within {@link STATS_TIMEOUT} ms). */
+    readonly answered: boolean;
+    readonly active: number | undefined;
+    readonly total: number | undefined;
+    /** Its members per backend id, when it answered. */
+    readonly members: Readonly<Record<string, number>> | undefined;
+  })[];
+  /** Workers started to replace one that died. */
+  readonly restarts: number;
+};
+
+/** A running multi-core balancer. */
+export interface RunningWorkers {
+  /** Where clients connect. */
+  readonly address: HostPort;
+  /** Where `/stats` and `/metrics` are served, if they are. */
+  readonly statusAddress: HostPort | undefined;
+  readonly probe: HealthProbe;
+  readonly relay: HealthRelay;
+  /** The workers now running. */
+  workers(): WorkerInfo[];
+  /** The `/stats` document, gathered from every worker (at most {@link STATS_TIMEOUT} ms). */
+  stats(): Promise<WorkersStats>;
+  /**
+   * Runs `command` on every started worker's pool and resolves with each
+   * worker's reply; a worker that does not answer within `timeout` ms
+   * (default {@link STATS_TIMEOUT}), or exits first, gets `ok: false` with
+   * code `WORKER_TIMEOUT` or `WORKER_EXITED`. Admin commands are also
+   * replayed to workers started later.
+   *
+   * @example
+   * ```ts
+   * const replies = await balancer.broadcast({ op: 'maintenance', id: 'b1', reason: 'kernel upgrade' });
+   * if (replies.some((r) => !r.ok)) console.error(replies);
+   * ```
+   */
+  broadcast(command: WorkerCommand, options?: { readonly timeout?: number | undefined }): Promise<WorkerReply[]>;
+  /** A reload (SIGHUP): refused with `--workers` for now (logged, nothing changes). */
+  reload(): never;
+  /** Stops the workers accepting, drains them for `drainTimeout` ms, stops the probe. Idempotent. */
+  close(): Promise<void>;
+  /** Has every worker close every connection now, then as {@link RunningWorkers.close}. */
+  destroy(): Promise<void>;
+}
+
+/** Options of {@link startWorkers}. */
+export interface StartWorkersOptions {
+  /**
+   * The program each worker runs; it must call {@link runWorker} when
+   * `cluster.isWorker`. Forked with this process's `execArgv` (so `--import tsx` carries over).
+   * @default process.argv[1]
+   */
+  readonly exec?: string | undefined;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  readonly id: number;
+  readonly pid: number;
+  started: boolean;
+  listening: boolean;
+}
+
+interface Gathering {
+  readonly expect: Set<number>;
+  readonly replies: Map<number, WorkerReply>;
+  readonly finish: () => void;
+}
+
+/**
+ * Starts the multi-core balancer: validates the TLS files, runs the first
+ * round of checks, forks `config.workers` workers and resolves once every one
+ * listens. Throws {@link ConfigError} before anything starts when the config
+ * cannot work; rejects (and stops what it started) when a worker cannot listen.
+ *
+ * @example
+ * ```ts
+ * if (cluster.isWorker) runWorker({ log: console.log });
+ * else {
+ *   const balancer = await startWorkers({ ...config, workers: 4 }, { log: console.log, readFile: (p) => readFileSync(p) });
+ *   process.once('SIGTERM', () => void balancer.close().then(() => process.exit(0)));
+ * }
+ * ```
+ */
+export async function startWorkers(config: BalancerConfig, io: BalancerIo, options: StartWorkersOptions = {}): Promise<RunningWorkers> {
+  const check = probeCheck(config, io);
+  let probe: HealthProbe;
+  try {
+    probe = new HealthProbe(probeOptions(config, check));
+  } catch (err) {
+    if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
+    throw err;
+  }
+  const info = (message: string): void => io.log(`${new Date().toISOString()} ${message}`);
+  const slots = new Map<number, Slot>();
+  const gatherings = new Map<number, Gathering>();
+  const replay = new Map<string, WorkerCommand>();
+  let seq = 0;
+  let restarts = 0;
+  let closing: Promise<void> | undefined;
+  const respawns = new Set<NodeJS.Timeout>();
+
+  const send = (slot: Slot, message: ToWorker): void => {
+    if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
+  };
+  const relay = new HealthRelay(config.backends, (verdict) => {
+    // Workers not started yet get it in their `start` snapshot.
+    for (const slot of slots.values()) if (slot.started) send(slot, verdict);
+  });
+
+  const probeStats = new ProbeStats();
+  probeStats.attach(probe);
+  // The check lines the single process writes; transitions are logged by each worker with its own teardown count.
+  const lastOk = new Map<string, boolean>();
+  const onChecked = (result: CheckResult): void => {
+    const id = result.backend.id;
+    const previous = lastOk.get(id);
+    lastOk.set(id, result.ok);
+    if (previous === result.ok || (previous === undefined && result.ok)) return;
+    info(`check of ${id} ${result.ok ? 'passed again' : 'failed'} (${describeCheck(result)})`);
+  };
+  probe.on('checked', onChecked);
+
+  const checkName = checkLabel(config);
+  info(
+    `balancing ${config.backends.length} backend${config.backends.length === 1 ? '' : 's'} (${config.backends.map((b) => b.id).join(', ')}) ` +
+      `with ${config.strategy} in ${config.workers} workers; check ${checkName} every ${config.interval} ms, timeout ${config.timeout} ms, rise ${config.rise}, fall ${config.fall}`,
+  );
+  if (config.insecure) info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
+
+  probe.attach(relay);
+  probe.start();
+  const first = await probe.checkNow();
+  const upCount = first.filter((r) => r.ok).length;
+
+  const settings: WorkerSettings = {
+    listen: config.listen,
+    backends: config.backends,
+    strategy: config.strategy,
+    connectTimeout: config.connectTimeout,
+    retries: config.retries,
+    queueTimeout: config.queueTimeout,
+    drainTimeout: config.drainTimeout,
+    slowStart: config.slowStart,
+    writeStallTimeout: config.writeStallTimeout,
+    allDown: config.allDown,
+    rebalance: config.rebalance,
+    rebalanceRate: config.rebalanceRate,
+    rebalanceTolerance: config.rebalanceTolerance,
+  };
+  // Every worker accepts on the shared socket (see the module comment for
+  // why); NODE_CLUSTER_SCHED_POLICY=rr still chooses Node's round robin.
+  if (process.env['NODE_CLUSTER_SCHED_POLICY'] === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ serialization: 'advanced', ...(options.exec !== undefined && { exec: options.exec }) });
+
+  let address: HostPort | undefined;
+  let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  const started = new Promise<void>((resolve, reject) => (startup = { resolve, reject }));
+  let exitedAll: (() => void) | undefined;
+
+  const onMessage = (slot: Slot, message: FromWorker): void => {
+    switch (message.type) {
+      case 'ready':
+        slot.started = true;
+        send(slot, { type: 'start', settings, verdicts: relay.verdicts(), replay: [...replay.values()] });
+        return;
+      case 'listening':
+        slot.listening = true;
+        address ??= message.address;
+        info(`worker ${slot.id} (pid ${slot.pid}) listening`);
+        if (startup !== undefined && [...slots.values()].filter((s) => s.listening).length >= config.workers) startup.resolve();
+        return;
+      case 'failed':
+        if (startup !== undefined) startup.reject(new Error(message.message));
+        else info(`worker ${slot.id} (pid ${slot.pid}) cannot listen: ${message.message}`);
+        return;
+      case 'reply': {
+        const gathering = gatherings.get(message.seq);
+        if (gathering === undefined || !gathering.expect.delete(slot.id)) return;
+        gathering.replies.set(
+          slot.id,
+          message.ok
+            ? { worker: slot.id, pid: slot.pid, ok: true, result: message.result }
+            : { worker: slot.id, pid: slot.pid, ok: false, error: message.error ?? { code: 'ERROR', message: 'failed' } },
+        );
+        if (gathering.expect.size === 0) gathering.finish();
+        return;
+      }
+      case 'connectFailed':
+        relay.connectFailed(
+          message.id,
+          message.timeout !== undefined
+            ? new ConnectTimeoutError(message.id, message.timeout)
+            : new ConnectError(message.id, { cause: Object.assign(new Error(message.message), { code: message.code }) }),
+        );
+        return;
+      case 'writeStalled':
+        relay.writeStalled(message.id);
+        return;
+    }
+  };
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    const slot: Slot = { worker, id: worker.id, pid: worker.process.pid ?? 0, started: false, listening: false };
+    slots.set(slot.id, slot);
+    worker.on('message', (message: FromWorker) => onMessage(slot, message));
+    // EPIPE on a dying worker's channel: its exit is what matters.
+    worker.on('error', () => {});
+    worker.on('exit', (code, signal) => {
+      slots.delete(slot.id);
+      for (const gathering of gatherings.values()) {
+        if (!gathering.expect.delete(slot.id)) continue;
+        gathering.replies.set(slot.id, { worker: slot.id, pid: slot.pid, ok: false, error: { code: 'WORKER_EXITED', message: `worker ${slot.id} exited` } });
+        if (gathering.expect.size === 0) gathering.finish();
+      }
+      const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`;
+      if (closing !== undefined) {
+        if (slots.size === 0) exitedAll?.();
+        return;
+      }
+      if (startup !== undefined) {
+        startup.reject(new Error(`worker ${slot.id} (pid ${slot.pid}) exited before listening (${how})`));
+        return;
+      }
+      // Its connections are gone with it; the other workers' are untouched.
+      info(`worker ${slot.id} (pid ${slot.pid}) exited (${how}); starting a replacement`);
+      restarts++;
+      // One that never listened would die again at once: wait a little.
+      const timer = setTimeout(
+        () => {
+          respawns.delete(timer);
+          if (closing === undefined) fork();
+        },
+        slot.listening ? 0 : RESPAWN_DELAY,
+      );
+      respawns.add(timer);
+    });
+  };
+
+  const stopAll = async (force: boolean): Promise<void> => {
+    for (const timer of respawns) clearTimeout(timer);
+    respawns.clear();
+    const allGone = new Promise<void>((resolve) => {
+      exitedAll = resolve;
+      if (slots.size === 0) resolve();
+    });
+    for (const slot of slots.values()) {
+      // A worker still starting has nothing to drain.
+      if (slot.started) send(slot, { type: 'shutdown', force });
+      else slot.worker.process.kill('SIGKILL');
+    }
+    const deadline = setTimeout(() => {
+      for (const slot of slots.values()) slot.worker.process.kill('SIGKILL');
+    }, (force ? 0 : config.drainTimeout) + EXIT_GRACE);
+    await allGone;
+    clearTimeout(deadline);
+    probe.off('checked', onChecked);
+    await probe.stop();
+    probeStats.detach();
+  };
+
+  for (let i = 0; i < config.workers; i++) fork();
+  try {
+    await started;
+  } catch (err) {
+    closing = stopAll(true);
+    await closing;
+    throw err;
+  }
+  startup = undefined;
+
+  const broadcast = (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
+    remember(replay, command);
+    const targets = [...slots.values()].filter((s) => s.started);
+    const id = ++seq;
+    return new Promise((resolve) => {
+      const replies = new Map<number, WorkerReply>();
+      const finish = (): void => {
+        clearTimeout(timer);
+        gatherings.delete(id);
+        resolve(
+          targets.map(
+            (s) => replies.get(s.id) ?? { worker: s.id, pid: s.pid, ok: false, error: { code: 'WORKER_TIMEOUT', message: `no reply within ${timeout} ms` } },
+          ),
+        );
+      };
+      const timer = setTimeout(finish, timeout);
+      gatherings.set(id, { expect: new Set(targets.map((s) => s.id)), replies, finish });
+      for (const s of targets) send(s, { type: 'command', seq: id, command });
+      if (targets.length === 0) finish();
+    });
+  };
+
+  const workers = (): WorkerInfo[] => [...slots.values()].map((s) => ({ worker: s.id, pid: s.pid, listening: s.listening }));
+
+  const gather = async (): Promise<{ merged: PoolStats; replies: WorkerReply[] }> => {
+    const replies = await broadcast({ op: 'stats' });
+    const parts = replies.flatMap((r) => (r.ok ? [r.result as PoolStats] : []));
+    return { merged: mergeStats(parts), replies };
+  };
+
+  const stats = async (): Promise<WorkersStats> => {
+    const { merged, replies } = await gather();
+    const listening = new Map(workers().map((w) => [w.worker, w.listening]));
+    return {
+      ...merged,
+      probe: probeSummary(config, probeStats),
+      workers: replies.map((r) => {
+        const part = r.ok ? (r.result as PoolStats) : undefined;
+        return {
+          worker: r.worker,
+          pid: r.pid,
+          listening: listening.get(r.worker) ?? false,
+          answered: r.ok,
+          active: part?.active,
+          total: part?.total,
+          members: part === undefined ? undefined : Object.fromEntries(part.backends.map((b) => [b.id, b.members])),
+        };
+      }),
+      restarts,
+    };
+  };
+
+  const metrics = async (): Promise<string> => {
+    const { merged, replies } = await gather();
+    const p = 'failover_proxy_';
+    return (
+      renderMetrics(merged, probeStats.snapshot()) +
+      [
+        `# HELP ${p}workers Worker processes: running, and those whose figures are in this scrape.`,
+        `# TYPE ${p}workers gauge`,
+        `${p}workers{state="running"} ${slots.size}`,
+        `${p}workers{state="answered"} ${replies.filter((r) => r.ok).length}`,
+        `# HELP ${p}worker_restarts_total Workers started to replace one that died.`,
+        `# TYPE ${p}worker_restarts_total counter`,
+        `${p}worker_restarts_total ${restarts}`,
+        '',
+      ].join('\n')
+    );
+  };
+
+  let status: StatusServer | undefined;
+  if (config.status !== undefined) {
+    try {
+      status = await startStatusServer(config.status, { stats, metrics });
+    } catch (err) {
+      closing = stopAll(true);
+      await closing;
+      throw err;
+    }
+  }
+
+  info(
+    upCount === 0
+      ? `warning: no backend passed its first check; clients wait up to ${config.queueTimeout} ms for one`
+      : `first checks: ${upCount} of ${first.length} backends up`,
+  );
+
+  const shutdown = async (force: boolean): Promise<void> => {
+    info(
+      force
+        ? `closing every connection now in ${slots.size} workers`
+        : `shutting down: not accepting; ${slots.size} workers draining, ${config.drainTimeout} ms to finish`,
+    );
+    await stopAll(force);
+    await status?.close();
+    info('stopped');
+  };
+
+  return {
+    address: address!,
+    statusAddress: status?.address,
+    probe,
+    relay,
+    workers,
+    stats,
+    broadcast,
+    reload() {
+      // The workers' pools would have to be reconciled together with the
+      // primary's probe: not done yet, so say so rather than half-apply it.
+      const error = new ReloadError('CONFIG_INVALID', 'reload is not available with --workers yet: restart the balancer to apply a new config');
+      info(`reload refused: ${error.message}`);
+      throw error;
+    },
+    close() {
+      closing ??= shutdown(false);
+      return closing;
+    },
+    destroy() {
+      if (closing === undefined) {
+        closing = shutdown(true);
+        return closing;
+      }
+      // A drain is under way: cut it short in every worker.
+      for (const slot of slots.values()) send(slot, { type: 'shutdown', force: true });
+      return closing;
+    },
+  };
+}
