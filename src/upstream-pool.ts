@@ -25,58 +25,12 @@ import { PinnedSocket } from './pinned-socket.js';
 import { WriteStallDetector } from './write-stall-detector.js';
 import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
+import { snapshot, type PoolStats } from './pool-stats.js';
 import type { PoolMember } from './pool-member.js';
 import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:pool');
-
-/** A per-backend snapshot in {@link PoolStats}. */
-export interface BackendStats extends BackendStatus {
-  readonly id: string;
-  readonly host: string;
-  readonly port: number;
-  readonly weight: number;
-  readonly maxConnections: number;
-  /** Members open now. */
-  readonly active: number;
-  /** Dials in flight now. */
-  readonly dialling: number;
-  /** Members registered since the backend was added. */
-  readonly total: number;
-  /** Failed dials (refused, timed out, reset) since the backend was added. */
-  readonly connectFailures: number;
-  /** Members torn down for stalled writes since the backend was added. */
-  readonly writeStalls: number;
-  /** Bytes read from clients and sent to this backend (open and closed members). */
-  readonly bytesFromClient: number;
-  /** Bytes read from this backend and sent to clients. */
-  readonly bytesFromUpstream: number;
-  /** Closed members by teardown reason. */
-  readonly teardowns: Readonly<Record<string, number>>;
-}
-
-/** A snapshot of the pool, from {@link UpstreamPool.stats}. */
-export interface PoolStats {
-  /** Clock time of the snapshot. */
-  readonly at: number;
-  readonly closed: boolean;
-  /** Members open now, all backends. */
-  readonly active: number;
-  /** Members taken out whose sockets are still being closed (sliced teardown). */
-  readonly closing: number;
-  /** Clients waiting for a backend. */
-  readonly waiting: number;
-  /** Members registered since the pool was made. */
-  readonly total: number;
-  /** No backend is eligible now. */
-  readonly allDown: boolean;
-  readonly backends: readonly BackendStats[];
-  /** Closed members by teardown reason, all backends (including removed ones). */
-  readonly teardowns: Readonly<Record<string, number>>;
-  /** Clients that could not be placed, by error code. */
-  readonly pinFailures: Readonly<Record<string, number>>;
-}
 
 /** Options of {@link UpstreamPool.drain}. */
 export interface DrainOptions {
@@ -141,6 +95,7 @@ export interface UpstreamSocket {
 export type PoolConnection = PoolMember;
 
 export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
+export type { BackendStats, PoolStats } from './pool-stats.js';
 
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
 const MAX_TIMER = 2 ** 31 - 1;
@@ -858,46 +813,16 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /** A snapshot of every backend and the pool's counters. */
   stats(): PoolStats {
-    const backends: BackendStats[] = [];
-    let active = 0;
-    for (const entry of this.#table.entries.values()) {
-      let bytesFromClient = entry.closedBytesFromClient;
-      let bytesFromUpstream = entry.closedBytesFromUpstream;
-      for (const member of entry.members) {
-        bytesFromClient += member.bytesFromClient;
-        bytesFromUpstream += member.bytesFromUpstream;
-      }
-      active += entry.members.size;
-      const { backend } = entry;
-      backends.push({
-        id: backend.id,
-        host: backend.host,
-        port: backend.port,
-        weight: backend.weight,
-        maxConnections: backend.maxConnections,
-        ...entry.status(),
-        active: entry.members.size,
-        dialling: entry.dialling,
-        total: entry.total,
-        connectFailures: entry.connectFailures,
-        writeStalls: entry.writeStalls,
-        bytesFromClient,
-        bytesFromUpstream,
-        teardowns: { ...entry.teardowns },
-      });
-    }
-    return {
+    return snapshot(this.#table.entries.values(), {
       at: this.#options.clock.now(),
       closed: this.#closing,
-      active,
       closing: this.#registry.closing,
       waiting: this.#placement.waiting,
       total: this.#registry.total,
       allDown: this.#allDown,
-      backends,
       teardowns: { ...this.#registry.teardowns },
       pinFailures: { ...this.#pinFailures },
-    };
+    });
   }
 
   // -------------------------------------------------------------- lifecycle
