@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
+import { builtCliProblem, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
 import type { BenchContext } from './lib/context.js';
 import { exchanges, type ExchangeResult } from './lib/loadgen.js';
 import { isMain, runStandalone } from './lib/main.js';
@@ -30,7 +30,8 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   const rounds = ctx.rounds ?? (ctx.quick ? 1 : 4);
   const perRound = Math.ceil(total / rounds);
   const { run: peers, skipped } = peersFor(ctx);
-  const names: ContenderName[] = ['direct', 'pool', 'pinned', ...peers, 'naive'];
+  const cliProblem = builtCliProblem();
+  const names: ContenderName[] = ['direct', 'pool', 'pinned', ...(cliProblem === undefined ? (['balancer-dist'] as const) : []), 'balancer', ...peers, 'naive'];
 
   // One listener per contender: each has its own 4-tuples and TIME_WAIT entries.
   const backends = await startBackends(names.map(() => 'echo-close@127.0.0.1:0'));
@@ -85,6 +86,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       ];
     });
     for (const [name, reason] of skipped) rows.push([`${contenderLabels[name]} (${reason})`]);
+    if (cliProblem !== undefined) rows.push([`${contenderLabels['balancer-dist']} (${cliProblem})`]);
 
     const goals: Goal[] = [];
     const pool = summary.get('pool')!;
@@ -92,6 +94,12 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       haproxy
         ? { goal: 'UpstreamPool ≥ 0.7× HAProxy connections/s', met: pool.rate >= 0.7 * haproxy.rate, detail: `${ratio(pool.rate, haproxy.rate).toFixed(2)}× (${pool.rate.toFixed(0)} vs ${haproxy.rate.toFixed(0)}/s)` }
         : { goal: 'UpstreamPool ≥ 0.7× HAProxy connections/s', met: undefined, detail: skipped.get('haproxy') ?? 'HAProxy not run' },
+    );
+    const cli = summary.get('balancer-dist');
+    goals.push(
+      cli
+        ? { goal: 'the built CLI within 5% of UpstreamPool in-process', met: cli.rate >= 0.95 * pool.rate, detail: `${ratio(cli.rate, pool.rate).toFixed(2)}× (${cli.rate.toFixed(0)} vs ${pool.rate.toFixed(0)}/s)` }
+        : { goal: 'the built CLI within 5% of UpstreamPool in-process', met: undefined, detail: cliProblem ?? 'not run' },
     );
 
     return {
@@ -121,6 +129,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         'conn/s: median over rounds; latency percentiles pooled over every exchange of every round; +p50/+p99: added to direct.',
         'proxy CPU ms/1k: CPU milliseconds the proxy process spent per 1,000 exchanges.',
         'The load generator is one Node process; direct is bounded by it and by the echo server, so ratios to HAProxy are the figure to read.',
+        'apiserver-balancer: examples/apiserver-balancer.ts with a TCP check every second and a /stats listener, built (node dist/apiserver-balancer.js) and through tsx; UpstreamPool is a pool with default options in bench/lib/node-proxy.ts, through tsx.',
       ],
       durationMs: Date.now() - started,
     };
