@@ -13,12 +13,13 @@
  *
  * @module
  */
-import { builtCliProblem, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
+import { builtCliProblem, ourContenders, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
 import type { BenchContext } from './lib/context.js';
 import { exchanges, type ExchangeResult } from './lib/loadgen.js';
 import { isMain, runStandalone } from './lib/main.js';
 import { peersFor } from './lib/peers.js';
 import { alternate, median, percentiles, ratio } from './lib/stats.js';
+import type { Chart } from './lib/svg-chart.js';
 import type { BenchReport, Cell, Goal } from './lib/table.js';
 
 const CONCURRENCY = 50;
@@ -49,7 +50,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       return { ...r, cpu };
     });
 
-    const summary = new Map<ContenderName, { rate: number; p50: number; p99: number; errors: number; cpuPerK: number }>();
+    const summary = new Map<ContenderName, { rate: number; p50: number; p99: number; errors: number; cpuPerK: number; range: readonly [number, number] }>();
     for (const name of names) {
       const rs = results.get(name)!;
       const all = new Float64Array(rs.reduce((n, r) => n + r.latencies.length, 0));
@@ -60,8 +61,10 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       }
       const [p50, p99] = percentiles(all, [50, 99]);
       const completed = rs.reduce((n, r) => n + r.completed, 0);
+      const rates = rs.map((r) => (r.completed / r.ms) * 1000);
       summary.set(name, {
-        rate: median(rs.map((r) => (r.completed / r.ms) * 1000)),
+        rate: median(rates),
+        range: [Math.min(...rates), Math.max(...rates)],
         p50: p50!,
         p99: p99!,
         errors: rs.reduce((n, r) => n + r.errors, 0),
@@ -102,6 +105,28 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         : { goal: 'the built CLI within 5% of UpstreamPool in-process', met: undefined, detail: cliProblem ?? 'not run' },
     );
 
+    const proxies = names.filter((n) => n !== 'direct');
+    const charts: Chart[] = [
+      {
+        file: 'connection-rate',
+        title: `Connection rate: connect, 64 B echoed, server closes (concurrency ${CONCURRENCY})`,
+        unit: 'connections/s',
+        better: 'higher',
+        series: [{ name: 'median connections/s' }],
+        rows: proxies.map((n) => ({ label: contenderLabels[n], values: [summary.get(n)!.rate], ranges: [summary.get(n)!.range], ours: ourContenders.has(n) })),
+        notes: [`Median of ${rounds} alternating rounds of ${perRound.toLocaleString('en-US')} exchanges, whiskers from the slowest to the fastest round; direct (no proxy): ${direct.rate.toFixed(0)}/s.`],
+      },
+      {
+        file: 'connection-cpu',
+        title: 'CPU per 1,000 proxied connections',
+        unit: 'CPU ms per 1,000 connections',
+        better: 'lower',
+        series: [{ name: 'proxy CPU ms/1k' }],
+        rows: proxies.map((n) => ({ label: contenderLabels[n], values: [summary.get(n)!.cpuPerK], ours: ourContenders.has(n) })),
+        notes: ['User + system CPU of the proxy process (from /proc/PID/stat) over every round, per 1,000 exchanges.'],
+      },
+    ];
+
     return {
       name: 'connection-rate',
       title: 'Connection rate (connect, 64 B echoed, server closes)',
@@ -132,6 +157,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         'apiserver-balancer: examples/apiserver-balancer.ts with a TCP check every second and a /stats listener, built (node dist/apiserver-balancer.js) and through tsx; UpstreamPool is a pool with default options in bench/lib/node-proxy.ts, through tsx.',
       ],
       durationMs: Date.now() - started,
+      charts,
     };
   } finally {
     await Promise.all([...contenders.values()].map((c) => c.stop()));

@@ -19,13 +19,14 @@
  *
  * @module
  */
-import { builtCliProblem, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
+import { builtCliProblem, ourContenders, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
 import { roundsFor, type BenchContext } from './lib/context.js';
 import { closeAll, openIdle } from './lib/loadgen.js';
 import { isMain, runStandalone } from './lib/main.js';
 import { peersFor } from './lib/peers.js';
 import { fileLimit, proxiedConnectionCap, sleep } from './lib/proc.js';
 import { alternate, median, ratio } from './lib/stats.js';
+import type { Chart } from './lib/svg-chart.js';
 import type { BenchReport, Cell, Goal } from './lib/table.js';
 
 interface Sample {
@@ -128,6 +129,24 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       { goal: 'UpstreamPool ≤ 3,500 B RSS per idle connection, without the young generation', met: pool <= 3500, detail: `${pool.toFixed(0)} B` },
       { goal: 'UpstreamPool ≤ 3,500 B RSS per idle connection, young generation included', met: poolRaw <= 3500, detail: `${poolRaw.toFixed(0)} B` },
     ];
+    const charts: Chart[] = [
+      {
+        file: 'memory',
+        title: `Memory per idle proxied connection (${n.toLocaleString('en-US')} connections)`,
+        unit: 'bytes per connection',
+        better: 'lower',
+        series: [{ name: 'RSS without the young generation' }, { name: 'RSS as measured' }, { name: 'V8 heap' }],
+        rows: names.map((name) => ({
+          label: contenderLabels[name],
+          values: [med(name, (r) => r.steadyPerConn), med(name, (r) => r.rssPerConn), med(name, (r) => r.heapPerConn)],
+          ours: ourContenders.has(name),
+        })),
+        notes: [
+          `Growth from warm-up to ${n.toLocaleString('en-US')} idle connections, divided by ${n.toLocaleString('en-US')}; median of ${rounds} rounds; Node figures after two forced GCs.`,
+          'Young generation: V8\'s nursery, grown while the connections were opened and empty after the GCs; V8 hands it back after some idle seconds.',
+        ],
+      },
+    ];
     return {
       name: 'memory',
       title: 'Memory per idle proxied connection',
@@ -159,6 +178,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         ...notes,
       ],
       durationMs: Date.now() - started,
+      charts,
     };
   } finally {
     await backends.stop();

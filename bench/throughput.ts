@@ -17,12 +17,13 @@
  *
  * @module
  */
-import { builtCliProblem, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
+import { builtCliProblem, ourContenders, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
 import { roundsFor, type BenchContext } from './lib/context.js';
 import { download } from './lib/loadgen.js';
 import { isMain, runStandalone } from './lib/main.js';
 import { peersFor } from './lib/peers.js';
 import { alternate, median, ratio } from './lib/stats.js';
+import type { Chart } from './lib/svg-chart.js';
 import type { BenchReport, Cell, Goal } from './lib/table.js';
 
 interface Round {
@@ -118,6 +119,38 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       goals.push({ goal: 'the built CLI within 5% of UpstreamPool in-process', met: r >= 0.95, detail: `${r.toFixed(2)}× (${med('balancer-dist').toFixed(0)} vs ${med('pool').toFixed(0)} MB/s)` });
     } else goals.push({ goal: 'the built CLI within 5% of UpstreamPool in-process', met: undefined, detail: cliProblem });
 
+    const proxies = names.filter((n) => n !== 'direct');
+    const range = (name: ContenderName, pick: (r: Round) => number): readonly [number, number] => {
+      const v = results.get(name)!.map(pick);
+      return [Math.min(...v), Math.max(...v)];
+    };
+    const charts: Chart[] = [
+      {
+        file: 'throughput',
+        title: `Bulk throughput: one ${(bytes / 2 ** 30).toFixed(bytes >= 2 ** 30 ? 0 : 2)} GiB download through each proxy`,
+        unit: 'MB/s',
+        better: 'higher',
+        series: [{ name: 'median MB/s' }],
+        rows: proxies.map((n) => ({ label: contenderLabels[n], values: [med(n)], ranges: [range(n, (r) => r.mbps)], ours: ourContenders.has(n) })),
+        notes: [`Median of ${rounds} alternating rounds, whiskers from the slowest to the fastest round; direct (no proxy): ${direct.toFixed(0)} MB/s.`, 'One thread each; client, proxy and server share the machine\'s cores.'],
+      },
+      {
+        file: 'throughput-cpu',
+        title: 'CPU per GB moved, bulk download',
+        unit: 'CPU s/GB',
+        digits: 2,
+        better: 'lower',
+        series: [{ name: 'proxy CPU s/GB' }, { name: 'of which kernel' }],
+        rows: proxies.map((n) => ({
+          label: contenderLabels[n],
+          values: [cpuMed(n), median(results.get(n)!.map((r) => r.systemPerGb))],
+          ranges: [range(n, (r) => r.cpuPerGb), undefined],
+          ours: ourContenders.has(n),
+        })),
+        notes: [`User + system CPU of the proxy process per 10^9 bytes (from /proc/PID/stat), median of ${rounds} rounds.`],
+      },
+    ];
+
     return {
       name: 'throughput',
       title: 'Bulk throughput (TCP passthrough, one download)',
@@ -147,6 +180,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         'UpstreamPool and PinnedConnection run in bench/lib/node-proxy.ts through tsx; apiserver-balancer is examples/apiserver-balancer.ts with a TCP check and a /stats listener, built (node dist/apiserver-balancer.js) and through tsx.',
       ],
       durationMs: Date.now() - started,
+      charts,
     };
   } finally {
     await Promise.all([...contenders.values()].map((c) => c.stop()));

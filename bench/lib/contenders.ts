@@ -31,6 +31,9 @@ export type ContenderName =
 /** Workers of the `balancer-workers` contenders (`--workers 2`: the bench machines have two cores). */
 export const BENCH_WORKERS = 2;
 
+/** The contenders that are this library (labelled in bold in charts). */
+export const ourContenders: ReadonlySet<ContenderName> = new Set<ContenderName>(['pinned', 'pool', 'balancer', 'balancer-dist', 'balancer-workers', 'balancer-workers-rr']);
+
 /** The built balancer CLI, relative to the repository root. */
 export const BUILT_CLI = 'dist/apiserver-balancer.js';
 
