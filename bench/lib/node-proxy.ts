@@ -100,6 +100,13 @@ function destroyPeer(this: Peered): void {
   this[kPeer]?.destroy();
 }
 
+function destroyBoth(this: Peered): void {
+  // A FIN either way ends the pair (no half-close here): its descriptors are
+  // back before the next batch of connections.
+  this.destroy();
+  this[kPeer]?.destroy();
+}
+
 function socketsClosed(): void {
   socketsOpen--;
 }
@@ -115,6 +122,8 @@ function startSockets(server: net.Server, targets: readonly Target[]): Host {
     u.on('data', forwardToPeer);
     c.on('error', destroyPeer);
     u.on('error', destroyPeer);
+    c.on('end', destroyBoth);
+    u.on('end', destroyBoth);
     c.once('close', socketsClosed);
     socketsOpen++;
     c.resume();
