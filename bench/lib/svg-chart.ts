@@ -56,9 +56,24 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
-/** A rough width of `text` at `size` px in a proportional sans-serif (no font metrics here). */
-function textWidth(text: string, size: number): number {
-  return text.length * size * 0.56;
+/** A rough width of `text` at `size` px in a proportional sans-serif (no font metrics here); bold is wider. */
+function textWidth(text: string, size: number, bold = false): number {
+  return text.length * size * (bold ? 0.62 : 0.56);
+}
+
+/** Splits `text` into lines of at most `width` px at `size` px, at spaces. */
+function wrap(text: string, size: number, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const next = line === '' ? word : `${line} ${word}`;
+    if (line !== '' && textWidth(next, size) > width) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
 }
 
 /** A round step for about `target` ticks up to `max` (1, 2 or 5 × 10^n). */
@@ -78,7 +93,7 @@ export function renderChart(chart: Chart, footer?: string): string {
   const digits = chart.digits ?? 0;
   const nSeries = chart.series.length;
   const labelSize = 13;
-  const labelWidth = Math.min(360, Math.max(120, ...chart.rows.map((r) => textWidth(r.label, labelSize) + 20)));
+  const labelWidth = Math.min(380, Math.max(120, ...chart.rows.map((r) => textWidth(r.label, labelSize, r.ours === true) + 20)));
   const valueSpace = 110;
   const x0 = labelWidth;
   const plotWidth = WIDTH - x0 - valueSpace;
@@ -159,9 +174,11 @@ export function renderChart(chart: Chart, footer?: string): string {
   y = plotBottom + 36;
 
   const notes: string[] = [];
-  for (const line of [...(chart.notes ?? []), ...(footer === undefined ? [] : [footer])]) {
-    notes.push(`<text x="16" y="${y}" font-size="11" fill="#666">${escapeXml(line)}</text>`);
-    y += 15;
+  for (const note of [...(chart.notes ?? []), ...(footer === undefined ? [] : [footer])]) {
+    for (const line of wrap(note, 11, WIDTH - 32)) {
+      notes.push(`<text x="16" y="${y}" font-size="11" fill="#666">${escapeXml(line)}</text>`);
+      y += 15;
+    }
   }
   const height = Math.ceil(y + 4);
   return [
