@@ -1,7 +1,7 @@
 /**
  * Bulk throughput, TCP passthrough: one client downloads N bytes (2 GB; 64 MB
  * with BENCH_QUICK=1; BENCH_THROUGHPUT_BYTES to choose) from a loopback
- * server, directly and through each proxy, in alternating rounds.
+ * server, directly and through each proxy, in 5 alternating rounds.
  *
  * Reports the median MB/s (10^6 bytes per second) of the rounds, its ratio to
  * direct and to HAProxy within this run, and the proxy's CPU seconds per GB
@@ -38,7 +38,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   const started = Date.now();
   const envBytes = Number(process.env['BENCH_THROUGHPUT_BYTES'] ?? '');
   const bytes = Number.isInteger(envBytes) && envBytes > 0 ? envBytes : ctx.quick ? 64 * 2 ** 20 : 2 * 2 ** 30;
-  const rounds = roundsFor(ctx, 3);
+  const rounds = roundsFor(ctx, 5);
   const { run: peers, skipped } = peersFor(ctx);
   const cliProblem = builtCliProblem();
   const names: ContenderName[] = ['direct', 'pinned', 'pool', ...(cliProblem === undefined ? (['balancer-dist'] as const) : []), 'balancer', ...peers, 'naive'];
