@@ -1,0 +1,138 @@
+/**
+ * Before and after, in one run: the bulk download of the throughput bench
+ * through `UpstreamPool` (bench/lib/node-proxy.ts, through tsx) and the
+ * reference balancer (built, and through tsx) of another checkout of this
+ * repository and of this one, with HAProxy and nginx, in alternating rounds.
+ * Not part of `npm run bench`: it needs the other tree, installed and built.
+ *
+ * ```sh
+ * git worktree add /tmp/before c0cffb5 && (cd /tmp/before && npm ci && npm run build)
+ * npm run build && npx tsx bench/before-after.ts /tmp/before
+ * ```
+ *
+ * BENCH_ROUNDS (default 5) and BENCH_THROUGHPUT_BYTES (default 2 GiB) apply.
+ *
+ * @module
+ */
+import { resolve } from 'node:path';
+import { startBackends, startContender, type Contender } from './lib/contenders.js';
+import { benchContext, roundsFor } from './lib/context.js';
+import { download } from './lib/loadgen.js';
+import { peersFor, type Upstream } from './lib/peers.js';
+import { cpuSeconds, minorFaults, repoRoot, startChild, systemSeconds } from './lib/proc.js';
+import { alternate, median, ratio } from './lib/stats.js';
+import { renderReport, type Cell } from './lib/table.js';
+
+interface Proxy {
+  readonly label: string;
+  readonly host: string;
+  readonly port: number;
+  readonly pid: number;
+  /** Whether to count the whole process tree (nginx's master and worker). */
+  readonly tree: boolean;
+  stop(): Promise<void>;
+}
+
+async function nodeProxy(label: string, cwd: string, args: readonly string[]): Promise<Proxy> {
+  const child = startChild(process.execPath, args, { cwd });
+  const m = await child.waitForLine(/^listening (.+):(\d+)$/, 60_000);
+  return { label, host: m[1]!, port: Number(m[2]), pid: child.pid, tree: false, stop: () => child.stop() };
+}
+
+function fromContender(label: string, c: Contender): Proxy {
+  return { label, host: c.host, port: c.port, pid: c.pid!, tree: true, stop: () => c.stop() };
+}
+
+async function main(before: string): Promise<void> {
+  const started = Date.now();
+  const ctx = benchContext();
+  const rounds = roundsFor(ctx, 5);
+  const envBytes = Number(process.env['BENCH_THROUGHPUT_BYTES'] ?? '');
+  const bytes = Number.isInteger(envBytes) && envBytes > 0 ? envBytes : 2 * 2 ** 30;
+  const backends = await startBackends(['source@127.0.0.1:0']);
+  const source: Upstream = backends.get('source');
+  const target = `${source.host}:${source.port}`;
+  const cli = ['--listen', '127.0.0.1:0', '--backend', target, '--check', 'tcp'];
+  const proxies: Proxy[] = [];
+  try {
+    for (const [tag, root] of [
+      ['before', resolve(before)],
+      ['after', repoRoot],
+    ] as const) {
+      proxies.push(await nodeProxy(`UpstreamPool (tsx), ${tag}`, root, ['--expose-gc', '--import', 'tsx', 'bench/lib/node-proxy.ts', '--mode', 'pool', '--backend', target]));
+      proxies.push(await nodeProxy(`apiserver-balancer, built, ${tag}`, root, ['dist/apiserver-balancer.js', ...cli]));
+      proxies.push(await nodeProxy(`apiserver-balancer through tsx, ${tag}`, root, ['--import', 'tsx', 'examples/apiserver-balancer.ts', ...cli]));
+    }
+    const { run: peers } = peersFor(ctx);
+    for (const peer of peers) proxies.push(fromContender(peer === 'haproxy' ? 'HAProxy mode tcp' : 'nginx stream', await startContender(ctx, peer, source)));
+    for (const p of proxies) await download(p.host, p.port, Math.min(bytes, 64 * 2 ** 20));
+
+    const byLabel = new Map(proxies.map((p) => [p.label, p]));
+    const results = await alternate([...byLabel.keys()], rounds, async (label, round) => {
+      const p = byLabel.get(label)!;
+      const cpu0 = cpuSeconds(p.pid, p.tree);
+      const sys0 = systemSeconds(p.pid, p.tree);
+      const faults0 = minorFaults(p.pid, p.tree);
+      const { ms } = await download(p.host, p.port, bytes);
+      const gb = bytes / 1e9;
+      const r = { mbps: (bytes / 1e6) / (ms / 1000), cpu: (cpuSeconds(p.pid, p.tree) - cpu0) / gb, sys: (systemSeconds(p.pid, p.tree) - sys0) / gb, faults: (minorFaults(p.pid, p.tree) - faults0) / gb };
+      ctx.log(`before-after round ${round + 1}/${rounds} ${label}: ${r.mbps.toFixed(0)} MB/s`);
+      return r;
+    });
+    const med = (label: string): number => median(results.get(label)?.map((r) => r.mbps) ?? []);
+    const haproxy = med('HAProxy mode tcp');
+    const nginx = med('nginx stream');
+    const rows: Cell[][] = [...results].map(([label, rs]) => [
+      label,
+      med(label),
+      `${Math.min(...rs.map((r) => r.mbps)).toFixed(0)}–${Math.max(...rs.map((r) => r.mbps)).toFixed(0)}`,
+      ratio(med(label), haproxy),
+      ratio(med(label), nginx),
+      median(rs.map((r) => r.cpu)),
+      median(rs.map((r) => r.sys)),
+      median(rs.map((r) => r.faults)),
+    ]);
+    process.stdout.write(
+      `${renderReport({
+        name: 'before-after',
+        title: 'Bulk throughput, before and after, one run',
+        settings: { before: resolve(before), bytes, rounds },
+        tables: [
+          {
+            title: `Download of ${(bytes / 1e6).toFixed(0)} MB, median of ${rounds} alternating round(s)`,
+            columns: [
+              { title: 'path' },
+              { title: 'MB/s', digits: 0 },
+              { title: 'range' },
+              { title: '× HAProxy', digits: 2, unit: '×' },
+              { title: '× nginx', digits: 2, unit: '×' },
+              { title: 'CPU s/GB', digits: 2 },
+              { title: 'of which kernel', digits: 2 },
+              { title: 'page faults/GB', digits: 0 },
+            ],
+            rows,
+          },
+        ],
+        goals: [],
+        notes: ['Each tree runs its own src/ (through tsx) and its own dist/; the load generator, backends and /proc counters are this tree\'s.'],
+        durationMs: Date.now() - started,
+      })}\n`,
+    );
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await backends.stop();
+  }
+}
+
+const before = process.argv[2];
+if (before === undefined) {
+  process.stderr.write('usage: npx tsx bench/before-after.ts <checkout of the code before>\n');
+  process.exit(2);
+}
+main(before).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
