@@ -11,7 +11,7 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { resolveBackend, type Backend, type BackendSpec, type BackendState } from './backend.js';
-import { socketError } from './checks/tcp.js';
+import { socketError } from './checks/socket-supervision.js';
 import {
   CheckError,
   ConnectTimeoutError,

@@ -10,8 +10,8 @@ import { connect, type Socket } from 'node:net';
 import type { Backend } from '../backend.js';
 import { CheckError, InvalidArgumentError } from '../errors.js';
 import * as v from '../validate.js';
-import type { CheckContext, CheckFunction } from './check.js';
-import { abortError, socketError, superviseSocket, type Finish } from './tcp.js';
+import { abortError, type CheckContext, type CheckFunction } from './check.js';
+import { socketError, superviseSocket, type Finish } from './socket-supervision.js';
 import { dialTls, resolveTlsOptions, tlsOptionKeys, tlsServername, type ResolvedTlsOptions, type TlsCheckOptions } from './tls.js';
 
 /**
