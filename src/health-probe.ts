@@ -23,11 +23,18 @@ import {
 import type { CheckResult, HealthProbeEvents } from './events.js';
 import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
+import { QueuedTimer, TimerQueue } from './timer-queue.js';
 
 const log = createDebug('failover-proxy:probe');
 
 // Node's timers hold at most a signed 32-bit delay.
 const MAX_TIMER = 2 ** 31 - 1;
+/**
+ * Lateness of the probe's timer that is ordinary jitter, not a stall: Node
+ * timers fire a millisecond or two late on an idle loop, and a few more on a
+ * busy one.
+ */
+const STALL_TOLERANCE = 10;
 
 /**
  * The reason a probe passes to `markDown` when a backend crosses `fall`.
@@ -141,9 +148,8 @@ interface Entry {
   readonly health: HealthState;
   /** Added by `attach` (and so removed by `detach` and the pool's `backendRemoved`). */
   readonly fromPool: boolean;
-  /** The next scheduled check; boxed because a clock's handle may be any value. */
-  timer: { readonly handle: unknown } | undefined;
-  dueAt: number;
+  /** The next scheduled check, in the probe's one timer queue. */
+  readonly timer: QueuedTimer;
   run: Run | undefined;
   lastResult: CheckResult | undefined;
   removed: boolean;
@@ -211,6 +217,8 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   readonly #queue: PQueue;
   readonly #entries = new Map<string, Entry>();
   readonly #running = new Set<Promise<void>>();
+  /** Every scheduled check and every running check's timeout, behind one clock timer. */
+  readonly #timers: TimerQueue;
   #started: boolean;
   #closed = false;
   #stopping: Promise<void> | undefined;
@@ -227,6 +235,9 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     super();
     this.#options = resolveProbeOptions(options);
     this.#queue = new PQueue({ concurrency: this.#options.concurrency });
+    // Stalls are sampled at a tenth of the timeout while checks run: a check
+    // is never charged more than that much of a stall it lived through.
+    this.#timers = new TimerQueue(this.#options.clock, { tolerance: STALL_TOLERANCE, sampleEvery: Math.floor(this.#options.timeout / 10) });
     this.#started = this.#options.autoStart;
   }
 
@@ -292,7 +303,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     if (this.#started) return;
     this.#started = true;
     for (const entry of this.#entries.values()) {
-      if (entry.timer === undefined && entry.run === undefined) this.#schedule(entry, this.#firstDelay());
+      if (!entry.timer.pending && entry.run === undefined) this.#schedule(entry, this.#firstDelay());
     }
   }
 
@@ -468,6 +479,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       if (run.controller !== undefined) run.controller.abort(closed);
       else this.#settle(entry, run, closed);
     }
+    this.#timers.close();
     await Promise.allSettled(this.#running);
     log('stopped');
     this.emit('stopped');
@@ -492,8 +504,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       backend,
       health: new HealthState({ rise, fall, initial }),
       fromPool,
-      timer: undefined,
-      dueAt: 0,
+      timer: new QueuedTimer(() => void this.#run(entry)),
       run: undefined,
       lastResult: undefined,
       removed: false,
@@ -535,7 +546,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     // check forward to `fastInterval`, never push it back.
     if (this.#started && !entry.removed && entry.run === undefined) {
       const delay = this.#nextDelay(entry);
-      if (entry.timer === undefined || now + delay < entry.dueAt) this.#schedule(entry, delay);
+      if (!entry.timer.pending || now + delay < entry.timer.at) this.#schedule(entry, delay);
     }
   };
 
@@ -557,16 +568,36 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     // Removed, or the probe stopped, while queued.
     if (run.settled) return;
     const { clock, timeout, check } = this.#options;
+    const timers = this.#timers;
     const id = entry.backend.id;
     const controller = new AbortController();
     run.controller = controller;
     // Built only when it fires: most checks pass, and an Error captures a stack.
     let timeoutError: CheckError | undefined;
-    const timer = clock.setTimeout(() => {
-      timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms`);
-      controller.abort(timeoutError);
-    }, timeout);
+    let expiring: NodeJS.Immediate | undefined;
     const startedAt = clock.now();
+    const stalledAtStart = timers.stalledMs;
+    const deadline = new QueuedTimer(() => {
+      // Time this process was stalled (its loop blocked, or no CPU) since the
+      // check started is not the backend's: the check gets it back, so a
+      // starved process does not blame healthy backends (k3s #10240).
+      const stalled = timers.stalledMs - stalledAtStart;
+      const now = clock.now();
+      if (startedAt + timeout + stalled > now) {
+        timers.set(deadline, startedAt + timeout + stalled - now);
+        return;
+      }
+      // Node runs due timers before it reads sockets: an answer that arrived
+      // while the loop was busy is read first, then the timeout counts.
+      expiring = setImmediate(() => {
+        expiring = undefined;
+        const note = stalled > 0 ? ` (not counting ${Math.round(stalled)} ms this process was stalled)` : '';
+        timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms${note}`);
+        controller.abort(timeoutError);
+      });
+    });
+    timers.hold();
+    timers.set(deadline, timeout);
     let error: CheckError | undefined;
     try {
       await check(entry.backend, { signal: controller.signal });
@@ -574,7 +605,9 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
       error = timeoutError !== undefined ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
     } finally {
-      clock.clearTimeout(timer);
+      timers.clear(deadline);
+      timers.release();
+      if (expiring !== undefined) clearImmediate(expiring);
       run.controller = undefined;
     }
     if (this.#closed) {
@@ -653,21 +686,11 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   }
 
   #schedule(entry: Entry, delay: number): void {
-    this.#clearTimer(entry);
-    const clock = this.#options.clock;
-    entry.dueAt = clock.now() + delay;
-    entry.timer = {
-      handle: clock.setTimeout(() => {
-        entry.timer = undefined;
-        void this.#run(entry);
-      }, delay),
-    };
+    this.#timers.set(entry.timer, delay);
   }
 
   #clearTimer(entry: Entry): void {
-    if (entry.timer === undefined) return;
-    this.#options.clock.clearTimeout(entry.timer.handle);
-    entry.timer = undefined;
+    this.#timers.clear(entry.timer);
   }
 
   /** The first check of a backend: spread over the jitter window, so a pool of many does not probe in one burst. */
