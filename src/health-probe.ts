@@ -11,6 +11,7 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { resolveBackend, type Backend, type BackendSpec, type BackendState } from './backend.js';
+import { ConnectionSlot } from './checks/connection-slot.js';
 import { socketError } from './checks/socket-supervision.js';
 import {
   CheckError,
@@ -150,6 +151,8 @@ interface Entry {
   readonly fromPool: boolean;
   /** The next scheduled check, in the probe's one timer queue. */
   readonly timer: QueuedTimer;
+  /** Where the check keeps its connection to the backend between checks. */
+  readonly connection: ConnectionSlot;
   run: Run | undefined;
   lastResult: CheckResult | undefined;
   removed: boolean;
@@ -276,6 +279,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     this.#entries.delete(id);
     entry.removed = true;
     this.#clearTimer(entry);
+    entry.connection.close();
     const run = entry.run;
     if (run !== undefined) {
       const error = new UnknownBackendError(id);
@@ -474,6 +478,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     const closed = new ProbeClosedError();
     for (const entry of this.#entries.values()) {
       this.#clearTimer(entry);
+      entry.connection.close();
       const run = entry.run;
       if (run === undefined) continue;
       if (run.controller !== undefined) run.controller.abort(closed);
@@ -505,6 +510,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       health: new HealthState({ rise, fall, initial }),
       fromPool,
       timer: new QueuedTimer(() => void this.#run(entry)),
+      connection: new ConnectionSlot(),
       run: undefined,
       lastResult: undefined,
       removed: false,
@@ -600,7 +606,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     timers.set(deadline, timeout);
     let error: CheckError | undefined;
     try {
-      await check(entry.backend, { signal: controller.signal });
+      await check(entry.backend, { signal: controller.signal, connection: entry.connection });
     } catch (err) {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
       error = timeoutError !== undefined ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });

@@ -70,6 +70,7 @@ export type { HealthProbeOptions } from './probe-options.js';
 export { HealthState } from './health-state.js';
 export type { HealthStateOptions, HealthVerdict, InitialHealth } from './health-state.js';
 export type { CheckContext, CheckFunction } from './checks/check.js';
+export { ConnectionSlot } from './checks/connection-slot.js';
 export { customCheck } from './checks/custom-check.js';
 export { resolveCheck } from './checks/resolve-check.js';
 export type { CheckSpec } from './checks/resolve-check.js';

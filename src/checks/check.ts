@@ -6,6 +6,7 @@
  */
 import type { Backend } from '../backend.js';
 import { CheckError } from '../errors.js';
+import type { ConnectionSlot } from './connection-slot.js';
 
 /**
  * What a check is given besides the backend.
@@ -21,6 +22,13 @@ export interface CheckContext {
    * check must then release everything it holds and settle.
    */
   readonly signal: AbortSignal;
+  /**
+   * Where the check may keep its connection to this backend for the next
+   * check (the `http` and `https` checks do, unless `reuseConnection: false`).
+   * {@link HealthProbe} gives one per backend; without it a check uses a
+   * fresh connection and closes it.
+   */
+  readonly connection?: ConnectionSlot | undefined;
 }
 
 /**

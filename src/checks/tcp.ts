@@ -38,7 +38,7 @@ export function tcpCheck(): CheckFunction {
 function runTcpCheck(backend: Backend, { signal }: CheckContext): Promise<void> {
   if (signal.aborted) return Promise.reject(abortError(signal));
   const socket = connect({ host: backend.host, port: backend.port });
-  return superviseSocket(socket, signal, backend.id, (finish) => {
-    socket.once('connect', () => finish());
+  return superviseSocket(socket, signal, backend.id, (supervision) => {
+    socket.once('connect', () => supervision.finish());
   });
 }

@@ -186,8 +186,8 @@ export function tlsCheck(options: TlsCheckOptions = {}): CheckFunction {
   return (backend: Backend, { signal }: CheckContext): Promise<void> => {
     if (signal.aborted) return Promise.reject(abortError(signal));
     const socket = dialTls(backend, resolved);
-    return superviseSocket(socket, signal, backend.id, (finish) => {
-      socket.once('secureConnect', () => finish());
+    return superviseSocket(socket, signal, backend.id, (supervision) => {
+      socket.once('secureConnect', () => supervision.finish());
     });
   };
 }
