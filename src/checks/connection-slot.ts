@@ -82,8 +82,16 @@ export class ConnectionSlot {
   take(owner: unknown): Socket | undefined {
     const socket = this.#socket;
     if (socket === undefined) return undefined;
+    // Bytes waiting on an idle connection are nobody's answer: they would be
+    // read as the next one.
     const fit =
-      this.#ready && owner === this.#owner && !socket.destroyed && socket.writable && !socket.readableEnded && Date.now() < this.#expiresAt;
+      this.#ready &&
+      owner === this.#owner &&
+      !socket.destroyed &&
+      socket.writable &&
+      !socket.readableEnded &&
+      socket.readableLength === 0 &&
+      Date.now() < this.#expiresAt;
     this.#empty(socket);
     if (!fit) {
       socket.destroy();
