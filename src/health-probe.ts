@@ -36,6 +36,8 @@ const MAX_TIMER = 2 ** 31 - 1;
  * busy one.
  */
 const STALL_TOLERANCE = 10;
+/** The most a check is started early to share a wake-up with others (see `coalesce` below). */
+const MAX_COALESCE = 10;
 
 /**
  * The reason a probe passes to `markDown` when a backend crosses `fall`.
@@ -238,9 +240,17 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     super();
     this.#options = resolveProbeOptions(options);
     this.#queue = new PQueue({ concurrency: this.#options.concurrency });
-    // Stalls are sampled at a tenth of the timeout while checks run: a check
-    // is never charged more than that much of a stall it lived through.
-    this.#timers = new TimerQueue(this.#options.clock, { tolerance: STALL_TOLERANCE, sampleEvery: Math.floor(this.#options.timeout / 10) });
+    const { timeout, interval, fastInterval, downInterval, jitter } = this.#options;
+    this.#timers = new TimerQueue(this.#options.clock, {
+      tolerance: STALL_TOLERANCE,
+      // Stalls are sampled at a tenth of the timeout while checks run: a check
+      // is never charged more than that much of a stall it lived through.
+      sampleEvery: Math.floor(timeout / 10),
+      // Checks falling due together run in one wake-up: one started a few ms
+      // early (a tenth of the jitter, at most 10 ms) changes nothing that the
+      // jitter does not already blur. No jitter, no coalescing: exact times.
+      coalesce: Math.min(MAX_COALESCE, Math.floor((Math.min(interval, fastInterval, downInterval) * jitter) / 10)),
+    });
     this.#started = this.#options.autoStart;
   }
 

@@ -46,6 +46,11 @@ function before(a: QueuedTimer, b: QueuedTimer): boolean {
  * backends instead of two per backend (a scheduled check and a running
  * check's timeout).
  *
+ * Timers due within `coalesce` ms of the one that fires are fired with it,
+ * early: each time the process wakes it does all the work due around then,
+ * rather than waking once per timer (a wake-up costs more than the JavaScript
+ * of a check on a busy host). Their callbacks must tolerate an early call.
+ *
  * It also measures the process's own stalls. Each time its clock timer fires,
  * the lateness beyond `tolerance` (the loop was blocked, or the process had
  * no CPU) is added to {@link stalledMs}. While anything is held with
@@ -58,6 +63,7 @@ export class TimerQueue {
   readonly #clock: Clock;
   readonly #tolerance: number;
   readonly #sampleEvery: number;
+  readonly #coalesce: number;
   readonly #heap: QueuedTimer[] = [];
   #seq = 0;
   #handle: unknown;
@@ -69,10 +75,14 @@ export class TimerQueue {
   #firing = false;
   #closed = false;
 
-  constructor(clock: Clock, { tolerance, sampleEvery }: { readonly tolerance: number; readonly sampleEvery: number }) {
+  constructor(
+    clock: Clock,
+    { tolerance, sampleEvery, coalesce = 0 }: { readonly tolerance: number; readonly sampleEvery: number; readonly coalesce?: number },
+  ) {
     this.#clock = clock;
     this.#tolerance = tolerance;
     this.#sampleEvery = Math.max(1, sampleEvery);
+    this.#coalesce = Math.max(0, coalesce);
   }
 
   /** Milliseconds the process was measurably stalled since this queue was made; only grows. */
@@ -140,8 +150,13 @@ export class TimerQueue {
     this.#firing = true;
     try {
       const heap = this.#heap;
-      while (heap.length > 0 && heap[0]!.at <= now) {
+      const until = now + this.#coalesce;
+      // A timer set by a callback of this pass fires early only on a later
+      // pass: one that re-sets itself for a moment later would loop here.
+      const lastSeq = this.#seq;
+      while (heap.length > 0 && heap[0]!.at <= until) {
         const timer = heap[0]!;
+        if (timer.at > now && timer.seq > lastSeq) break;
         this.#remove(timer);
         timer.fire();
       }

@@ -296,6 +296,29 @@ void test('scheduling: jitter spreads each delay within ±jitter, and first chec
   assert.deepEqual(started, ['1@1000', '2@1200', '3@1400']);
 });
 
+void test('scheduling: checks due within a tenth of the jitter run in one wake-up, started early', async (t) => {
+  const clock = new FakeClock();
+  const randoms = [0, 0.05, 0.08, 0.5];
+  let next = 0;
+  const t0 = clock.now();
+  const started: string[] = [];
+  const probe = probeWith(t, {
+    clock,
+    check: (backend) => {
+      started.push(`${backend.port}@${clock.now() - t0}`);
+      return Promise.resolve();
+    },
+    interval: 1000,
+    jitter: 0.1,
+    // Then the midpoint: the next checks are a whole interval away.
+    random: () => randoms[next++] ?? 0.5,
+  });
+  // First checks due at 0, 5, 8 and 50 ms; a tenth of the jitter is 10 ms.
+  for (let port = 1; port <= 4; port++) probe.add({ host: '127.0.0.1', port });
+  await runFor(clock, 100);
+  assert.deepEqual(started, ['1@0', '2@0', '3@0', '4@50']);
+});
+
 void test('scheduling: jitter 0 probes at exact intervals', async (t) => {
   const clock = new FakeClock();
   const probe = probeWith(t, { clock, check: () => Promise.resolve(), interval: 700, jitter: 0 });

@@ -144,3 +144,33 @@ void test('close() clears every timer and the clock timer; set afterwards does n
   clock.advance(1000);
   assert.deepEqual(fired, []);
 });
+
+void test('coalesce: timers due within the window fire with the one that fires, early; none loops on re-setting itself', () => {
+  const clock = new FakeClock(0);
+  const queue = new TimerQueue(clock, { tolerance: 10, sampleEvery: 100, coalesce: 10 });
+  const fired: string[] = [];
+  const timer = (name: string): QueuedTimer => new QueuedTimer(() => fired.push(`${name}@${clock.now()}`));
+  const [a, b, c] = [timer('a'), timer('b'), timer('c')];
+  queue.set(a, 100);
+  queue.set(b, 110);
+  queue.set(c, 111);
+  clock.advance(100);
+  assert.deepEqual(fired, ['a@100', 'b@100']);
+  assert.deepEqual(clock.delays(), [11]);
+  clock.advance(11);
+  assert.deepEqual(fired, ['a@100', 'b@100', 'c@111']);
+
+  // A deadline-like timer that re-sets itself until its time: fired early once, then on time.
+  const due = 205;
+  const self: QueuedTimer = new QueuedTimer(() => {
+    fired.push(`self@${clock.now()}`);
+    if (clock.now() < due) queue.set(self, due - clock.now());
+  });
+  queue.set(a, 200 - clock.now());
+  queue.set(self, due - clock.now());
+  clock.advance(200 - clock.now());
+  assert.deepEqual(fired.slice(3), ['a@200', 'self@200']);
+  clock.advance(5);
+  assert.deepEqual(fired.slice(3), ['a@200', 'self@200', 'self@205']);
+  assert.equal(clock.pending, 0);
+});
