@@ -1,5 +1,6 @@
-// The admin API and reloads with `--workers 2` (the CLI as a child process on
-// loopback): every change made through the API or a SIGHUP reaches both
+// The admin API and reloads with `--workers 2`: what the primary's control
+// pool sends to the workers (in this process), then the CLI as a child process
+// on loopback: every change made through the API or a SIGHUP reaches both
 // workers' pools, and a worker started afterwards begins from the current
 // state, not the one the balancer started with.
 import assert from 'node:assert/strict';
@@ -11,7 +12,8 @@ import { createInterface } from 'node:readline';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { PoolStats } from '../src/index.js';
+import { ControlPool, type AdminCommand, type HealthMessage } from '../examples/balancer/control-pool.js';
+import { ConnectTimeoutError, UpstreamPool, type PoolStats } from '../src/index.js';
 import { TOKEN, api, tempDir, type ApiReply } from './helpers/admin.js';
 import { HOST, connect, namedServer, readLine, waitFor } from './helpers/net.js';
 
@@ -49,6 +51,88 @@ function ok(reply: ApiReply, status: number): ApiReply {
   assert.equal(reply.status, status, reply.text);
   return reply;
 }
+
+test('ControlPool: each accepted change is sent once, a refused one never; the snapshot is the current state', async (t) => {
+  const pool = new UpstreamPool({ backends: [{ id: 'a', host: HOST, port: 1 }, { id: 'b', host: HOST, port: 2 }], initialState: 'probe' });
+  const sent: AdminCommand[] = [];
+  const verdicts: HealthMessage[] = [];
+  const control = new ControlPool(pool, {
+    verdict: (v) => verdicts.push(v),
+    command: (c) => {
+      sent.push(c);
+      return Promise.resolve([{ worker: 1, pid: 1, ok: true, result: 3 }]);
+    },
+  });
+  t.after(() => control.close());
+
+  // Health: the pool's changes, as verdicts.
+  pool.markUp('a', 'probe-passed', { source: 'probe', code: 'probe-passed' });
+  pool.markDown('b', 'probe-failed', { source: 'probe', code: 'PROBE_TIMEOUT' });
+  assert.deepEqual(
+    verdicts.map((v) => [v.id, v.health, v.reason, v.cause?.code]),
+    [
+      ['a', 'up', 'probe-passed', 'probe-passed'],
+      ['b', 'down', 'probe-failed', 'PROBE_TIMEOUT'],
+    ],
+  );
+
+  // Refused: nothing sent, the pool's own error.
+  assert.throws(() => control.markMaintenance('nope'), { code: 'UNKNOWN_BACKEND' });
+  assert.throws(() => control.update('a', { weight: -1 }), { code: 'INVALID_ARGUMENT' });
+  assert.throws(() => control.add({ id: 'a', host: HOST, port: 3 }), { code: 'DUPLICATE_BACKEND' });
+  await assert.rejects(control.drain('nope'), { code: 'UNKNOWN_BACKEND' });
+  await assert.rejects(control.remove('a', { drain: true, timeout: -1 }), { code: 'INVALID_ARGUMENT' });
+  assert.throws(() => control.reconcile([{ id: 'x', host: HOST, port: 0 }]), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(control.apply({ op: 'ready', id: 'nope' }), { code: 'UNKNOWN_BACKEND' });
+  assert.deepEqual(sent, []);
+  assert.equal(pool.status('a')?.admin, 'active');
+
+  // Accepted: sent with what the workers need (the drain deadline, a drained removal).
+  await control.drain('a', { timeout: 1234 });
+  control.update('a', { weight: 0 });
+  const { acks } = control.capture(() => control.markMaintenance('b', 'maintenance'));
+  assert.deepEqual(await acks, [[{ worker: 1, pid: 1, ok: true, result: 3 }]]);
+  control.add({ id: 'c', host: HOST, port: 3 });
+  await control.remove('c', { drain: true, timeout: 500 });
+  assert.deepEqual(sent, [
+    { op: 'drain', id: 'a', timeout: 1234 },
+    { op: 'update', id: 'a', tunables: { weight: 0 } },
+    { op: 'maintenance', id: 'b', reason: 'maintenance' },
+    { op: 'add', spec: { id: 'c', host: HOST, port: 3, weight: 1, maxConnections: Infinity } },
+    { op: 'remove', id: 'c', drain: true, timeout: 500 },
+  ]);
+  assert.equal(pool.has('c'), false, 'removed here at once: nothing to drain');
+
+  // What a worker started now is given.
+  const now = control.snapshot();
+  assert.deepEqual(now.backends, [
+    { id: 'a', host: HOST, port: 1, weight: 0, maxConnections: Infinity },
+    { id: 'b', host: HOST, port: 2, weight: 1, maxConnections: Infinity },
+  ]);
+  assert.deepEqual(now.replay, [
+    { op: 'drain', id: 'a' },
+    { op: 'maintenance', id: 'b', reason: 'maintenance' },
+  ]);
+  assert.deepEqual(
+    now.verdicts.map((v) => [v.id, v.health]),
+    [
+      ['a', 'up'],
+      ['b', 'down'],
+    ],
+  );
+
+  // A reload: one reconcile, with the list as given (not the backends this pool still drains).
+  sent.length = 0;
+  control.reconcile([{ id: 'a', host: HOST, port: 1 }, 'localhost:4'], { drainTimeout: 700 });
+  assert.deepEqual(sent, [{ op: 'reconcile', specs: [{ id: 'a', host: HOST, port: 1 }, 'localhost:4'], drainTimeout: 700 }]);
+
+  // A worker's failed dial reaches whoever listens on the pool (the probe, in the primary).
+  const seen: string[] = [];
+  pool.on('connectFailed', (backend, error) => seen.push(`${backend.id} ${error.code}`));
+  control.connectFailed('a', new ConnectTimeoutError('a', 100));
+  control.connectFailed('gone', new ConnectTimeoutError('gone', 100));
+  assert.deepEqual(seen, ['a CONNECT_TIMEOUT']);
+});
 
 test('CLI --workers 2: admin API changes and SIGHUP reloads reach every worker; a replacement starts from the current state', { timeout: 240_000 }, async (t) => {
   const servers = { a: await namedServer(t, 'a'), b: await namedServer(t, 'b'), c: await namedServer(t, 'c'), d: await namedServer(t, 'd'), e: await namedServer(t, 'e') };

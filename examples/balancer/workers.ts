@@ -56,7 +56,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
 import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type BackendStats, type CheckResult, type PoolStats } from '../../src/index.js';
-import { handleAdminRequest, type AdminReply, type AdminRequest } from './admin-api.js';
+import { handleAdminRequest, type AdminPool, type AdminReply, type AdminRequest } from './admin-api.js';
 import {
   listen,
   poolOptions,
@@ -485,8 +485,8 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let probe: HealthProbe;
   let pool: UpstreamPool;
   try {
-    pool = new UpstreamPool(poolOptions(config));
     probe = new HealthProbe(probeOptions(config, check));
+    pool = new UpstreamPool(poolOptions(config));
   } catch (err) {
     if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
     throw err;
@@ -502,15 +502,35 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   const send = (slot: Slot, message: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
   };
-  // Set once the workers run: the control pool only changes after that.
-  let toWorkers: (command: WorkerCommand, timeout?: number) => Promise<WorkerReply[]> = () => Promise.resolve([]);
+  /** Runs `command` in every started worker; one reply per worker, `ok: false` for one that does not answer in time or exits. */
+  const sendToWorkers = (command: WorkerCommand, timeout = STATS_TIMEOUT): Promise<WorkerReply[]> => {
+    const targets = [...slots.values()].filter((s) => s.started);
+    const id = ++seq;
+    return new Promise((resolve) => {
+      const replies = new Map<number, WorkerReply>();
+      const finish = (): void => {
+        clearTimeout(timer);
+        gatherings.delete(id);
+        resolve(
+          targets.map(
+            (s) => replies.get(s.id) ?? { worker: s.id, pid: s.pid, ok: false, error: { code: 'WORKER_TIMEOUT', message: `no reply within ${timeout} ms` } },
+          ),
+        );
+      };
+      const timer = setTimeout(finish, timeout);
+      gatherings.set(id, { expect: new Set(targets.map((s) => s.id)), replies, finish });
+      for (const s of targets) send(s, { type: 'command', seq: id, command });
+      if (targets.length === 0) finish();
+    });
+  };
+
   const control = new ControlPool(pool, {
     verdict: (verdict) => {
       // Workers not started yet get it in their `start` snapshot.
       for (const slot of slots.values()) if (slot.started) send(slot, verdict);
     },
     command: (command) => {
-      const replies = toWorkers(command);
+      const replies = sendToWorkers(command);
       // A worker that missed a change keeps its old state until it is replaced: say so.
       void replies.then((all) => {
         for (const r of all) {
@@ -689,28 +709,6 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   }
   startup = undefined;
 
-  const sendToWorkers = (command: WorkerCommand, timeout = STATS_TIMEOUT): Promise<WorkerReply[]> => {
-    const targets = [...slots.values()].filter((s) => s.started);
-    const id = ++seq;
-    return new Promise((resolve) => {
-      const replies = new Map<number, WorkerReply>();
-      const finish = (): void => {
-        clearTimeout(timer);
-        gatherings.delete(id);
-        resolve(
-          targets.map(
-            (s) => replies.get(s.id) ?? { worker: s.id, pid: s.pid, ok: false, error: { code: 'WORKER_TIMEOUT', message: `no reply within ${timeout} ms` } },
-          ),
-        );
-      };
-      const timer = setTimeout(finish, timeout);
-      gatherings.set(id, { expect: new Set(targets.map((s) => s.id)), replies, finish });
-      for (const s of targets) send(s, { type: 'command', seq: id, command });
-      if (targets.length === 0) finish();
-    });
-  };
-
-  toWorkers = sendToWorkers;
 
   const broadcast = async (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
     if (command.op === 'stats') return sendToWorkers(command, timeout);
@@ -787,7 +785,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   // answered once every worker has applied it (or STATS_TIMEOUT passed).
   const api = async (req: AdminRequest): Promise<AdminReply> => {
     const { merged } = await gather();
-    const view = {
+    const view: AdminPool = {
       stats: () => withWorkerCounts(control.stats(), merged),
       has: (id: string) => control.has(id),
       backends: () => control.backends(),
