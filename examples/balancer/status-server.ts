@@ -37,8 +37,8 @@ export interface StatusSources {
    * Not given: `/readyz` is not served.
    */
   readonly ready?: (() => boolean) | undefined;
-  /** Answers `/api/…`; without it those paths are 404. */
-  readonly api?: ((req: AdminRequest) => AdminReply) | undefined;
+  /** Answers `/api/…` (a promise when workers are asked first); without it those paths are 404. */
+  readonly api?: ((req: AdminRequest) => AdminReply | Promise<AdminReply>) | undefined;
 }
 
 /** A listening status endpoint. */
@@ -129,10 +129,11 @@ async function handle(sources: StatusSources, req: IncomingMessage, res: ServerR
   }
 }
 
+const internalError: AdminReply = { status: 500, body: { error: 'INTERNAL', message: 'internal error' } };
 const tooLarge: AdminReply = { status: 413, body: { error: 'PAYLOAD_TOO_LARGE', message: `the body is limited to ${MAX_BODY} bytes` } };
 
 /** Reads an `/api/` request's body (at most {@link MAX_BODY} bytes), then answers it. */
-function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
+function readBody(api: NonNullable<StatusSources['api']>, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_BODY) {
     // Not read: the connection cannot be reused.
@@ -155,7 +156,7 @@ function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, 
   req.on('end', () => {
     if (done) return;
     done = true;
-    let reply: AdminReply;
+    let reply: AdminReply | Promise<AdminReply>;
     try {
       reply = api({
         method: req.method ?? 'GET',
@@ -165,9 +166,16 @@ function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, 
         body: Buffer.concat(chunks, size),
       });
     } catch {
-      reply = { status: 500, body: { error: 'INTERNAL', message: 'internal error' } };
+      reply = internalError;
     }
-    sendReply(req, res, reply);
+    if (!(reply instanceof Promise)) {
+      sendReply(req, res, reply);
+      return;
+    }
+    reply.then(
+      (r) => sendReply(req, res, r),
+      () => sendReply(req, res, internalError),
+    );
   });
   req.on('error', () => {
     done = true;
