@@ -7,67 +7,16 @@
  * (compared byte for byte and by SHA-256) during and after the flood.
  */
 import assert from 'node:assert/strict';
-import { createHash, type Hash } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { test } from 'node:test';
 import { UpstreamPool } from '../../src/index.js';
+import { EchoStream } from '../helpers/echo-stream.js';
 import { Prng } from '../helpers/faults.js';
 import { HOST, connect, echoServer, frontend, waitFor } from '../helpers/net.js';
 
 const CAP = 40;
 const STREAMS = 20;
 const FLOOD = Number(process.env['FLOOD'] ?? 1000);
-
-/** A client that keeps sending seeded random chunks and checks every echoed byte. */
-class Stream {
-  readonly sentHash: Hash = createHash('sha256');
-  readonly gotHash: Hash = createHash('sha256');
-  sent = 0;
-  received = 0;
-  mismatches = 0;
-  closed = false;
-  readonly #pending: Buffer[] = [];
-  #pendingOffset = 0;
-
-  constructor(
-    readonly socket: Socket,
-    readonly random: Prng,
-  ) {
-    socket.on('data', (d: Buffer) => this.#check(d));
-    socket.on('close', () => (this.closed = true));
-  }
-
-  /** Sends one chunk (1 B to 16 KiB) unless too much is still unechoed. */
-  pump(): void {
-    if (this.closed || this.sent - this.received > 256 * 1024) return;
-    const chunk = this.random.bytes(this.random.int(1, 16 * 1024));
-    this.#pending.push(chunk);
-    this.sentHash.update(chunk);
-    this.sent += chunk.length;
-    this.socket.write(chunk);
-  }
-
-  #check(d: Buffer): void {
-    this.gotHash.update(d);
-    let i = 0;
-    while (i < d.length) {
-      const head = this.#pending[0];
-      if (head === undefined) {
-        this.mismatches++;
-        return;
-      }
-      const n = Math.min(head.length - this.#pendingOffset, d.length - i);
-      if (!d.subarray(i, i + n).equals(head.subarray(this.#pendingOffset, this.#pendingOffset + n))) this.mismatches++;
-      i += n;
-      this.#pendingOffset += n;
-      if (this.#pendingOffset === head.length) {
-        this.#pending.shift();
-        this.#pendingOffset = 0;
-      }
-    }
-    this.received += d.length;
-  }
-}
 
 test(`a flood of ${FLOOD} clients beyond maxConnections ${CAP}: refused cleanly and counted, the cap held, ${STREAMS} live streams keep flowing intact`, { timeout: 120_000 }, async (t) => {
   const backends = await Promise.all([0, 1, 2].map(() => echoServer(t)));
@@ -78,8 +27,8 @@ test(`a flood of ${FLOOD} clients beyond maxConnections ${CAP}: refused cleanly 
   const port = await frontend(t, pool);
 
   const random = new Prng(0xf100d);
-  const streams: Stream[] = [];
-  for (let i = 0; i < STREAMS; i++) streams.push(new Stream(await connect(t, port), new Prng(random.int(1, 2 ** 31))));
+  const streams: EchoStream[] = [];
+  for (let i = 0; i < STREAMS; i++) streams.push(new EchoStream(await connect(t, port), new Prng(random.int(1, 2 ** 31))));
   await waitFor(() => pool.stats().active === STREAMS, { what: 'the streams placed' });
   const pumper = setInterval(() => {
     for (const s of streams) s.pump();
