@@ -13,12 +13,13 @@
  *
  * @module
  */
-import { startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
+import { builtCliProblem, ourContenders, startBackends, startContender, contenderLabels, type Contender, type ContenderName } from './lib/contenders.js';
 import type { BenchContext } from './lib/context.js';
 import { exchanges, type ExchangeResult } from './lib/loadgen.js';
 import { isMain, runStandalone } from './lib/main.js';
 import { peersFor } from './lib/peers.js';
 import { alternate, median, percentiles, ratio } from './lib/stats.js';
+import type { Chart } from './lib/svg-chart.js';
 import type { BenchReport, Cell, Goal } from './lib/table.js';
 
 const CONCURRENCY = 50;
@@ -30,7 +31,8 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   const rounds = ctx.rounds ?? (ctx.quick ? 1 : 4);
   const perRound = Math.ceil(total / rounds);
   const { run: peers, skipped } = peersFor(ctx);
-  const names: ContenderName[] = ['direct', 'pool', 'pinned', ...peers, 'naive'];
+  const cliProblem = builtCliProblem();
+  const names: ContenderName[] = ['direct', 'pool', 'pinned', ...(cliProblem === undefined ? (['balancer-dist'] as const) : []), 'balancer', ...peers, 'naive'];
 
   // One listener per contender: each has its own 4-tuples and TIME_WAIT entries.
   const backends = await startBackends(names.map(() => 'echo-close@127.0.0.1:0'));
@@ -48,7 +50,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       return { ...r, cpu };
     });
 
-    const summary = new Map<ContenderName, { rate: number; p50: number; p99: number; errors: number; cpuPerK: number }>();
+    const summary = new Map<ContenderName, { rate: number; p50: number; p99: number; errors: number; cpuPerK: number; range: readonly [number, number] }>();
     for (const name of names) {
       const rs = results.get(name)!;
       const all = new Float64Array(rs.reduce((n, r) => n + r.latencies.length, 0));
@@ -59,8 +61,10 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       }
       const [p50, p99] = percentiles(all, [50, 99]);
       const completed = rs.reduce((n, r) => n + r.completed, 0);
+      const rates = rs.map((r) => (r.completed / r.ms) * 1000);
       summary.set(name, {
-        rate: median(rs.map((r) => (r.completed / r.ms) * 1000)),
+        rate: median(rates),
+        range: [Math.min(...rates), Math.max(...rates)],
         p50: p50!,
         p99: p99!,
         errors: rs.reduce((n, r) => n + r.errors, 0),
@@ -85,6 +89,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       ];
     });
     for (const [name, reason] of skipped) rows.push([`${contenderLabels[name]} (${reason})`]);
+    if (cliProblem !== undefined) rows.push([`${contenderLabels['balancer-dist']} (${cliProblem})`]);
 
     const goals: Goal[] = [];
     const pool = summary.get('pool')!;
@@ -93,6 +98,34 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         ? { goal: 'UpstreamPool ≥ 0.7× HAProxy connections/s', met: pool.rate >= 0.7 * haproxy.rate, detail: `${ratio(pool.rate, haproxy.rate).toFixed(2)}× (${pool.rate.toFixed(0)} vs ${haproxy.rate.toFixed(0)}/s)` }
         : { goal: 'UpstreamPool ≥ 0.7× HAProxy connections/s', met: undefined, detail: skipped.get('haproxy') ?? 'HAProxy not run' },
     );
+    const cli = summary.get('balancer-dist');
+    goals.push(
+      cli
+        ? { goal: 'the built CLI within 5% of UpstreamPool in-process', met: cli.rate >= 0.95 * pool.rate, detail: `${ratio(cli.rate, pool.rate).toFixed(2)}× (${cli.rate.toFixed(0)} vs ${pool.rate.toFixed(0)}/s)` }
+        : { goal: 'the built CLI within 5% of UpstreamPool in-process', met: undefined, detail: cliProblem ?? 'not run' },
+    );
+
+    const proxies = names.filter((n) => n !== 'direct');
+    const charts: Chart[] = [
+      {
+        file: 'connection-rate',
+        title: `Connection rate: connect, 64 B echoed, server closes (concurrency ${CONCURRENCY})`,
+        unit: 'connections/s',
+        better: 'higher',
+        series: [{ name: 'median connections/s' }],
+        rows: proxies.map((n) => ({ label: contenderLabels[n], values: [summary.get(n)!.rate], ranges: [summary.get(n)!.range], ours: ourContenders.has(n) })),
+        notes: [`Median of ${rounds} alternating rounds of ${perRound.toLocaleString('en-US')} exchanges, whiskers from the slowest to the fastest round; direct (no proxy): ${direct.rate.toFixed(0)}/s.`],
+      },
+      {
+        file: 'connection-cpu',
+        title: 'CPU per 1,000 proxied connections',
+        unit: 'CPU ms per 1,000 connections',
+        better: 'lower',
+        series: [{ name: 'proxy CPU ms/1k' }],
+        rows: proxies.map((n) => ({ label: contenderLabels[n], values: [summary.get(n)!.cpuPerK], ours: ourContenders.has(n) })),
+        notes: ['User + system CPU of the proxy process (from /proc/PID/stat) over every round, per 1,000 exchanges.'],
+      },
+    ];
 
     return {
       name: 'connection-rate',
@@ -121,8 +154,10 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         'conn/s: median over rounds; latency percentiles pooled over every exchange of every round; +p50/+p99: added to direct.',
         'proxy CPU ms/1k: CPU milliseconds the proxy process spent per 1,000 exchanges.',
         'The load generator is one Node process; direct is bounded by it and by the echo server, so ratios to HAProxy are the figure to read.',
+        'apiserver-balancer: examples/apiserver-balancer.ts with a TCP check every second and a /stats listener, built (node dist/apiserver-balancer.js) and through tsx; UpstreamPool is a pool with default options in bench/lib/node-proxy.ts, through tsx.',
       ],
       durationMs: Date.now() - started,
+      charts,
     };
   } finally {
     await Promise.all([...contenders.values()].map((c) => c.stop()));

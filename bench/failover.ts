@@ -29,6 +29,7 @@ import { isMain, runStandalone } from './lib/main.js';
 import { peersFor } from './lib/peers.js';
 import { startChild } from './lib/proc.js';
 import { percentiles } from './lib/stats.js';
+import type { Chart, ChartRow } from './lib/svg-chart.js';
 import type { BenchReport, Cell, Goal } from './lib/table.js';
 
 const labels: Readonly<Record<FailoverContender, string>> = {
@@ -113,6 +114,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   if (result.error !== undefined) throw new Error(`failover scenario failed: ${result.error}; stderr: ${child.stderr().slice(-2000)}`);
 
   const tables = [];
+  const chartRows: ChartRow[] = [];
   const goals: Goal[] = [];
   const notes: string[] = [];
   for (const size of sizes) {
@@ -128,6 +130,12 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       const stuck = ok.reduce((n, t) => n + t.stuck, 0);
       const [p50, p99] = percentiles(recovery, [50, 99]);
       p99Of.set(name, stuck > 0 ? Infinity : p99!);
+      chartRows.push({
+        label: `${labels[name]}, ${size} streams`,
+        values: stuck > 0 || recovery.length === 0 ? [undefined, undefined] : [p50! / 1000, p99! / 1000],
+        note: stuck > 0 ? `${stuck} of ${victims} streams stuck (nothing within ${(windowMs / 1000).toFixed(0)} s)` : 'no figure',
+        ours: name === 'balancer',
+      });
       rows.push([
         labels[name],
         ok.length,
@@ -173,6 +181,22 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
     );
   }
 
+  const charts: Chart[] = [
+    {
+      file: 'failover',
+      title: 'Failover: recovery of the streams on a silently cut backend',
+      unit: 'seconds from the cut to the first event from a live backend',
+      digits: 2,
+      better: 'lower',
+      series: [{ name: 'p50' }, { name: 'p99' }],
+      rows: chartRows,
+      notes: [
+        `Probe: interval ${probe.interval} ms, timeout ${probe.timeout} ms, fall ${probe.fall}, rise ${probe.rise}, for the balancer and HAProxy alike; bound interval × fall + timeout + 0.5 s = ${(boundMs / 1000).toFixed(1)} s.`,
+        `Percentiles over every stream on the cut backend in ${rounds} rounds (one for the contenders that cannot recover a stream).`,
+      ],
+    },
+  ];
+
   return {
     name: 'failover',
     title,
@@ -187,6 +211,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       ...notes,
     ],
     durationMs: Date.now() - started,
+    charts,
   };
 }
 

@@ -2,24 +2,32 @@
  * Runs every bench, or the ones named, and prints their tables:
  *
  * ```sh
- * npm run bench                          # all, about 8 minutes
+ * npm run bench                          # all, about 10 minutes
  * npm run bench -- throughput teardown   # some
  * BENCH_QUICK=1 npm run bench            # smallest sizes, one round: a smoke run
  * BENCH_JSON=out.json npm run bench      # also write the reports as JSON
+ * BENCH_CHARTS=DIR npm run bench         # charts into DIR (none: no charts)
  * ```
+ *
+ * Each bench also hands back bar charts of its figures, written as SVG into
+ * docs/bench/ (BENCH_CHARTS to choose, `none` for none); a quick run writes
+ * none unless BENCH_CHARTS says where, so smoke runs never replace the
+ * charts of a full one.
  *
  * Environment: see bench/lib/context.ts (BENCH_QUICK, BENCH_ROUNDS,
  * BENCH_PEERS, BENCH_CPU_PROF, BENCH_VERBOSE). Nothing is installed: peers
  * that are missing are reported as skipped. The whole run is bounded: after
- * 10 minutes it stops, kills every child it started and exits non-zero.
+ * 15 minutes it stops, kills every child it started and exits non-zero.
  *
  * @module
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { cpus, loadavg, release } from 'node:os';
 import { benchContext, type BenchContext } from './lib/context.js';
 import { detectHaproxy, detectNginx } from './lib/peers.js';
-import { fileLimit } from './lib/proc.js';
+import { fileLimit, repoRoot } from './lib/proc.js';
+import { renderChart } from './lib/svg-chart.js';
 import { renderReport, type BenchReport } from './lib/table.js';
 import * as connectionRate from './connection-rate.js';
 import * as failover from './failover.js';
@@ -40,7 +48,7 @@ export const benches: Readonly<Record<string, (ctx: BenchContext) => Promise<Ben
   'multi-core': multiCore.run,
 });
 
-const SUITE_LIMIT_MS = 10 * 60 * 1000;
+const SUITE_LIMIT_MS = 15 * 60 * 1000;
 
 function load(): string {
   return loadavg()
@@ -62,6 +70,19 @@ function environment(ctx: BenchContext): string {
   ].join('\n');
 }
 
+/** Where charts go: BENCH_CHARTS, else docs/bench/ for a full run; `undefined` for none. */
+function chartDir(ctx: BenchContext): string | undefined {
+  const env = process.env['BENCH_CHARTS'];
+  if (env === 'none') return undefined;
+  if (env !== undefined && env !== '') return resolve(env);
+  return ctx.quick ? undefined : join(repoRoot, 'docs', 'bench');
+}
+
+function machine(): string {
+  const cpu = cpus();
+  return `Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}`;
+}
+
 async function main(argv: string[]): Promise<number> {
   const ctx = benchContext();
   const unknown = argv.filter((name) => !(name in benches));
@@ -78,19 +99,32 @@ async function main(argv: string[]): Promise<number> {
   limit.unref();
   process.stdout.write(`${environment(ctx)}\n`);
   const reports: BenchReport[] = [];
+  const charts = chartDir(ctx);
+  const written: string[] = [];
   let failed = 0;
   for (const name of names) {
     ctx.log(`starting ${name}`);
     try {
+      const loadBefore = loadavg()[0]!;
       const report = await benches[name]!(ctx);
       reports.push(report);
       process.stdout.write(`${renderReport(report)}\n`);
+      if (charts !== undefined && report.charts !== undefined && report.charts.length > 0) {
+        mkdirSync(charts, { recursive: true });
+        const footer = `${machine()}; ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; load average ${loadBefore.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`;
+        for (const chart of report.charts) {
+          const file = join(charts, `${chart.file}.svg`);
+          writeFileSync(file, renderChart(chart, footer));
+          written.push(file);
+        }
+      }
     } catch (err) {
       failed++;
       process.stdout.write(`### ${name}\n\nFAILED: ${err instanceof Error ? err.message : String(err)}\n\n`);
     }
   }
   process.stdout.write(`Load average at end: ${load()}\n`);
+  if (written.length > 0) process.stdout.write(`Charts: ${written.map((f) => f.replace(repoRoot, '')).join(', ')}\n`);
   const json = process.env['BENCH_JSON'];
   if (json !== undefined && json !== '') writeFileSync(json, `${JSON.stringify({ at: new Date().toISOString(), node: process.version, reports }, null, 2)}\n`);
   clearTimeout(limit);

@@ -20,6 +20,8 @@ import {
   type MemberCloseOptions,
   type PoolMember,
 } from './pool-member.js';
+import { readBufferPool, type ReadBufferPool } from './read-buffer-pool.js';
+import { readInto } from './read-into.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:conn');
@@ -34,6 +36,24 @@ type Side = 'client' | 'upstream';
 let socketClosed: (conn: PinnedConnection, side: Side) => void;
 let socketFailed: (conn: PinnedConnection, side: Side, err: Error) => void;
 let pendingReasonOf: (conn: PinnedConnection) => TeardownReason;
+let relayRead: (conn: PinnedConnection, from: Side, nread: number, data: Buffer) => boolean;
+let relayWritten: (conn: PinnedConnection) => void;
+
+// Forwarding state of the two directions, packed in one number per
+// connection: bits 0-2 for client -> upstream, 3-5 for upstream -> client.
+/** The source reads into pooled buffers (else it emits 'data'). */
+const POOLED = 1;
+/** The source reads straight into the direction's buffer, lent by the pool. */
+const LENT = 2;
+/** The source is paused until the write of the direction's buffer completes. */
+const WAITING = 4;
+const UPSTREAM_SHIFT = 3;
+
+const EMPTY = Buffer.alloc(0);
+
+// A read callback picks its socket's next read target here, and Node takes it
+// (takeNextTarget) right after the callback returns, on the same stack.
+let nextTarget: Buffer | undefined;
 
 /** Options of a {@link PinnedConnection} built by hand. */
 export interface PinnedConnectionInit extends PinnedConnectionOptions {
@@ -58,6 +78,11 @@ export type { DestroyOptions } from './pool-member.js';
  *
  * The byte counters are the sockets' own kernel-side counts (`bytesRead`), so
  * the data path does no per-chunk bookkeeping.
+ *
+ * The connection does the reading: plain TCP sockets read into buffers shared
+ * by the process (no buffer is allocated per read, and an idle connection
+ * holds none), so they emit no `'data'` events once wrapped; TLS sockets are
+ * read through `'data'`.
  *
  * @example
  * ```ts
@@ -99,6 +124,15 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
   #pendingReason: TeardownReason | undefined;
   /** The graceful close's deadline, while one runs. */
   #closeTimer: NodeJS.Timeout | undefined;
+  /** Forwarding flags of both directions (POOLED, LENT, WAITING). */
+  #relay = 0;
+  /** Pooled buffer of client -> upstream: in flight, and/or the client's read target when LENT. */
+  #toUpstream: Buffer | undefined;
+  /** Pooled buffer of upstream -> client. */
+  #toClient: Buffer | undefined;
+  /** Completion callback of pooled writes that were left pending: one function per connection, made the first time. */
+  #afterWrite: (() => void) | undefined;
+
 
   constructor(client: Socket, upstream: Socket, init: PinnedConnectionInit = {}) {
     super();
@@ -146,17 +180,31 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
       return;
     }
 
-    // Forwarding is six shared listeners rather than two pipe() calls: pipe()
+    // Forwarding is shared listeners rather than two pipe() calls: pipe()
     // allocates nine closures per direction and grows each socket's listener
-    // arrays, ~3 kB of heap per connection; the behaviour is the same:
-    // write, pause the source when the sink is full, resume it on 'drain',
-    // and forward FIN as end().
-    client.on('data', onClientData);
-    upstream.on('data', onUpstreamData);
-    client.on('drain', onClientDrain);
-    upstream.on('drain', onUpstreamDrain);
+    // arrays, ~3 kB of heap per connection. The behaviour is the same: write,
+    // pause the source while the sink is full, and forward FIN as end().
+    // Where Node allows it a socket reads into pooled buffers (see relayRead)
+    // rather than into a new 64 KiB buffer per read; elsewhere (TLS) it
+    // forwards 'data' chunks and resumes on 'drain'.
+    const pool = readBufferPool();
+    if (readInto(client, pool.landing, onClientRead, takeNextTarget)) this.#relay |= POOLED;
+    else {
+      client.on('data', onClientData);
+      upstream.on('drain', onUpstreamDrain);
+    }
+    if (readInto(upstream, pool.landing, onUpstreamRead, takeNextTarget)) this.#relay |= POOLED << UPSTREAM_SHIFT;
+    else {
+      upstream.on('data', onUpstreamData);
+      client.on('drain', onClientDrain);
+    }
     client.on('end', onClientEnd);
     upstream.on('end', onUpstreamEnd);
+    // Bytes a pooled socket read before the switch stay in its stream buffer
+    // (a ClientHello read while the upstream was dialled): send them first.
+    let early: Buffer | null;
+    if ((this.#relay & POOLED) !== 0) while ((early = client.read() as Buffer | null) !== null) upstream.write(early);
+    if ((this.#relay & (POOLED << UPSTREAM_SHIFT)) !== 0) while ((early = upstream.read() as Buffer | null) !== null) client.write(early);
     // A FIN read before we listened (a client that half-closed while its
     // upstream was being dialled) has already emitted 'end': forward it now.
     if (client.readableEnded) upstream.end();
@@ -204,10 +252,12 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
     this.#pendingReason = reason;
     // Bytes still arriving from either peer have nowhere to go once both
     // sides are ended: drop them (the sockets keep flowing so FINs are read).
+    // A pooled source waiting for a write reads on once that write is done:
+    // until then its read target may be the buffer being written.
     client.off('data', onClientData);
     upstream.off('data', onUpstreamData);
-    client.resume();
-    upstream.resume();
+    if ((this.#relay & WAITING) === 0) client.resume();
+    if ((this.#relay & (WAITING << UPSTREAM_SHIFT)) === 0) upstream.resume();
     client.end();
     upstream.end();
     this.#closeTimer = setTimeout(onCloseDeadline, timeout, this);
@@ -247,6 +297,8 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
     if (options.reset === true && !client.destroyed) resetSocket(client);
     else client.destroy();
     upstream.destroy();
+    // Both sockets are closed, so no read or write can touch the pooled buffers any more.
+    if (this.#relay !== 0) this.#releaseBuffers();
     // The client's idle timer must not outlive the connection.
     if (client.timeout) client.setTimeout(0);
 
@@ -261,6 +313,18 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
     this.#info = info;
     if (log.enabled) log('%s closed: %s (%d B in, %d B out)', this.id, reason, info.bytesFromClient, info.bytesFromUpstream);
     this.emit('closed', info);
+  }
+
+  #releaseBuffers(): void {
+    const pool = readBufferPool();
+    const flags = this.#relay;
+    if ((flags & LENT) !== 0) pool.unlend();
+    if ((flags & (LENT << UPSTREAM_SHIFT)) !== 0) pool.unlend();
+    if (this.#toUpstream !== undefined) pool.give(this.#toUpstream);
+    if (this.#toClient !== undefined) pool.give(this.#toClient);
+    this.#toUpstream = undefined;
+    this.#toClient = undefined;
+    this.#relay = 0;
   }
 
   static {
@@ -286,6 +350,88 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
       // A peer that resets while we close it gracefully keeps the close's reason.
       const reason = conn.#closeTimer !== undefined ? conn.#pendingReason! : side === 'client' ? 'client-error' : 'upstream-error';
       conn.destroy(reason, { error: err });
+    };
+
+    // The pooled data path, for one read of `from` (see ReadBufferPool):
+    // - read into the landing buffer (nothing in flight): copy into a pooled
+    //   buffer, as the landing buffer is shared by every quiet socket and must
+    //   never be held by a pending write;
+    // - write the pooled buffer; if the kernel took it all it is free at once:
+    //   after a read that filled it (a bulk transfer: more is waiting) it is
+    //   lent as the next read target, so bulk bytes are never copied; after a
+    //   short one it goes back to the pool and `from` reads into the landing
+    //   buffer again, so a quiet connection holds no buffer;
+    // - if the kernel did not take it all, the buffer stays with the write and
+    //   `from` is paused until the write completes (#afterWrite): one
+    //   buffer in flight per direction at most, and backpressure.
+    relayRead = (conn, from, nread, data) => {
+      if (conn.#closed || conn.#quiesced) return false;
+      const pool = readBufferPool();
+      const shift = from === 'client' ? 0 : UPSTREAM_SHIFT;
+      if (conn.#closeTimer !== undefined) {
+        // Closing: both sinks are ended, the bytes go nowhere; read on for the FIN.
+        keep(conn, pool, from, shift, false);
+        return true;
+      }
+      const to = from === 'client' ? conn.upstream : conn.client;
+      let buffer = data;
+      if (data === pool.landing) {
+        buffer = pool.take();
+        data.copy(buffer, 0, 0, nread);
+        if (from === 'client') conn.#toUpstream = buffer;
+        else conn.#toClient = buffer;
+      }
+      to.write(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+      if (to.writableLength > 0) {
+        // An empty write completes right after the pending ones: its callback
+        // is the wake-up ('drain' only follows writes past the high-water
+        // mark). Made on the first pending write, so connections whose writes
+        // always complete at once (idle ones) carry no function. An arrow
+        // rather than bind(): a bound function gets a 256-byte property
+        // dictionary when its target's `name` was redefined, as tsx does.
+        to.write(EMPTY, (conn.#afterWrite ??= () => relayWritten(conn)));
+        conn.#relay |= WAITING << shift;
+        keep(conn, pool, from, shift, true);
+        return false;
+      }
+      keep(conn, pool, from, shift, nread === data.length);
+      return true;
+    };
+    relayWritten = (conn) => {
+      if (conn.#closed) return;
+      const pool = readBufferPool();
+      if ((conn.#relay & WAITING) !== 0 && conn.upstream.writableLength === 0) done(conn, pool, 'client', 0);
+      if ((conn.#relay & (WAITING << UPSTREAM_SHIFT)) !== 0 && conn.client.writableLength === 0) done(conn, pool, 'upstream', UPSTREAM_SHIFT);
+    };
+    /** Picks `from`'s next read target: its direction's buffer when wanted and lent, else the landing buffer. */
+    const keep = (conn: PinnedConnection, pool: ReadBufferPool, from: Side, shift: number, want: boolean): void => {
+      const lent = (conn.#relay & (LENT << shift)) !== 0;
+      if (want && (lent || pool.lend())) {
+        if (!lent) {
+          conn.#relay |= LENT << shift;
+          nextTarget = from === 'client' ? conn.#toUpstream : conn.#toClient;
+        }
+        return;
+      }
+      if (lent) {
+        conn.#relay &= ~(LENT << shift);
+        pool.unlend();
+        nextTarget = pool.landing;
+      }
+      if ((conn.#relay & (WAITING << shift)) === 0) giveBack(conn, pool, from);
+    };
+    /** The write `from`'s direction waited for completed: free its buffer unless lent, and read on. */
+    const done = (conn: PinnedConnection, pool: ReadBufferPool, from: Side, shift: number): void => {
+      conn.#relay &= ~(WAITING << shift);
+      if ((conn.#relay & (LENT << shift)) === 0) giveBack(conn, pool, from);
+      if (!conn.#quiesced) (from === 'client' ? conn.client : conn.upstream).resume();
+    };
+    const giveBack = (conn: PinnedConnection, pool: ReadBufferPool, from: Side): void => {
+      const buffer = from === 'client' ? conn.#toUpstream : conn.#toClient;
+      if (buffer === undefined) return;
+      pool.give(buffer);
+      if (from === 'client') conn.#toUpstream = undefined;
+      else conn.#toClient = undefined;
     };
   }
 }
@@ -337,8 +483,27 @@ function onUpstreamClose(this: OwnedSocket): void {
   if (conn) socketClosed(conn, 'upstream');
 }
 
-// The data path. No allocation here: a chunk goes straight to the other
-// socket, and a full socket pauses its source until it drains.
+// The data path. No allocation here beyond a view of a short read: a chunk
+// goes straight to the other socket, and a full socket pauses its source
+// until its write completes.
+
+function onClientRead(this: OwnedSocket, nread: number, data: Buffer): boolean {
+  const conn = this[kConnection];
+  return conn !== undefined && relayRead(conn, 'client', nread, data);
+}
+
+function onUpstreamRead(this: OwnedSocket, nread: number, data: Buffer): boolean {
+  const conn = this[kConnection];
+  return conn !== undefined && relayRead(conn, 'upstream', nread, data);
+}
+
+function takeNextTarget(): Buffer | undefined {
+  const target = nextTarget;
+  nextTarget = undefined;
+  return target;
+}
+
+// Sockets that cannot read into pooled buffers (TLS) emit 'data'.
 
 function onClientData(this: OwnedSocket, chunk: Buffer): void {
   const conn = this[kConnection];

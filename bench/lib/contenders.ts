@@ -6,21 +6,23 @@
  *
  * @module
  */
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './context.js';
 import { startPeer, type Upstream } from './peers.js';
-import { cpuSeconds, minorFaults, nodeTs, rssBytes, startChild, type Child } from './proc.js';
+import { cpuSeconds, minorFaults, nodeTs, repoRoot, rssBytes, startChild, systemSeconds, type Child } from './proc.js';
 
 /** Every contender of the TCP benches. */
 export type ContenderName =
   | 'direct'
   | 'pinned'
   | 'pool'
-  | 'pool-toppad'
   | 'haproxy'
   | 'nginx'
   | 'naive'
+  | 'sockets'
   | 'balancer'
+  | 'balancer-dist'
   | 'balancer-workers'
   | 'balancer-workers-rr'
   | 'haproxy-mt'
@@ -29,25 +31,46 @@ export type ContenderName =
 /** Workers of the `balancer-workers` contenders (`--workers 2`: the bench machines have two cores). */
 export const BENCH_WORKERS = 2;
 
+/** The contenders that are this library (labelled in bold in charts). */
+export const ourContenders: ReadonlySet<ContenderName> = new Set<ContenderName>(['pinned', 'pool', 'balancer', 'balancer-dist', 'balancer-workers', 'balancer-workers-rr']);
+
+/** The built balancer CLI, relative to the repository root. */
+export const BUILT_CLI = 'dist/apiserver-balancer.js';
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
 /**
- * glibc keeps this much freed memory at the top of the heap instead of
- * returning it to the kernel. Node reads each chunk into a new 64 KiB buffer
- * that is freed only at the next GC; with the default (128 KiB) glibc trims
- * the heap after those frees and the next reads fault fresh pages in, one
- * fault per 4 KiB read.
+ * Why the built CLI cannot be measured (not built, or older than the sources
+ * it is built from), or `undefined` when it can. The bench never builds: a
+ * stale build would measure other code than the rest of the run.
  */
-export const TOP_PAD = 64 * 2 ** 20;
+export function builtCliProblem(): string | undefined {
+  const path = join(repoRoot, BUILT_CLI);
+  if (!existsSync(path)) return `${BUILT_CLI} missing: run npm run build first`;
+  const built = statSync(path).mtimeMs;
+  if (built < Math.max(newestSource(join(repoRoot, 'src')), newestSource(join(repoRoot, 'examples')))) return `${BUILT_CLI} is older than src/ or examples/: run npm run build`;
+  return undefined;
+}
 
 /** How each contender is labelled in tables. */
 export const contenderLabels: Readonly<Record<ContenderName, string>> = Object.freeze({
   direct: 'direct (no proxy)',
   pinned: 'PinnedConnection',
   pool: 'UpstreamPool',
-  'pool-toppad': 'UpstreamPool, MALLOC_TOP_PAD_=64 MiB',
   haproxy: 'HAProxy mode tcp',
   nginx: 'nginx stream',
   naive: 'naive pipe',
-  balancer: 'apiserver-balancer (one process)',
+  sockets: 'two Node sockets, no library (floor)',
+  balancer: 'apiserver-balancer through tsx',
+  'balancer-dist': 'apiserver-balancer, built (node dist/)',
   'balancer-workers': `apiserver-balancer --workers ${BENCH_WORKERS}`,
   'balancer-workers-rr': `apiserver-balancer --workers ${BENCH_WORKERS}, SCHED_RR`,
   'haproxy-mt': 'HAProxy mode tcp, default nbthread',
@@ -63,11 +86,13 @@ export interface Contender {
   readonly pid: number | undefined;
   /** CPU seconds used by the proxy so far (0 for `direct`). */
   cpuSeconds(): number;
+  /** The system (kernel) part of {@link cpuSeconds}. */
+  systemSeconds(): number;
   /** Minor page faults of the proxy so far (0 for `direct`). */
   minorFaults(): number;
   /** RSS of the proxy (for nginx, master + worker). */
   rss(): number;
-  /** The Node proxy's command channel (see node-proxy.ts); `undefined` for peers and `direct`. */
+  /** The Node proxy's command channel (see node-proxy.ts, and mem-probe.mjs for the balancer); `undefined` for peers and `direct`. */
   readonly control: Child | undefined;
   /** The reference balancer's `/stats` port (the `balancer*` contenders). */
   readonly statusPort: number | undefined;
@@ -77,7 +102,7 @@ export interface Contender {
 /** Starts a Node proxy child in `mode` in front of `upstreams`. */
 export async function startNodeProxy(
   ctx: BenchContext,
-  mode: 'pool' | 'pinned' | 'naive',
+  mode: 'pool' | 'pinned' | 'naive' | 'sockets',
   upstreams: readonly Upstream[],
   extraArgs: readonly string[] = [],
   env: NodeJS.ProcessEnv = process.env,
@@ -96,26 +121,58 @@ export async function startNodeProxy(
   return child;
 }
 
+/** Options of {@link startContender}. */
+export interface ContenderOptions {
+  /**
+   * For the `balancer*` contenders: preload bench/lib/mem-probe.mjs (with
+   * `--expose-gc`) so the bench can ask for memory figures after a GC, as it
+   * asks the other Node proxies. Off by default: the balancer runs as a user runs it.
+   */
+  readonly memProbe?: boolean | undefined;
+}
+
 /**
  * Starts one contender in front of `upstream`. Peers must have been checked
- * with `peersFor()` first: this throws if one cannot start.
+ * with `peersFor()` first, and `balancer-dist` with {@link builtCliProblem}:
+ * this throws if one cannot start.
  */
-export async function startContender(ctx: BenchContext, name: ContenderName, upstream: Upstream, maxconn?: number): Promise<Contender> {
+export async function startContender(ctx: BenchContext, name: ContenderName, upstream: Upstream, maxconn?: number, options: ContenderOptions = {}): Promise<Contender> {
   if (name === 'direct') {
-    return { name, host: upstream.host, port: upstream.port, pid: undefined, control: undefined, statusPort: undefined, cpuSeconds: () => 0, minorFaults: () => 0, rss: () => 0, stop: () => Promise.resolve() };
+    return {
+      name,
+      host: upstream.host,
+      port: upstream.port,
+      pid: undefined,
+      control: undefined,
+      statusPort: undefined,
+      cpuSeconds: () => 0,
+      systemSeconds: () => 0,
+      minorFaults: () => 0,
+      rss: () => 0,
+      stop: () => Promise.resolve(),
+    };
   }
   if (name === 'haproxy' || name === 'nginx' || name === 'haproxy-mt' || name === 'nginx-mt') {
     const multi = name.endsWith('-mt');
     const peer = await startPeer(multi ? (name === 'haproxy-mt' ? 'haproxy' : 'nginx') : (name as 'haproxy' | 'nginx'), { upstreams: [upstream], maxconn, threads: multi ? 'auto' : 1 });
-    return { name, host: peer.host, port: peer.port, pid: peer.pid, control: undefined, statusPort: undefined, cpuSeconds: () => peer.cpuSeconds(), minorFaults: () => peer.minorFaults(), rss: () => peer.rss(), stop: () => peer.stop() };
+    return {
+      name,
+      host: peer.host,
+      port: peer.port,
+      pid: peer.pid,
+      control: undefined,
+      statusPort: undefined,
+      cpuSeconds: () => peer.cpuSeconds(),
+      systemSeconds: () => peer.systemSeconds(),
+      minorFaults: () => peer.minorFaults(),
+      rss: () => peer.rss(),
+      stop: () => peer.stop(),
+    };
   }
-  if (name === 'balancer' || name === 'balancer-workers' || name === 'balancer-workers-rr') {
-    return startBalancerCli(name, upstream);
+  if (name === 'balancer' || name === 'balancer-dist' || name === 'balancer-workers' || name === 'balancer-workers-rr') {
+    return startBalancerCli(ctx, name, upstream, options.memProbe === true);
   }
-  const child =
-    name === 'pool-toppad'
-      ? await startNodeProxy(ctx, 'pool', [upstream], [], { ...process.env, MALLOC_TOP_PAD_: String(TOP_PAD) })
-      : await startNodeProxy(ctx, name, [upstream]);
+  const child = await startNodeProxy(ctx, name, [upstream]);
   const m = await child.waitForLine(/^listening (.+):(\d+)$/);
   return {
     name,
@@ -125,6 +182,7 @@ export async function startContender(ctx: BenchContext, name: ContenderName, ups
     control: child,
     statusPort: undefined,
     cpuSeconds: () => cpuSeconds(child.pid),
+    systemSeconds: () => systemSeconds(child.pid),
     minorFaults: () => minorFaults(child.pid),
     rss: () => rssBytes(child.pid),
     stop: () => child.stop(),
@@ -138,12 +196,23 @@ export async function startContender(ctx: BenchContext, name: ContenderName, ups
  * primary accepting and handing out connections, instead of every worker
  * accepting). CPU, faults and RSS are of the whole
  * process tree (primary and workers).
+ *
+ * As a user runs it: through tsx (`node --import tsx examples/apiserver-balancer.ts`,
+ * as its docs show with `npx tsx`), or built (`balancer-dist`: `node
+ * dist/apiserver-balancer.js`, the package's `bin`).
  */
-async function startBalancerCli(name: 'balancer' | 'balancer-workers' | 'balancer-workers-rr', upstream: Upstream): Promise<Contender> {
+async function startBalancerCli(
+  ctx: BenchContext,
+  name: 'balancer' | 'balancer-dist' | 'balancer-workers' | 'balancer-workers-rr',
+  upstream: Upstream,
+  memProbe: boolean,
+): Promise<Contender> {
   const args = ['--listen', '127.0.0.1:0', '--backend', `${upstream.host}:${upstream.port}`, '--check', 'tcp', '--status', '127.0.0.1:0', '--drain-timeout', '0'];
-  if (name !== 'balancer') args.push('--workers', String(BENCH_WORKERS));
+  if (name !== 'balancer' && name !== 'balancer-dist') args.push('--workers', String(BENCH_WORKERS));
   const env = name === 'balancer-workers-rr' ? { ...process.env, NODE_CLUSTER_SCHED_POLICY: 'rr' } : process.env;
-  const [cmd, argv] = nodeTs('examples/apiserver-balancer.ts', args);
+  const flags = memProbe ? ['--expose-gc', '--import', './bench/lib/mem-probe.mjs'] : [];
+  if (ctx.cpuProfDir !== undefined) flags.push('--cpu-prof', `--cpu-prof-dir=${join(ctx.cpuProfDir, name)}`);
+  const [cmd, argv] = name === 'balancer-dist' ? [process.execPath, [...flags, BUILT_CLI, ...args]] : nodeTs('examples/apiserver-balancer.ts', args, flags);
   const child = startChild(cmd, argv, { env });
   let m: RegExpMatchArray;
   let status: RegExpMatchArray;
@@ -159,9 +228,10 @@ async function startBalancerCli(name: 'balancer' | 'balancer-workers' | 'balance
     host: m[1]!,
     port: Number(m[2]),
     pid: child.pid,
-    control: undefined,
+    control: memProbe ? child : undefined,
     statusPort: Number(status[2]),
     cpuSeconds: () => cpuSeconds(child.pid, true),
+    systemSeconds: () => systemSeconds(child.pid, true),
     minorFaults: () => minorFaults(child.pid, true),
     rss: () => rssBytes(child.pid, true),
     stop: () => child.stop(5000),

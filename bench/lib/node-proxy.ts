@@ -8,6 +8,8 @@
  *   (no pool), to separate the data path from the pool's placement work.
  * - `naive`: `c.pipe(u); u.pipe(c)`, plus the two error handlers without which
  *   the first reset would crash it.
+ * - `sockets`: the two sockets and nothing else (`'data'` written to the peer):
+ *   the floor of the memory bench.
  *
  * ```sh
  * node --expose-gc --import tsx bench/lib/node-proxy.ts --mode pool --backend 127.0.0.1:9000 [--backend ...]
@@ -16,7 +18,7 @@
  * ```
  *
  * Commands on stdin, one per line, each answered by one line on stdout:
- * `stats` → `stats {"active":N}`; `mem` → `mem {rss, heapUsed, ...}` (after GC);
+ * `stats` → `stats {"active":N}`; `mem` → `mem {rss, heapUsed, ..., young}` (after GC);
  * `heapsnapshot PATH` → `heapsnapshot PATH` (after GC);
  * `add HOST:PORT` → `added ID` (pool); `markdown ID` → `markdown {...}` (pool:
  * times `markDown` and the event loop around it). `--teardown sync` closes
@@ -29,10 +31,10 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { writeHeapSnapshot } from 'node:v8';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { PinnedConnection, UpstreamPool, parseHostPort, type BalancerName, type PickFunction } from '../../src/index.js';
 
-type Mode = 'pool' | 'pinned' | 'naive';
+type Mode = 'pool' | 'pinned' | 'naive' | 'sockets';
 
 interface Target {
   readonly host: string;
@@ -83,6 +85,52 @@ function startPinned(server: net.Server, targets: readonly Target[]): Host {
   return { active: () => open.size, pool: undefined };
 }
 
+// `sockets`: the two sockets of a proxied connection and nothing else, no
+// library, no closure: what any Node proxy pays per connection (the floor of
+// the memory bench). Each socket finds its peer through one property.
+const kPeer = Symbol('peer');
+type Peered = Socket & { [kPeer]?: Socket };
+let socketsOpen = 0;
+
+function forwardToPeer(this: Peered, chunk: Buffer): void {
+  this[kPeer]?.write(chunk);
+}
+
+function destroyPeer(this: Peered): void {
+  this[kPeer]?.destroy();
+}
+
+function destroyBoth(this: Peered): void {
+  // A FIN either way ends the pair (no half-close here): its descriptors are
+  // back before the next batch of connections.
+  this.destroy();
+  this[kPeer]?.destroy();
+}
+
+function socketsClosed(): void {
+  socketsOpen--;
+}
+
+function startSockets(server: net.Server, targets: readonly Target[]): Host {
+  let next = 0;
+  server.on('connection', (c: Peered) => {
+    const target = targets[next++ % targets.length]!;
+    const u: Peered = net.connect(target);
+    c[kPeer] = u;
+    u[kPeer] = c;
+    c.on('data', forwardToPeer);
+    u.on('data', forwardToPeer);
+    c.on('error', destroyPeer);
+    u.on('error', destroyPeer);
+    c.on('end', destroyBoth);
+    u.on('end', destroyBoth);
+    c.once('close', socketsClosed);
+    socketsOpen++;
+    c.resume();
+  });
+  return { active: () => socketsOpen, pool: undefined };
+}
+
 function startNaive(server: net.Server, targets: readonly Target[]): Host {
   let open = 0;
   let next = 0;
@@ -106,7 +154,10 @@ function memory(): Record<string, number> {
     gc();
   }
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  // The young generation's resident pages: V8 grows it while connections are
+  // being opened and gives it back only after some idle seconds.
+  const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.physical_space_size ?? 0;
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, young };
 }
 
 /**
@@ -183,13 +234,20 @@ async function main(argv: string[]): Promise<void> {
     strict: true,
   });
   const mode = values.mode as Mode;
-  if (mode !== 'pool' && mode !== 'pinned' && mode !== 'naive') throw new TypeError(`Expected \`--mode\` to be pool, pinned or naive, got \`${String(values.mode)}\``);
+  if (mode !== 'pool' && mode !== 'pinned' && mode !== 'naive' && mode !== 'sockets') throw new TypeError(`Expected \`--mode\` to be pool, pinned, naive or sockets, got \`${String(values.mode)}\``);
   const targets = (values.backend ?? []).map((b) => parseHostPort(b, '--backend'));
   if (targets.length === 0) throw new TypeError('Expected at least one `--backend`');
   const listen = values.listen === '127.0.0.1:0' ? { host: '127.0.0.1', port: 0 } : parseHostPort(values.listen, '--listen');
 
   const server = net.createServer({ allowHalfOpen: mode !== 'naive', pauseOnConnect: mode !== 'naive' });
-  const host = mode === 'pool' ? startPool(server, targets, values.balancer, values.teardown) : mode === 'pinned' ? startPinned(server, targets) : startNaive(server, targets);
+  const host =
+    mode === 'pool'
+      ? startPool(server, targets, values.balancer, values.teardown)
+      : mode === 'pinned'
+        ? startPinned(server, targets)
+        : mode === 'sockets'
+          ? startSockets(server, targets)
+          : startNaive(server, targets);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());

@@ -18,7 +18,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './context.js';
-import { cpuSeconds, freePort, minorFaults, rssBytes, sleep, startChild, type Child } from './proc.js';
+import { cpuSeconds, freePort, minorFaults, rssBytes, sleep, startChild, systemSeconds, type Child } from './proc.js';
 
 /** A peer's name. */
 export type PeerName = 'haproxy' | 'nginx';
@@ -49,6 +49,8 @@ export interface RunningPeer {
   readonly child: Child;
   /** CPU seconds of the whole process tree. */
   cpuSeconds(): number;
+  /** System (kernel) CPU seconds of the whole process tree. */
+  systemSeconds(): number;
   /** Minor page faults of the whole process tree. */
   minorFaults(): number;
   /** RSS of the whole process tree, in bytes. */
@@ -327,6 +329,7 @@ export async function startPeer(name: PeerName, o: StartPeerOptions): Promise<Ru
     pid: child.pid,
     child,
     cpuSeconds: () => cpuSeconds(child.pid, true),
+    systemSeconds: () => systemSeconds(child.pid, true),
     minorFaults: () => minorFaults(child.pid, true),
     rss: () => rssBytes(child.pid, true),
     workerRss: () => rssBytes(workerPid()),

@@ -237,13 +237,22 @@ export function processTree(pid: number): number[] {
 
 /** User + system CPU seconds used so far by `pid` (all its threads), or by its whole tree. */
 export function cpuSeconds(pid: number, tree = false): number {
+  return cpuTimes(pid, tree, true);
+}
+
+/** System (kernel) CPU seconds used so far by `pid`, or by its whole tree: the syscalls' share of {@link cpuSeconds}. */
+export function systemSeconds(pid: number, tree = false): number {
+  return cpuTimes(pid, tree, false);
+}
+
+function cpuTimes(pid: number, tree: boolean, user: boolean): number {
   let total = 0;
   for (const p of tree ? processTree(pid) : [pid]) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       // Fields after the parenthesised command: state is field 3; utime 14, stime 15.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / ticks();
+      total += ((user ? Number(fields[11]) : 0) + Number(fields[12])) / ticks();
     } catch {
       /* exited */
     }

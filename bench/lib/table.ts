@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { Chart } from './svg-chart.js';
+
 /** One cell: a number is formatted by its column, a string is printed as is. */
 export type Cell = string | number | undefined;
 
@@ -42,6 +44,8 @@ export interface BenchReport {
   readonly goals: readonly Goal[];
   readonly notes: readonly string[];
   readonly durationMs: number;
+  /** Bar charts of the same figures, written as SVG by run.ts. */
+  readonly charts?: readonly Chart[] | undefined;
 }
 
 function formatCell(cell: Cell, column: Column): string {
