@@ -12,7 +12,8 @@ import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { resolveBackend, sameIdentity, type Backend, type BackendInput } from './backend.js';
 import type { BackendHealth, HealthCause } from './backend-status.js';
-import { socketError } from './checks/tcp.js';
+import { ConnectionSlot } from './checks/connection-slot.js';
+import { socketError } from './checks/socket-supervision.js';
 import {
   CheckError,
   type CheckLayer,
@@ -25,11 +26,20 @@ import {
 import type { CheckResult, HealthProbeEvents } from './events.js';
 import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
+import { QueuedTimer, TimerQueue } from './timer-queue.js';
 
 const log = createDebug('failover-proxy:probe');
 
 // Node's timers hold at most a signed 32-bit delay.
 const MAX_TIMER = 2 ** 31 - 1;
+/**
+ * Lateness of the probe's timer that is ordinary jitter, not a stall: Node
+ * timers fire a millisecond or two late on an idle loop, and a few more on a
+ * busy one.
+ */
+const STALL_TOLERANCE = 10;
+/** The most a check is started early to share a wake-up with others (see `coalesce` below). */
+const MAX_COALESCE = 10;
 
 /**
  * The reason a probe passes to `markDown` when a backend crosses `fall`.
@@ -143,9 +153,10 @@ interface Entry {
   readonly health: HealthState;
   /** Added by `attach` (and so removed by `detach` and the pool's `backendRemoved`). */
   readonly fromPool: boolean;
-  /** The next scheduled check; boxed because a clock's handle may be any value. */
-  timer: { readonly handle: unknown } | undefined;
-  dueAt: number;
+  /** The next scheduled check, in the probe's one timer queue. */
+  readonly timer: QueuedTimer;
+  /** Where the check keeps its connection to the backend between checks. */
+  readonly connection: ConnectionSlot;
   run: Run | undefined;
   lastResult: CheckResult | undefined;
   removed: boolean;
@@ -213,6 +224,8 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   readonly #queue: PQueue;
   readonly #entries = new Map<string, Entry>();
   readonly #running = new Set<Promise<void>>();
+  /** Every scheduled check and every running check's timeout, behind one clock timer. */
+  readonly #timers: TimerQueue;
   #started: boolean;
   #closed = false;
   #stopping: Promise<void> | undefined;
@@ -229,6 +242,17 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     super();
     this.#options = resolveProbeOptions(options);
     this.#queue = new PQueue({ concurrency: this.#options.concurrency });
+    const { timeout, interval, fastInterval, downInterval, jitter } = this.#options;
+    this.#timers = new TimerQueue(this.#options.clock, {
+      tolerance: STALL_TOLERANCE,
+      // Stalls are sampled at a tenth of the timeout while checks run: a check
+      // is never charged more than that much of a stall it lived through.
+      sampleEvery: Math.floor(timeout / 10),
+      // Checks falling due together run in one wake-up: one started a few ms
+      // early (a tenth of the jitter, at most 10 ms) changes nothing that the
+      // jitter does not already blur. No jitter, no coalescing: exact times.
+      coalesce: Math.min(MAX_COALESCE, Math.floor((Math.min(interval, fastInterval, downInterval) * jitter) / 10)),
+    });
     this.#started = this.#options.autoStart;
   }
 
@@ -267,6 +291,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     this.#entries.delete(id);
     entry.removed = true;
     this.#clearTimer(entry);
+    entry.connection.close();
     const run = entry.run;
     if (run !== undefined) {
       const error = new UnknownBackendError(id);
@@ -294,7 +319,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     if (this.#started) return;
     this.#started = true;
     for (const entry of this.#entries.values()) {
-      if (entry.timer === undefined && entry.run === undefined) this.#schedule(entry, this.#firstDelay());
+      if (!entry.timer.pending && entry.run === undefined) this.#schedule(entry, this.#firstDelay());
     }
   }
 
@@ -478,11 +503,13 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     const closed = new ProbeClosedError();
     for (const entry of this.#entries.values()) {
       this.#clearTimer(entry);
+      entry.connection.close();
       const run = entry.run;
       if (run === undefined) continue;
       if (run.controller !== undefined) run.controller.abort(closed);
       else this.#settle(entry, run, closed);
     }
+    this.#timers.close();
     await Promise.allSettled(this.#running);
     log('stopped');
     this.emit('stopped');
@@ -508,8 +535,8 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       backend,
       health: new HealthState({ rise, fall, initial }),
       fromPool,
-      timer: undefined,
-      dueAt: 0,
+      timer: new QueuedTimer(() => void this.#run(entry)),
+      connection: new ConnectionSlot(),
       run: undefined,
       lastResult: undefined,
       removed: false,
@@ -566,7 +593,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     // check forward to `fastInterval`, never push it back.
     if (this.#started && !entry.removed && entry.run === undefined) {
       const delay = this.#nextDelay(entry);
-      if (entry.timer === undefined || now + delay < entry.dueAt) this.#schedule(entry, delay);
+      if (!entry.timer.pending || now + delay < entry.timer.at) this.#schedule(entry, delay);
     }
   }
 
@@ -588,24 +615,46 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     // Removed, or the probe stopped, while queued.
     if (run.settled) return;
     const { clock, timeout, check } = this.#options;
+    const timers = this.#timers;
     const id = entry.backend.id;
     const controller = new AbortController();
     run.controller = controller;
     // Built only when it fires: most checks pass, and an Error captures a stack.
     let timeoutError: CheckError | undefined;
-    const timer = clock.setTimeout(() => {
-      timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms`);
-      controller.abort(timeoutError);
-    }, timeout);
+    let expiring: NodeJS.Immediate | undefined;
     const startedAt = clock.now();
+    const stalledAtStart = timers.stalledMs;
+    const deadline = new QueuedTimer(() => {
+      // Time this process was stalled (its loop blocked, or no CPU) since the
+      // check started is not the backend's: the check gets it back, so a
+      // starved process does not blame healthy backends (k3s #10240).
+      const stalled = timers.stalledMs - stalledAtStart;
+      const now = clock.now();
+      if (startedAt + timeout + stalled > now) {
+        timers.set(deadline, startedAt + timeout + stalled - now);
+        return;
+      }
+      // Node runs due timers before it reads sockets: an answer that arrived
+      // while the loop was busy is read first, then the timeout counts.
+      expiring = setImmediate(() => {
+        expiring = undefined;
+        const note = stalled > 0 ? ` (not counting ${Math.round(stalled)} ms this process was stalled)` : '';
+        timeoutError = new CheckError('timeout', `Check of \`${id}\` timed out after ${timeout} ms${note}`);
+        controller.abort(timeoutError);
+      });
+    });
+    timers.hold();
+    timers.set(deadline, timeout);
     let error: CheckError | undefined;
     try {
-      await check(entry.backend, { signal: controller.signal });
+      await check(entry.backend, { signal: controller.signal, connection: entry.connection });
     } catch (err) {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
       error = timeoutError !== undefined ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
     } finally {
-      clock.clearTimeout(timer);
+      timers.clear(deadline);
+      timers.release();
+      if (expiring !== undefined) clearImmediate(expiring);
       run.controller = undefined;
     }
     if (this.#closed) {
@@ -686,21 +735,11 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   }
 
   #schedule(entry: Entry, delay: number): void {
-    this.#clearTimer(entry);
-    const clock = this.#options.clock;
-    entry.dueAt = clock.now() + delay;
-    entry.timer = {
-      handle: clock.setTimeout(() => {
-        entry.timer = undefined;
-        void this.#run(entry);
-      }, delay),
-    };
+    this.#timers.set(entry.timer, delay);
   }
 
   #clearTimer(entry: Entry): void {
-    if (entry.timer === undefined) return;
-    this.#options.clock.clearTimeout(entry.timer.handle);
-    entry.timer = undefined;
+    this.#timers.clear(entry.timer);
   }
 
   /** The first check of a backend: spread over the jitter window, so a pool of many does not probe in one burst. */

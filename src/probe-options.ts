@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { resolveCheck, type CheckFunction, type CheckSpec } from './checks/check.js';
+import type { CheckFunction } from './checks/check.js';
+import { resolveCheck, type CheckSpec } from './checks/resolve-check.js';
 import { systemClock, type Clock } from './clock.js';
 import * as v from './validate.js';
 

@@ -6,7 +6,9 @@ import { createServer as createNetServer, type AddressInfo, type Server, type So
 import { test, type TestContext } from 'node:test';
 import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { resolveBackend, type Backend, type BackendSpec } from '../src/backend.js';
-import { customCheck, resolveCheck, type CheckFunction, type CheckSpec } from '../src/checks/check.js';
+import type { CheckFunction } from '../src/checks/check.js';
+import { customCheck } from '../src/checks/custom-check.js';
+import { resolveCheck, type CheckSpec } from '../src/checks/resolve-check.js';
 import { httpCheck, httpsCheck } from '../src/checks/http.js';
 import { tcpCheck } from '../src/checks/tcp.js';
 import { tlsCheck } from '../src/checks/tls.js';

@@ -29,6 +29,22 @@ async function turns(n = 5): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Fires the probe's timer (one for every backend) again and again until `ms`
+ * from now, letting the checks it starts run before the next fire, so each
+ * check starts at its own due time.
+ */
+async function runFor(clock: FakeClock, ms: number): Promise<void> {
+  const end = clock.now() + ms;
+  for (;;) {
+    const [soonest] = clock.delays();
+    if (soonest === undefined || clock.now() + soonest > end) break;
+    clock.advance(soonest);
+    await turns();
+  }
+  clock.advance(end - clock.now());
+}
+
 interface Deferred<T = void> {
   readonly promise: Promise<T>;
   resolve(value: T): void;
@@ -255,9 +271,15 @@ test('scheduling: jitter spreads each delay within ±jitter, and first checks ov
   const clock = new FakeClock();
   const randoms = [0, 0.5, 0.999];
   let next = 0;
+  const t0 = clock.now();
+  // `port@ms`: when each check started, from t0.
+  const started: string[] = [];
   const probe = probeWith(t, {
     clock,
-    check: () => Promise.resolve(),
+    check: (backend) => {
+      started.push(`${backend.port}@${clock.now() - t0}`);
+      return Promise.resolve();
+    },
     interval: 1000,
     jitter: 0.2,
     random: () => randoms[next++ % randoms.length]!,
@@ -265,10 +287,38 @@ test('scheduling: jitter spreads each delay within ±jitter, and first checks ov
   probe.add({ host: '127.0.0.1', port: 1 });
   probe.add({ host: '127.0.0.1', port: 2 });
   probe.add({ host: '127.0.0.1', port: 3 });
-  assert.deepEqual(clock.delays(), [0, 100, 200]);
+  await runFor(clock, 200);
+  assert.deepEqual(started, ['1@0', '2@100', '3@200']);
+  started.length = 0;
   await probe.checkNow();
+  assert.deepEqual(started, ['1@200', '2@200', '3@200']);
+  started.length = 0;
   // Each result rescheduled with the next random value: 1000 × (1 ± 0.2).
-  assert.deepEqual(clock.delays(), [800, 1000, 1200]);
+  await runFor(clock, 1200);
+  assert.deepEqual(started, ['1@1000', '2@1200', '3@1400']);
+});
+
+void test('scheduling: checks due within a tenth of the jitter run in one wake-up, started early', async (t) => {
+  const clock = new FakeClock();
+  const randoms = [0, 0.05, 0.08, 0.5];
+  let next = 0;
+  const t0 = clock.now();
+  const started: string[] = [];
+  const probe = probeWith(t, {
+    clock,
+    check: (backend) => {
+      started.push(`${backend.port}@${clock.now() - t0}`);
+      return Promise.resolve();
+    },
+    interval: 1000,
+    jitter: 0.1,
+    // Then the midpoint: the next checks are a whole interval away.
+    random: () => randoms[next++] ?? 0.5,
+  });
+  // First checks due at 0, 5, 8 and 50 ms; a tenth of the jitter is 10 ms.
+  for (let port = 1; port <= 4; port++) probe.add({ host: '127.0.0.1', port });
+  await runFor(clock, 100);
+  assert.deepEqual(started, ['1@0', '2@0', '3@0', '4@50']);
 });
 
 test('scheduling: jitter 0 probes at exact intervals', async (t) => {
@@ -284,7 +334,16 @@ test('scheduling: jitter 0 probes at exact intervals', async (t) => {
 
 test('scheduling: autoStart false schedules nothing until start(); checkNow still works', async (t) => {
   const clock = new FakeClock();
-  const probe = probeWith(t, { clock, check: () => Promise.resolve(), autoStart: false, random: () => 0 });
+  const checked: string[] = [];
+  const probe = probeWith(t, {
+    clock,
+    check: (backend) => {
+      checked.push(backend.id);
+      return Promise.resolve();
+    },
+    autoStart: false,
+    random: () => 0,
+  });
   probe.add({ host: '127.0.0.1', port: 1, id: 'a' });
   probe.add({ host: '127.0.0.1', port: 2, id: 'b' });
   assert.equal(clock.pending, 0);
@@ -293,7 +352,13 @@ test('scheduling: autoStart false schedules nothing until start(); checkNow stil
   assert.equal(probe.isHealthy('a'), true);
   probe.start();
   probe.start();
-  assert.equal(clock.pending, 2);
+  // Both scheduled once (random 0: first checks at once, the next ones interval × 0.9 later).
+  await runFor(clock, 0);
+  assert.deepEqual(checked, ['a', 'a', 'b']);
+  await runFor(clock, 1799);
+  assert.deepEqual(checked, ['a', 'a', 'b']);
+  await runFor(clock, 1);
+  assert.deepEqual(checked, ['a', 'a', 'b', 'a', 'b']);
 });
 
 // ---------------------------------------------------------------- timeout
@@ -354,6 +419,66 @@ test('timeout: a TCP server that never answers an HTTP check fails with PROBE_TI
   assert.equal(result.durationMs, 1000);
   // The check's socket was destroyed: the server sees it close.
   await closed.promise;
+});
+
+void test('timeout: time the process itself was stalled does not count against a check', async (t) => {
+  const clock = new FakeClock();
+  const TIMEOUT = 300;
+  let answer: (() => void) | undefined;
+  const probe = probeWith(t, {
+    clock,
+    timeout: TIMEOUT,
+    autoStart: false,
+    check: (_b, { signal }) =>
+      new Promise<void>((resolve, reject) => {
+        answer = resolve;
+        signal.addEventListener('abort', () => reject(signal.reason as Error));
+      }),
+  });
+  probe.add({ host: '127.0.0.1', port: 1, id: 'a' });
+
+  // Stalled 1000 ms (3.3 × timeout) 10 ms into a check; the answer comes 50 ms after.
+  let running = probe.checkNow('a');
+  await turns();
+  clock.advance(10);
+  clock.stall(1000);
+  clock.advance(0);
+  await turns();
+  clock.advance(50);
+  answer!();
+  let result = await running;
+  assert.equal(result.ok, true, result.error?.message);
+  assert.equal(result.durationMs, 1060);
+
+  // A check that never answers still times out, `timeout` of running time
+  // after its start: the stall is given back, to within the probe's sampling
+  // of it (a tenth of the timeout) and the 10 ms of jitter it ignores.
+  let settled = false;
+  running = probe.checkNow('a').finally(() => (settled = true));
+  await turns();
+  clock.advance(10);
+  clock.stall(1000);
+  clock.advance(0);
+  await turns();
+  clock.advance(TIMEOUT - 10 - TIMEOUT / 10 - 10);
+  await turns();
+  assert.equal(settled, false, 'still running at 1010 + 250 ms');
+  clock.advance(TIMEOUT / 10 + 10);
+  result = await running;
+  assert.equal(result.error?.code, 'PROBE_TIMEOUT');
+  assert.ok(result.durationMs > 1260 && result.durationMs <= 1300, String(result.durationMs));
+  assert.match(result.error.message, /not counting \d+ ms this process was stalled/);
+
+  // A stall while no check runs is nobody's: the next check gets `timeout`, exactly.
+  clock.stall(5000);
+  clock.advance(0);
+  running = probe.checkNow('a');
+  await turns();
+  clock.advance(TIMEOUT);
+  result = await running;
+  assert.equal(result.error?.code, 'PROBE_TIMEOUT');
+  assert.equal(result.durationMs, TIMEOUT);
+  assert.doesNotMatch(result.error.message, /stalled/);
 });
 
 // ---------------------------------------------------------------- rise/fall through a real server
@@ -453,6 +578,9 @@ test('never two checks of one backend in flight: checkNow and the timer join the
   assert.equal(a, c);
   assert.equal(calls, 1);
   assert.equal(maxActive, 1);
+  // The only timer left is the next check, interval × 0.9 after this one
+  // started: the scheduled check it replaced (due at 0) is gone.
+  assert.deepEqual(clock.delays(), [90]);
 });
 
 test('concurrency bounds the checks running at once across backends', async (t) => {
@@ -662,17 +790,29 @@ test('attach: a backend marked up behind a down verdict is marked down again on 
 test('attach: follows backendAdded and backendRemoved; detach unsubscribes and forgets pool backends', async (t) => {
   const clock = new FakeClock();
   const pool = new FakePool();
-  const probe = probeWith(t, { clock, check: () => Promise.resolve(), random: () => 0 });
+  const checked: string[] = [];
+  const probe = probeWith(t, {
+    clock,
+    check: (backend) => {
+      checked.push(backend.id);
+      return Promise.resolve();
+    },
+    random: () => 0,
+  });
   probe.add({ host: '127.0.0.1', port: 9, id: 'mine' });
   probe.attach(pool);
   pool.put({ host: '127.0.0.1', port: 1, id: 'a' }, 'unknown');
   assert.equal(probe.health('a')?.verdict, 'unknown');
-  assert.equal(clock.pending, 2);
-  await probe.checkNow('a');
+  // Both scheduled (random 0: first checks at once).
+  await runFor(clock, 0);
+  assert.deepEqual(checked, ['mine', 'a']);
   assert.deepEqual(pool.calls, ['markUp a probe-passed']);
   pool.drop('a');
   assert.equal(probe.health('a'), undefined);
-  assert.equal(clock.pending, 1);
+  // Its schedule went with it: only 'mine' is checked (every interval × 0.9).
+  checked.length = 0;
+  await runFor(clock, 4000);
+  assert.deepEqual(checked, ['mine', 'mine']);
   pool.put({ host: '127.0.0.1', port: 2, id: 'b' });
   assert.ok(probe.health('b'));
   probe.detach();

@@ -6,7 +6,7 @@
  * reported as the excess over those 10 ms) over a window after a warm-up.
  *
  * ```sh
- * node --import tsx bench/lib/probe-host.ts --ports 4000,4001,... --interval 1000 --warmup 3000 --window 10000
+ * node --import tsx bench/lib/probe-host.ts --ports 4000,4001,... --interval 1000 --warmup 3000 --window 10000 [--reuse false]
  * # prints "probe-result {json}" and exits
  * ```
  *
@@ -33,6 +33,7 @@ async function main(argv: string[]): Promise<void> {
       concurrency: { type: 'string' },
       warmup: { type: 'string', default: '3000' },
       window: { type: 'string', default: '10000' },
+      reuse: { type: 'string', default: 'true' },
     },
     strict: true,
   });
@@ -41,8 +42,9 @@ async function main(argv: string[]): Promise<void> {
   const timeout = int('timeout', values.timeout);
   const warmup = int('warmup', values.warmup);
   const window = int('window', values.window);
+  if (values.reuse !== 'true' && values.reuse !== 'false') throw new TypeError(`Expected \`--reuse\` to be true or false, got \`${values.reuse}\``);
   const probe = new HealthProbe({
-    check: { type: 'https', path: '/readyz', ca: loadCerts().ca },
+    check: { type: 'https', path: '/readyz', ca: loadCerts().ca, reuseConnection: values.reuse === 'true' },
     interval,
     timeout,
     rise: 2,

@@ -34,9 +34,16 @@ export interface AdminReply {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/**
+ * The pool calls the API makes: an {@link UpstreamPool} in a single process;
+ * with `--workers`, the primary's control pool, which runs each change on
+ * itself and then in every worker.
+ */
+export type AdminPool = Pick<UpstreamPool, 'stats' | 'has' | 'backends' | 'add' | 'update' | 'remove' | 'drain' | 'markMaintenance' | 'markReady'>;
+
 /** What the API acts on: the running balancer. */
 export interface AdminTarget {
-  readonly pool: UpstreamPool;
+  readonly pool: AdminPool;
   readonly events: RecentEvents;
   /** SHA-256 of the admin token, read per request so a reload can change it; `undefined`: read-only. */
   readonly tokenDigest: () => Buffer | undefined;
@@ -102,7 +109,7 @@ function view(b: BackendStats): BackendView {
   return { ...b, address: b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}` };
 }
 
-function findView(pool: UpstreamPool, id: string): BackendView | undefined {
+function findView(pool: AdminPool, id: string): BackendView | undefined {
   const b = pool.stats().backends.find((s) => s.id === id);
   return b === undefined ? undefined : view(b);
 }

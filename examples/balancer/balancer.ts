@@ -9,7 +9,16 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { FailoverProxyError, HealthProbe, Rebalancer, UpstreamPool, type HealthProbeOptions, type UpstreamPoolOptions } from '../../src/index.js';
+import {
+  FailoverProxyError,
+  HealthProbe,
+  Rebalancer,
+  UpstreamPool,
+  type BackendSpec,
+  type HealthProbeOptions,
+  type ReconcileResult,
+  type UpstreamPoolOptions,
+} from '../../src/index.js';
 import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
@@ -132,7 +141,7 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
 }
 
 /** The admin token's digest, from `--admin-token-file`. */
-function readToken(io: BalancerIo, path: string): Buffer {
+export function readToken(io: BalancerIo, path: string): Buffer {
   const content = readConfiguredFile(io, '--admin-token-file', path)!;
   const token = parseToken(content.toString('latin1'));
   if (token === undefined) {
@@ -143,6 +152,67 @@ function readToken(io: BalancerIo, path: string): Buffer {
 
 function list(ids: readonly string[]): string {
   return ids.length === 0 ? '-' : ids.join(', ');
+}
+
+/** What {@link reloadConfig} works on. */
+export interface ReloadTarget {
+  /** The config the balancer started with (restart-only settings are compared with it). */
+  readonly config: BalancerConfig;
+  readonly io: BalancerIo;
+  /** Makes the pool match the list; throws (and changes nothing) for a bad one. */
+  readonly reconcile: (specs: BackendSpec[], options: { readonly drainTimeout: number }) => ReconcileResult;
+  /** One line either way. */
+  readonly log: (line: string) => void;
+  /** The new config is in force: take its admin token (digest) and drain deadline. */
+  readonly applied: (next: BalancerConfig, token: Buffer | undefined) => void;
+}
+
+/**
+ * A reload (SIGHUP, `POST /api/reload`), the same in a single process and in
+ * the primary of `--workers`: re-reads the config and reconciles the pool
+ * with it. Throws {@link ReloadError} and changes nothing when there is no
+ * config file or it is not valid; logs one line either way.
+ */
+export function reloadConfig(target: ReloadTarget): ReloadSummary {
+  const { config, io, log } = target;
+  try {
+    if (io.loadConfig === undefined) throw new ReloadError('NO_CONFIG_FILE', 'no config file: start the balancer with --config FILE to reload');
+    let next: BalancerConfig;
+    let nextToken: Buffer | undefined;
+    let result: ReconcileResult;
+    try {
+      next = io.loadConfig();
+      nextToken = next.adminTokenFile === undefined ? undefined : readToken(io, next.adminTokenFile);
+      // Validates every spec before it changes anything.
+      result = target.reconcile(backendSpecs(next), { drainTimeout: next.drainTimeout });
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ReloadError('CONFIG_INVALID', err.message);
+      if (err instanceof FailoverProxyError && (err.code === 'INVALID_ARGUMENT' || err.code === 'DUPLICATE_BACKEND')) {
+        throw new ReloadError('CONFIG_INVALID', err.message);
+      }
+      throw err;
+    }
+    target.applied(next, nextToken);
+    result.settled.catch((err: unknown) => log(`reload: a drain ended badly: ${err instanceof Error ? err.message : String(err)}`));
+    const summary: ReloadSummary = {
+      added: result.added,
+      updated: result.updated,
+      removed: result.removed,
+      replaced: result.replaced,
+      unchanged: result.unchanged,
+      // Compared with the start: these never change while running.
+      restartNeeded: restartNeeded(config, next),
+    };
+    log(
+      `reload: added ${list(summary.added)}; updated ${list(summary.updated)}; draining ${list(summary.removed)}` +
+        `${summary.removed.length > 0 ? ` (${next.drainTimeout} ms)` : ''}; replaced ${list(summary.replaced)}; unchanged ${list(summary.unchanged)}` +
+        `${summary.restartNeeded.length > 0 ? `; not applied until a restart: ${summary.restartNeeded.join(', ')}` : ''}`,
+    );
+    return summary;
+  } catch (err) {
+    log(`reload refused, running config kept: ${err instanceof Error ? err.message : String(err)}`);
+    throw err;
+  }
 }
 
 /** The pool's options: the same in the single process and in every worker. */
@@ -256,47 +326,17 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   if (config.insecure) log.info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
   if (token !== undefined && config.status === undefined) log.info('warning: --admin-token-file without --status: there is no admin API to unlock');
 
-  const reload = (): ReloadSummary => {
-    try {
-      if (io.loadConfig === undefined) throw new ReloadError('NO_CONFIG_FILE', 'no config file: start the balancer with --config FILE to reload');
-      let next: BalancerConfig;
-      let nextToken: Buffer | undefined;
-      let result: ReturnType<UpstreamPool['reconcile']>;
-      try {
-        next = io.loadConfig();
-        nextToken = next.adminTokenFile === undefined ? undefined : readToken(io, next.adminTokenFile);
-        // Validates every spec before it changes anything.
-        result = pool.reconcile(backendSpecs(next), { drainTimeout: next.drainTimeout });
-      } catch (err) {
-        if (err instanceof ConfigError) throw new ReloadError('CONFIG_INVALID', err.message);
-        if (err instanceof FailoverProxyError && (err.code === 'INVALID_ARGUMENT' || err.code === 'DUPLICATE_BACKEND')) {
-          throw new ReloadError('CONFIG_INVALID', err.message);
-        }
-        throw err;
-      }
-      token = nextToken;
-      drainTimeout = next.drainTimeout;
-      result.settled.catch((err: unknown) => log.info(`reload: a drain ended badly: ${err instanceof Error ? err.message : String(err)}`));
-      const summary: ReloadSummary = {
-        added: result.added,
-        updated: result.updated,
-        removed: result.removed,
-        replaced: result.replaced,
-        unchanged: result.unchanged,
-        // Compared with the start: these never change while running.
-        restartNeeded: restartNeeded(config, next),
-      };
-      log.info(
-        `reload: added ${list(summary.added)}; updated ${list(summary.updated)}; draining ${list(summary.removed)}` +
-          `${summary.removed.length > 0 ? ` (${next.drainTimeout} ms)` : ''}; replaced ${list(summary.replaced)}; unchanged ${list(summary.unchanged)}` +
-          `${summary.restartNeeded.length > 0 ? `; not applied until a restart: ${summary.restartNeeded.join(', ')}` : ''}`,
-      );
-      return summary;
-    } catch (err) {
-      log.info(`reload refused, running config kept: ${err instanceof Error ? err.message : String(err)}`);
-      throw err;
-    }
-  };
+  const reload = (): ReloadSummary =>
+    reloadConfig({
+      config,
+      io,
+      reconcile: (specs, options) => pool.reconcile(specs, options),
+      log: (line) => log.info(line),
+      applied: (next, nextToken) => {
+        token = nextToken;
+        drainTimeout = next.drainTimeout;
+      },
+    });
 
   // One round of checks before the first client: clients that arrived while
   // every backend still awaited its probe would all pile onto the first one

@@ -15,6 +15,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { AdminReply, AdminRequest } from './admin-api.js';
 import type { HostPort } from './config.js';
 import { metricsContentType } from './metrics.js';
@@ -37,8 +38,8 @@ export interface StatusSources {
    * Not given: `/readyz` is not served.
    */
   readonly ready?: (() => boolean) | undefined;
-  /** Answers `/api/…`; without it those paths are 404. */
-  readonly api?: ((req: AdminRequest) => AdminReply) | undefined;
+  /** Answers `/api/…` (a promise when workers are asked first); without it those paths are 404. */
+  readonly api?: ((req: AdminRequest) => AdminReply | Promise<AdminReply>) | undefined;
 }
 
 /** A listening status endpoint. */
@@ -129,10 +130,40 @@ async function handle(sources: StatusSources, req: IncomingMessage, res: ServerR
   }
 }
 
+const internalError: AdminReply = { status: 500, body: { error: 'INTERNAL', message: 'internal error' } };
+const parserRefusals: Readonly<Record<string, readonly [status: string, error: string, message: string]>> = {
+  ERR_HTTP_REQUEST_TIMEOUT: ['408 Request Timeout', 'REQUEST_TIMEOUT', 'the request was not complete within its deadline'],
+  HPE_HEADER_OVERFLOW: ['431 Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'the request headers are limited to 8192 bytes'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: ['413 Payload Too Large', 'PAYLOAD_TOO_LARGE', 'chunk extensions are too large'],
+};
+const badRequest = ['400 Bad Request', 'BAD_REQUEST', 'the request is not valid HTTP/1.1'] as const;
+
+/**
+ * A request the HTTP parser refused (malformed, headers over the limit, a
+ * deadline missed): answered in the API's shape, `{error, message}`, with the
+ * same headers as every answer, instead of Node's bare status line; never a
+ * byte of the request. The socket is destroyed once the answer is written.
+ */
+function onClientError(err: Error & { code?: string }, socket: Duplex): void {
+  // Node's own rule: answer only if nothing was written on this connection yet.
+  if (!socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten !== 0) {
+    socket.destroy();
+    return;
+  }
+  const [status, error, message] = parserRefusals[err.code ?? ''] ?? badRequest;
+  const body = safeJson({ error, message });
+  socket.write(
+    `HTTP/1.1 ${status}\r\ncontent-type: ${json}\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\n` +
+      `x-content-type-options: nosniff\r\nx-frame-options: DENY\r\nreferrer-policy: no-referrer\r\ncontent-security-policy: ${strictCsp}\r\n` +
+      `connection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
+}
+
 const tooLarge: AdminReply = { status: 413, body: { error: 'PAYLOAD_TOO_LARGE', message: `the body is limited to ${MAX_BODY} bytes` } };
 
 /** Reads an `/api/` request's body (at most {@link MAX_BODY} bytes), then answers it. */
-function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
+function readBody(api: NonNullable<StatusSources['api']>, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_BODY) {
     // Not read: the connection cannot be reused.
@@ -155,7 +186,7 @@ function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, 
   req.on('end', () => {
     if (done) return;
     done = true;
-    let reply: AdminReply;
+    let reply: AdminReply | Promise<AdminReply>;
     try {
       reply = api({
         method: req.method ?? 'GET',
@@ -165,9 +196,16 @@ function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, 
         body: Buffer.concat(chunks, size),
       });
     } catch {
-      reply = { status: 500, body: { error: 'INTERNAL', message: 'internal error' } };
+      reply = internalError;
     }
-    sendReply(req, res, reply);
+    if (!(reply instanceof Promise)) {
+      sendReply(req, res, reply);
+      return;
+    }
+    reply.then(
+      (r) => sendReply(req, res, r),
+      () => sendReply(req, res, internalError),
+    );
   });
   req.on('error', () => {
     done = true;
@@ -188,7 +226,11 @@ function readBody(api: (req: AdminRequest) => AdminReply, req: IncomingMessage, 
  * ```
  */
 export async function startStatusServer(address: HostPort, sources: StatusSources): Promise<StatusServer> {
-  const server: Server = createServer({ maxHeaderSize: 8192 }, (req, res) => void handle(sources, req, res));
+  // connectionsCheckingInterval: how often the header and request deadlines
+  // are enforced; Node's default (30 s) would let a slow client hold a
+  // connection three times longer than the 10 s deadline.
+  const server: Server = createServer({ maxHeaderSize: 8192, connectionsCheckingInterval: 1000 }, (req, res) => void handle(sources, req, res));
+  server.on('clientError', onClientError);
   // Small and slow-client-proof: a request (headers and body) gets 10 s, an
   // idle keep-alive connection 5 s, and at most MAX_CONNECTIONS are open.
   server.headersTimeout = 10_000;

@@ -11,14 +11,16 @@
  *   backend's connections still happens in that one call (`pool.markDown`).
  *   It forwards its pool's passive signals (`connectFailed`, `writeStalled`).
  * - The **primary** accepts nothing itself beyond what `node:cluster` does for
- *   it. It runs the one {@link HealthProbe}, attached to a {@link HealthRelay}:
- *   a pool-like `ProbeTarget` with no connections, whose `markDown`/`markUp`
- *   record the verdict and broadcast it to every worker, and on which the
- *   workers' passive signals are emitted for the probe to count. A new worker
- *   gets the current verdicts (and the admin commands still in force) before
- *   it listens. The primary serves `/stats` and `/metrics`, merging the
- *   workers' `pool.stats()` gathered over IPC; it replaces a worker that dies
- *   and, on SIGTERM, drains every worker and exits 0.
+ *   it. It runs the one {@link HealthProbe}, attached to a {@link ControlPool}:
+ *   a pool with the same options and no listener, that never holds a
+ *   connection. Its health changes are broadcast to every worker as verdicts;
+ *   the workers' passive signals are emitted on it for the probe to count;
+ *   the admin API and a reload change it, and each change it accepts is run
+ *   in every worker too. A new worker starts from its current state (backends
+ *   and tunables, verdicts, drains and maintenance) before it listens. The
+ *   primary serves `/stats`, `/metrics` and `/api/`, with the workers'
+ *   `pool.stats()` gathered over IPC; it replaces a worker that dies and, on
+ *   SIGTERM, drains every worker and exits 0.
  *
  * Messages are structured clones (`serialization: 'advanced'`, so `Infinity`
  * survives), primary → worker: `start` (settings, verdicts, replay), `health`
@@ -26,14 +28,17 @@
  * `shutdown`; worker → primary: `ready`, `listening`, `failed`, `reply`,
  * `connectFailed`, `writeStalled`.
  *
- * **Fan-out of admin commands** ({@link RunningWorkers.broadcast}): a command
- * such as `{ op: 'drain', id: 'b1', timeout: 30000 }` is sent to every worker;
- * each runs it on its own pool ({@link runCommand}) and replies; the promise
- * resolves with one {@link WorkerReply} per worker (a worker that does not
- * answer within `timeout`, or exits first, gets `ok: false`). `drain`,
- * `maintenance` and `ready` are remembered and replayed to replacement
- * workers. To add an operation: extend {@link WorkerCommand}, handle it in
- * {@link runCommand}, and decide in {@link remember} whether it is replayed.
+ * **Fan-out of admin commands** (the {@link ControlPool}, and
+ * {@link RunningWorkers.broadcast} for a program): a command such as
+ * `{ op: 'drain', id: 'b1', timeout: 30000 }` is first run on the control
+ * pool, then sent to every worker; each runs it on its own pool
+ * ({@link runCommand}) and replies once it has taken effect; one
+ * {@link WorkerReply} per worker (a worker that does not answer within
+ * {@link STATS_TIMEOUT}, or exits first, gets `ok: false`, and the primary
+ * logs it). A replacement worker needs no replay of past commands: it starts
+ * from the control pool's state. To add an operation: extend
+ * {@link WorkerCommand}, send it from the {@link ControlPool} method that
+ * makes the change, handle it in {@link runCommand}.
  *
  * Scheduling: every worker accepts on the shared socket (`SCHED_NONE`), not
  * Node's default on Linux (`SCHED_RR`: the primary accepts every connection,
@@ -50,55 +55,42 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
-import { EventEmitter } from 'eventemitter3';
+import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type BackendStats, type CheckResult, type PoolStats } from '../../src/index.js';
+import { handleAdminRequest, type AdminPool, type AdminReply, type AdminRequest } from './admin-api.js';
 import {
-  ConnectError,
-  ConnectTimeoutError,
-  FailoverProxyError,
-  HealthProbe,
-  UpstreamPool,
-  type Backend,
-  type BackendStats,
-  type CheckResult,
-  type HealthCause,
-  type PoolStats,
-  type ProbeTarget,
-  type ProbeTargetEvents,
-  type ProbeTargetStatus,
-} from '../../src/index.js';
-import { listen, poolOptions, probeCheck, rebalancerFor, probeOptions, probeSummary, checkLabel, type BalancerIo, type BalancerStats } from './balancer.js';
-import { ReloadError } from './reload.js';
-import { ConfigError, type BackendAddress, type BalancerConfig, type HostPort } from './config.js';
+  listen,
+  poolOptions,
+  probeCheck,
+  rebalancerFor,
+  probeOptions,
+  probeSummary,
+  checkLabel,
+  readToken,
+  reloadConfig,
+  type BalancerIo,
+  type BalancerStats,
+} from './balancer.js';
+import {
+  ControlPool,
+  summedBackendCounters,
+  withWorkerCounts,
+  type AdminCommand,
+  type ControlSnapshot,
+  type HealthMessage,
+  type WorkerCommand,
+  type WorkerReply,
+} from './control-pool.js';
+import type { ReloadSummary } from './reload.js';
+import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { describeCheck, EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
+import { RecentEvents } from './recent-events.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
 
+export type { AdminCommand, HealthMessage, WorkerCommand, WorkerReply } from './control-pool.js';
+
 // ---------------------------------------------------------------- messages
-
-/** A health verdict, as broadcast to every worker. */
-export interface HealthMessage {
-  readonly type: 'health';
-  readonly id: string;
-  readonly health: 'up' | 'down';
-  readonly reason: string;
-  readonly cause: HealthCause | undefined;
-}
-
-/**
- * What {@link RunningWorkers.broadcast} can ask every worker to do to its pool.
- * `stats` answers `pool.stats()`; the others are the pool's admin calls.
- */
-export type WorkerCommand =
-  | { readonly op: 'stats' }
-  | { readonly op: 'drain'; readonly id: string; readonly timeout?: number | undefined }
-  | { readonly op: 'maintenance'; readonly id: string; readonly reason?: string | undefined }
-  | { readonly op: 'ready'; readonly id: string; readonly reason?: string | undefined };
-
-/** One worker's answer to a broadcast command. */
-export type WorkerReply =
-  | { readonly worker: number; readonly pid: number; readonly ok: true; readonly result: unknown }
-  | { readonly worker: number; readonly pid: number; readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
 
 /** What a worker needs of the config: the pool and the listener, not the probe. */
 export type WorkerSettings = Pick<
@@ -119,7 +111,7 @@ export type WorkerSettings = Pick<
 >;
 
 type ToWorker =
-  | { readonly type: 'start'; readonly settings: WorkerSettings; readonly verdicts: readonly HealthMessage[]; readonly replay: readonly WorkerCommand[] }
+  | { readonly type: 'start'; readonly settings: WorkerSettings; readonly verdicts: ControlSnapshot['verdicts']; readonly replay: ControlSnapshot['replay'] }
   | HealthMessage
   | { readonly type: 'command'; readonly seq: number; readonly command: WorkerCommand }
   | { readonly type: 'shutdown'; readonly force: boolean };
@@ -139,83 +131,7 @@ const EXIT_GRACE = 5000;
 /** A worker that died before it listened is replaced after this long, not at once (no fork storm). */
 const RESPAWN_DELAY = 1000;
 
-// ------------------------------------------------------------ health relay
-
-/**
- * The primary's `ProbeTarget`: the backends and their verdicts, no
- * connections. `markDown`/`markUp` record the verdict and hand it to `send`
- * (which broadcasts it); the workers' passive signals are emitted here with
- * {@link HealthRelay.connectFailed} and {@link HealthRelay.writeStalled}.
- *
- * @example
- * ```ts
- * const relay = new HealthRelay(config.backends, (verdict) => broadcastToWorkers(verdict));
- * probe.attach(relay);
- * ```
- */
-export class HealthRelay extends EventEmitter<ProbeTargetEvents> implements ProbeTarget {
-  readonly #entries = new Map<string, { readonly backend: Backend; verdict: HealthMessage | undefined }>();
-  readonly #send: (verdict: HealthMessage) => void;
-
-  constructor(backends: readonly BackendAddress[], send: (verdict: HealthMessage) => void) {
-    super();
-    this.#send = send;
-    for (const b of backends) {
-      const backend: Backend = { id: b.id, host: b.host, port: b.port, weight: 1, servername: undefined, maxConnections: Infinity, tls: undefined, meta: {} };
-      this.#entries.set(b.id, { backend, verdict: undefined });
-    }
-  }
-
-  backends(): Iterable<Backend> {
-    return Array.from(this.#entries.values(), (e) => e.backend);
-  }
-
-  status(id: string): ProbeTargetStatus | undefined {
-    const entry = this.#entries.get(id);
-    return entry === undefined ? undefined : { health: entry.verdict?.health ?? 'unknown' };
-  }
-
-  /** Records and broadcasts `down`. The workers tear down; none here, hence 0. */
-  markDown(id: string, reason: string, cause?: HealthCause): number {
-    this.#record(id, 'down', reason, cause);
-    return 0;
-  }
-
-  markUp(id: string, reason: string, cause?: HealthCause): void {
-    this.#record(id, 'up', reason, cause);
-  }
-
-  /** The verdicts so far, for a worker that starts now. */
-  verdicts(): HealthMessage[] {
-    const out: HealthMessage[] = [];
-    for (const e of this.#entries.values()) if (e.verdict !== undefined) out.push(e.verdict);
-    return out;
-  }
-
-  /** A worker's dial to `id` failed: counted by the probe as a failed check. */
-  connectFailed(id: string, error: Error): void {
-    const entry = this.#entries.get(id);
-    if (entry !== undefined) this.emit('connectFailed', entry.backend, error);
-  }
-
-  /** A worker's member of `id` stalled its writes. */
-  writeStalled(id: string): void {
-    const entry = this.#entries.get(id);
-    if (entry !== undefined) this.emit('writeStalled', entry.backend, undefined);
-  }
-
-  #record(id: string, health: 'up' | 'down', reason: string, cause: HealthCause | undefined): void {
-    const entry = this.#entries.get(id);
-    if (entry === undefined) return;
-    entry.verdict = { type: 'health', id, health, reason, cause };
-    this.#send(entry.verdict);
-  }
-}
-
 // ------------------------------------------------------------- stats merge
-
-/** The per-backend figures that add up across workers. */
-const summed = ['members', 'active', 'dialling', 'total', 'connectFailures', 'writeStalls', 'bytesFromClient', 'bytesFromUpstream'] as const;
 
 function addCounts(into: Record<string, number>, from: Readonly<Record<string, number>>): void {
   for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
@@ -248,7 +164,7 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
         backends.set(b.id, { ...b, teardowns: { ...b.teardowns } });
         continue;
       }
-      for (const key of summed) seen[key] += b[key];
+      for (const key of summedBackendCounters) seen[key] += b[key];
       addCounts(seen.teardowns, b.teardowns);
     }
   }
@@ -275,29 +191,59 @@ function errorOf(err: unknown): { code: string; message: string } {
 }
 
 /**
+ * Resolves once a call that returns a promise has taken effect: at once when
+ * it is under way (a drain), with its rejection when it was refused (those
+ * promises are settled already).
+ */
+async function begun(done: Promise<void>): Promise<void> {
+  done.catch(() => {});
+  await Promise.race([done, Promise.resolve()]);
+}
+
+/**
  * Runs one command on a worker's pool. Admin commands reject as the pool
- * does (`UNKNOWN_BACKEND`…); `drain` resolves when the drain is over.
+ * does (`UNKNOWN_BACKEND`…) and resolve once they have taken effect: a drain,
+ * or a drained removal, goes on after that until this worker's deadline.
  */
 export async function runCommand(pool: UpstreamPool, command: WorkerCommand): Promise<unknown> {
   switch (command.op) {
     case 'stats':
       return pool.stats();
     case 'drain':
-      await pool.drain(command.id, command.timeout === undefined ? {} : { timeout: command.timeout });
+      await begun(pool.drain(command.id, command.timeout === undefined ? {} : { timeout: command.timeout }));
       return pool.status(command.id);
     case 'maintenance':
       return pool.markMaintenance(command.id, command.reason);
     case 'ready':
       pool.markReady(command.id, command.reason);
       return pool.status(command.id);
+    case 'update':
+      pool.update(command.id, command.tunables);
+      return pool.status(command.id);
+    case 'add':
+      pool.add(command.spec);
+      return pool.status(command.spec.id ?? '');
+    case 'remove':
+      await begun(pool.remove(command.id, { drain: command.drain, ...(command.timeout !== undefined && { timeout: command.timeout }) }));
+      return pool.status(command.id) ?? null;
+    case 'reconcile': {
+      const { added, updated, removed, replaced, unchanged, settled } = pool.reconcile(command.specs, command.drainTimeout === undefined ? {} : { drainTimeout: command.drainTimeout });
+      settled.catch(() => {});
+      return { added, updated, removed, replaced, unchanged };
+    }
   }
 }
 
-/** Whether a worker started later must run `command` too; `ready` ends what it replaces. */
-function remember(replay: Map<string, WorkerCommand>, command: WorkerCommand): void {
-  if (command.op === 'stats') return;
-  if (command.op === 'ready') replay.delete(command.id);
-  else replay.set(command.id, command);
+/** A command as the log names it: `drain b1`, `reconcile`. */
+function describeCommand(command: AdminCommand): string {
+  switch (command.op) {
+    case 'add':
+      return `add ${command.spec.id ?? `${command.spec.host}:${command.spec.port}`}`;
+    case 'reconcile':
+      return 'reconcile';
+    default:
+      return `${command.op} ${command.id}`;
+  }
 }
 
 function applyVerdict(pool: UpstreamPool, verdict: HealthMessage): void {
@@ -455,7 +401,10 @@ export interface RunningWorkers {
   /** Where `/stats` and `/metrics` are served, if they are. */
   readonly statusAddress: HostPort | undefined;
   readonly probe: HealthProbe;
-  readonly relay: HealthRelay;
+  /** The primary's pool: the probe's target, changed by the admin API and reloads, followed by every worker. */
+  readonly control: ControlPool;
+  /** The recent backend events `GET /api/events` serves (the control pool's transitions). */
+  readonly events: RecentEvents;
   /** The workers now running. */
   workers(): WorkerInfo[];
   /** The `/stats` document, gathered from every worker (at most {@link STATS_TIMEOUT} ms). */
@@ -463,9 +412,12 @@ export interface RunningWorkers {
   /**
    * Runs `command` on every started worker's pool and resolves with each
    * worker's reply; a worker that does not answer within `timeout` ms
-   * (default {@link STATS_TIMEOUT}), or exits first, gets `ok: false` with
-   * code `WORKER_TIMEOUT` or `WORKER_EXITED`. Admin commands are also
-   * replayed to workers started later.
+   * (default {@link STATS_TIMEOUT}; admin commands always that), or exits
+   * first, gets `ok: false` with code `WORKER_TIMEOUT` or `WORKER_EXITED`.
+   * An admin command is run on the {@link RunningWorkers.control} pool first,
+   * so workers started later begin with it in force; when that pool refuses
+   * it (`UNKNOWN_BACKEND`...), no worker is asked and every worker's entry
+   * carries the refusal.
    *
    * @example
    * ```ts
@@ -474,8 +426,13 @@ export interface RunningWorkers {
    * ```
    */
   broadcast(command: WorkerCommand, options?: { readonly timeout?: number | undefined }): Promise<WorkerReply[]>;
-  /** A reload (SIGHUP): refused with `--workers` for now (logged, nothing changes). */
-  reload(): never;
+  /**
+   * Re-reads the config (SIGHUP, `POST /api/reload`) and reconciles the
+   * control pool with it, as a single process does; every worker gets the
+   * same `reconcile`. Throws {@link ReloadError} and changes nothing when
+   * there is no config file or it is not valid.
+   */
+  reload(): ReloadSummary;
   /** Stops the workers accepting, drains them for `drainTimeout` ms, stops the probe. Idempotent. */
   close(): Promise<void>;
   /** Has every worker close every connection now, then as {@link RunningWorkers.close}. */
@@ -523,9 +480,13 @@ interface Gathering {
  */
 export async function startWorkers(config: BalancerConfig, io: BalancerIo, options: StartWorkersOptions = {}): Promise<RunningWorkers> {
   const check = probeCheck(config, io);
+  let token = config.adminTokenFile === undefined ? undefined : readToken(io, config.adminTokenFile);
+  let drainTimeout = config.drainTimeout;
   let probe: HealthProbe;
+  let pool: UpstreamPool;
   try {
     probe = new HealthProbe(probeOptions(config, check));
+    pool = new UpstreamPool(poolOptions(config));
   } catch (err) {
     if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
     throw err;
@@ -533,7 +494,6 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   const info = (message: string): void => io.log(`${new Date().toISOString()} ${message}`);
   const slots = new Map<number, Slot>();
   const gatherings = new Map<number, Gathering>();
-  const replay = new Map<string, WorkerCommand>();
   let seq = 0;
   let restarts = 0;
   let closing: Promise<void> | undefined;
@@ -542,10 +502,45 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   const send = (slot: Slot, message: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
   };
-  const relay = new HealthRelay(config.backends, (verdict) => {
-    // Workers not started yet get it in their `start` snapshot.
-    for (const slot of slots.values()) if (slot.started) send(slot, verdict);
+  /** Runs `command` in every started worker; one reply per worker, `ok: false` for one that does not answer in time or exits. */
+  const sendToWorkers = (command: WorkerCommand, timeout = STATS_TIMEOUT): Promise<WorkerReply[]> => {
+    const targets = [...slots.values()].filter((s) => s.started);
+    const id = ++seq;
+    return new Promise((resolve) => {
+      const replies = new Map<number, WorkerReply>();
+      const finish = (): void => {
+        clearTimeout(timer);
+        gatherings.delete(id);
+        resolve(
+          targets.map(
+            (s) => replies.get(s.id) ?? { worker: s.id, pid: s.pid, ok: false, error: { code: 'WORKER_TIMEOUT', message: `no reply within ${timeout} ms` } },
+          ),
+        );
+      };
+      const timer = setTimeout(finish, timeout);
+      gatherings.set(id, { expect: new Set(targets.map((s) => s.id)), replies, finish });
+      for (const s of targets) send(s, { type: 'command', seq: id, command });
+      if (targets.length === 0) finish();
+    });
+  };
+
+  const control = new ControlPool(pool, {
+    verdict: (verdict) => {
+      // Workers not started yet get it in their `start` snapshot.
+      for (const slot of slots.values()) if (slot.started) send(slot, verdict);
+    },
+    command: (command) => {
+      const replies = sendToWorkers(command);
+      // A worker that missed a change keeps its old state until it is replaced: say so.
+      void replies.then((all) => {
+        for (const r of all) {
+          if (!r.ok) info(`worker ${r.worker} (pid ${r.pid}) did not apply ${describeCommand(command)}: ${r.error.code}: ${r.error.message}`);
+        }
+      });
+      return replies;
+    },
   });
+  const events = new RecentEvents(pool);
 
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
@@ -567,7 +562,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   );
   if (config.insecure) info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
 
-  probe.attach(relay);
+  probe.attach(pool);
   probe.start();
   const first = await probe.checkNow();
   const upCount = first.filter((r) => r.ok).length;
@@ -599,10 +594,13 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
 
   const onMessage = (slot: Slot, message: FromWorker): void => {
     switch (message.type) {
-      case 'ready':
+      case 'ready': {
         slot.started = true;
-        send(slot, { type: 'start', settings, verdicts: relay.verdicts(), replay: [...replay.values()] });
+        // From the control pool's state now: backends as they are, verdicts, drains and maintenance.
+        const now = control.snapshot();
+        send(slot, { type: 'start', settings: { ...settings, backends: now.backends }, verdicts: now.verdicts, replay: now.replay });
         return;
+      }
       case 'listening':
         slot.listening = true;
         address ??= message.address;
@@ -626,7 +624,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
         return;
       }
       case 'connectFailed':
-        relay.connectFailed(
+        control.connectFailed(
           message.id,
           message.timeout !== undefined
             ? new ConnectTimeoutError(message.id, message.timeout)
@@ -634,7 +632,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
         );
         return;
       case 'writeStalled':
-        relay.writeStalled(message.id);
+        control.writeStalled(message.id);
         return;
     }
   };
@@ -697,6 +695,8 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     probe.off('checked', onChecked);
     await probe.stop();
     probeStats.detach();
+    events.close();
+    await control.close();
   };
 
   for (let i = 0; i < config.workers; i++) fork();
@@ -709,32 +709,21 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   }
   startup = undefined;
 
-  const broadcast = (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
-    remember(replay, command);
-    const targets = [...slots.values()].filter((s) => s.started);
-    const id = ++seq;
-    return new Promise((resolve) => {
-      const replies = new Map<number, WorkerReply>();
-      const finish = (): void => {
-        clearTimeout(timer);
-        gatherings.delete(id);
-        resolve(
-          targets.map(
-            (s) => replies.get(s.id) ?? { worker: s.id, pid: s.pid, ok: false, error: { code: 'WORKER_TIMEOUT', message: `no reply within ${timeout} ms` } },
-          ),
-        );
-      };
-      const timer = setTimeout(finish, timeout);
-      gatherings.set(id, { expect: new Set(targets.map((s) => s.id)), replies, finish });
-      for (const s of targets) send(s, { type: 'command', seq: id, command });
-      if (targets.length === 0) finish();
-    });
+
+  const broadcast = async (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
+    if (command.op === 'stats') return sendToWorkers(command, timeout);
+    try {
+      return await control.apply(command);
+    } catch (err) {
+      const error = errorOf(err);
+      return [...slots.values()].filter((s) => s.started).map((s) => ({ worker: s.id, pid: s.pid, ok: false, error }));
+    }
   };
 
   const workers = (): WorkerInfo[] => [...slots.values()].map((s) => ({ worker: s.id, pid: s.pid, listening: s.listening }));
 
   const gather = async (): Promise<{ merged: PoolStats; replies: WorkerReply[] }> => {
-    const replies = await broadcast({ op: 'stats' });
+    const replies = await sendToWorkers({ op: 'stats' });
     const parts = replies.flatMap((r) => (r.ok ? [r.result as PoolStats] : []));
     return { merged: mergeStats(parts), replies };
   };
@@ -779,10 +768,51 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     );
   };
 
+  const reload = (): ReloadSummary =>
+    reloadConfig({
+      config,
+      io,
+      reconcile: (specs, opts) => control.reconcile(specs, opts),
+      log: info,
+      applied: (next, nextToken) => {
+        token = nextToken;
+        drainTimeout = next.drainTimeout;
+      },
+    });
+
+  // The single process's API on the control pool: the same validation, codes
+  // and documents. Counters come from the workers (asked first); a change is
+  // answered once every worker has applied it (or STATS_TIMEOUT passed).
+  const api = async (req: AdminRequest): Promise<AdminReply> => {
+    const { merged } = await gather();
+    const view: AdminPool = {
+      stats: () => withWorkerCounts(control.stats(), merged),
+      has: (id: string) => control.has(id),
+      backends: () => control.backends(),
+      add: control.add.bind(control),
+      update: control.update.bind(control),
+      remove: control.remove.bind(control),
+      drain: control.drain.bind(control),
+      markMaintenance: control.markMaintenance.bind(control),
+      markReady: control.markReady.bind(control),
+    };
+    const { value: reply, acks } = control.capture(() =>
+      handleAdminRequest({ pool: view, events, tokenDigest: () => token, drainTimeout: () => drainTimeout, reload, log: info }, req),
+    );
+    const replies = (await acks).flat();
+    // What maintenance took out is in the workers, not here.
+    const body = reply.body as { tornDown?: unknown } | undefined;
+    if (reply.status === 200 && typeof body?.tornDown === 'number') {
+      const tornDown = replies.reduce((sum, r) => sum + (r.ok && typeof r.result === 'number' ? r.result : 0), 0);
+      return { ...reply, body: { ...body, tornDown } };
+    }
+    return reply;
+  };
+
   let status: StatusServer | undefined;
   if (config.status !== undefined) {
     try {
-      status = await startStatusServer(config.status, { stats, metrics });
+      status = await startStatusServer(config.status, { stats, metrics, api });
     } catch (err) {
       closing = stopAll(true);
       await closing;
@@ -811,17 +841,12 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     address: address!,
     statusAddress: status?.address,
     probe,
-    relay,
+    control,
+    events,
     workers,
     stats,
     broadcast,
-    reload() {
-      // The workers' pools would have to be reconciled together with the
-      // primary's probe: not done yet, so say so rather than half-apply it.
-      const error = new ReloadError('CONFIG_INVALID', 'reload is not available with --workers yet: restart the balancer to apply a new config');
-      info(`reload refused: ${error.message}`);
-      throw error;
-    },
+    reload,
     close() {
       closing ??= shutdown(false);
       return closing;

@@ -1,17 +1,19 @@
 /**
- * The HTTP and HTTPS checks: one request on a fresh connection (no agent, no
- * keep-alive), a status check, and an optional body predicate over a body
- * read up to a byte limit.
+ * The HTTP and HTTPS checks: one request, a status check, and an optional
+ * body predicate over a body read up to a byte limit. Under a probe, the
+ * connection is kept for the backend's next check (keep-alive); otherwise each
+ * check has a connection of its own.
  *
  * @module
  */
-import { request, validateHeaderName, validateHeaderValue, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request, validateHeaderName, validateHeaderValue, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Backend } from '../backend.js';
 import { CheckError, InvalidArgumentError } from '../errors.js';
 import * as v from '../validate.js';
-import type { CheckContext, CheckFunction } from './check.js';
-import { abortError, socketError, superviseSocket, type Finish } from './tcp.js';
+import { abortError, type CheckContext, type CheckFunction } from './check.js';
+import type { ConnectionSlot } from './connection-slot.js';
+import { socketError, superviseSocket, type SocketSupervision } from './socket-supervision.js';
 import { dialTls, resolveTlsOptions, tlsOptionKeys, tlsServername, type ResolvedTlsOptions, type TlsCheckOptions } from './tls.js';
 
 /**
@@ -52,6 +54,16 @@ export interface HttpCheckOptions {
    * @default 65536
    */
   readonly maxBodyBytes?: number | undefined;
+  /**
+   * Keep the connection for the backend's next check (HTTP keep-alive, as
+   * Envoy's `reuse_connection`), when the check is given a place to keep it
+   * (a {@link HealthProbe} gives one per backend). A check that fails on a
+   * kept connection is a failed check like any other, and the next check
+   * dials a fresh one. With `false`, every check dials, sends
+   * `Connection: close` and closes.
+   * @default true
+   */
+  readonly reuseConnection?: boolean | undefined;
 }
 
 /**
@@ -88,7 +100,7 @@ export interface HttpsCheckSpec extends HttpsCheckOptions {
   readonly type: 'https';
 }
 
-const httpOptionKeys = ['method', 'path', 'expect', 'headers', 'body', 'maxBodyBytes'] as const;
+const httpOptionKeys = ['method', 'path', 'expect', 'headers', 'body', 'maxBodyBytes', 'reuseConnection'] as const;
 
 interface ResolvedHttpOptions {
   readonly method: string;
@@ -96,8 +108,11 @@ interface ResolvedHttpOptions {
   /** `undefined`: any 2xx or 3xx. */
   readonly expect: readonly number[] | undefined;
   readonly headers: OutgoingHttpHeaders;
+  /** `headers`, asking for keep-alive unless they set `Connection` themselves. */
+  readonly keepAliveHeaders: OutgoingHttpHeaders;
   readonly body: ((text: string) => boolean) | undefined;
   readonly maxBodyBytes: number;
+  readonly reuseConnection: boolean;
 }
 
 // RFC 9110 token characters.
@@ -138,7 +153,20 @@ function resolveHttpOptions(options: HttpCheckOptions, name: string): ResolvedHt
   }
   const body = options.body === undefined ? undefined : v.func<(text: string) => boolean>(`${name}.body`, options.body);
   const maxBodyBytes = v.integer(`${name}.maxBodyBytes`, options.maxBodyBytes ?? 65536, 0);
-  return Object.freeze({ method, path, expect, headers: Object.freeze(headers), body, maxBodyBytes });
+  const reuseConnection = v.boolean(`${name}.reuseConnection`, options.reuseConnection ?? true);
+  // Without an agent Node sends `Connection: close` unless asked otherwise.
+  const setsConnection = Object.keys(headers).some((key) => key.toLowerCase() === 'connection');
+  const keepAliveHeaders = setsConnection ? headers : { ...headers, connection: 'keep-alive' };
+  return Object.freeze({
+    method,
+    path,
+    expect,
+    headers: Object.freeze(headers),
+    keepAliveHeaders: Object.freeze(keepAliveHeaders),
+    body,
+    maxBodyBytes,
+    reuseConnection,
+  });
 }
 
 function describeExpect(expect: readonly number[] | undefined): string {
@@ -147,8 +175,9 @@ function describeExpect(expect: readonly number[] | undefined): string {
 }
 
 /**
- * Creates the HTTP check: one request to `http://backend/path` on a fresh
- * connection. It fails at layer `connect`, `protocol` (a status not in
+ * Creates the HTTP check: one request to `http://backend/path`, on the
+ * backend's kept connection when the context has one (see
+ * `reuseConnection`), else on a fresh connection. It fails at layer `connect`, `protocol` (a status not in
  * `expect`, a body the predicate refuses or longer than `maxBodyBytes`, a
  * malformed or cut-short response) or `timeout`.
  *
@@ -184,48 +213,94 @@ export function httpsCheck(options: HttpsCheckOptions = {}): CheckFunction {
   return (backend: Backend, context: CheckContext): Promise<void> => runHttpCheck(backend, context, http, tls);
 }
 
-function runHttpCheck(backend: Backend, { signal }: CheckContext, http: ResolvedHttpOptions, tls: ResolvedTlsOptions | undefined): Promise<void> {
+function runHttpCheck(backend: Backend, { signal, connection }: CheckContext, http: ResolvedHttpOptions, tls: ResolvedTlsOptions | undefined): Promise<void> {
   if (signal.aborted) return Promise.reject(abortError(signal));
-  const socket: Socket = tls === undefined ? connect({ host: backend.host, port: backend.port }) : dialTls(backend, tls, ['http/1.1']);
+  const slot = http.reuseConnection ? connection : undefined;
+  // `http` stands for this check: a slot gives a socket back only to the check that kept it.
+  const kept = slot?.take(http);
+  const socket: Socket = kept ?? (tls === undefined ? connect({ host: backend.host, port: backend.port }) : dialTls(backend, tls, ['http/1.1']));
   const target = backend.id;
-  return superviseSocket(socket, signal, target, (finish, phase) => {
-    // Our own socket through `createConnection` and no agent: one request per
-    // connection, and the socket's lifecycle stays in our hands.
-    const req = request({
-      method: http.method,
-      path: http.path,
-      host: tls === undefined ? backend.host : (tlsServername(backend, tls) ?? backend.host),
-      port: backend.port,
-      defaultPort: tls === undefined ? 80 : 443,
-      headers: http.headers,
-      createConnection: () => socket,
-    });
-    // Parser errors (HPE_*) and hang-ups arrive here, blamed on the layer reached.
-    req.on('error', (err) => finish(socketError(target, phase(), err)));
-    req.on('response', (res) => onResponse(res, target, http, finish));
-    req.end();
-  });
+  return superviseSocket(
+    socket,
+    signal,
+    target,
+    (supervision) => {
+      // Our own socket through `createConnection` and no agent: the socket's
+      // lifecycle stays in our hands.
+      const req = request({
+        method: http.method,
+        path: http.path,
+        host: tls === undefined ? backend.host : (tlsServername(backend, tls) ?? backend.host),
+        port: backend.port,
+        defaultPort: tls === undefined ? 80 : 443,
+        headers: slot === undefined ? http.headers : http.keepAliveHeaders,
+        createConnection: () => socket,
+      });
+      // Parser errors (HPE_*) and hang-ups arrive here, blamed on the layer reached.
+      req.on('error', (err) => supervision.finish(socketError(target, supervision.phase, err)));
+      req.on('response', (res) => onResponse(res, req, socket, http, supervision, slot));
+      req.end();
+    },
+    kept === undefined ? 'connect' : 'open',
+  );
 }
 
-function onResponse(res: IncomingMessage, target: string, http: ResolvedHttpOptions, finish: Finish): void {
+/** The check passed: the socket goes to the slot when there is one, else it is closed. */
+function pass(supervision: SocketSupervision, slot: ConnectionSlot | undefined, http: ResolvedHttpOptions, socket: Socket): boolean {
+  if (slot === undefined || !supervision.keep()) {
+    supervision.finish();
+    return false;
+  }
+  slot.keep(http, socket);
+  return true;
+}
+
+/** Once the answer was read to its end: reusable if the server allows keep-alive (else Node is already closing it). */
+function settleKept(req: ClientRequest, res: IncomingMessage, socket: Socket, slot: ConnectionSlot): void {
+  const keepAlive = res.headers['keep-alive'];
+  if (req.shouldKeepAlive && res.complete && !socket.destroyed) slot.ready(socket, typeof keepAlive === 'string' ? keepAlive : undefined);
+  else slot.discard(socket);
+}
+
+function onResponse(
+  res: IncomingMessage,
+  req: ClientRequest,
+  socket: Socket,
+  http: ResolvedHttpOptions,
+  supervision: SocketSupervision,
+  slot: ConnectionSlot | undefined,
+): void {
+  const target = supervision.target;
   // Once the verdict is in, the socket is destroyed under the response; its
   // "aborted" error then means nothing.
   res.on('error', () => undefined);
   const status = res.statusCode ?? 0;
   const passes = http.expect === undefined ? status >= 200 && status < 400 : http.expect.includes(status);
   if (!passes) {
-    finish(new CheckError('protocol', `\`${target}\` answered ${status}, expected ${describeExpect(http.expect)}`));
+    supervision.finish(new CheckError('protocol', `\`${target}\` answered ${status}, expected ${describeExpect(http.expect)}`));
     return;
   }
+  const declared = Number(res.headers['content-length']);
   const predicate = http.body;
   if (predicate === undefined) {
-    finish();
+    // The status decides, at once. A kept connection reads the rest of the
+    // body in the background, up to maxBodyBytes, before it can be reused.
+    if (!pass(supervision, slot, http, socket) || slot === undefined) return;
+    if (declared > http.maxBodyBytes) {
+      slot.discard(socket);
+      return;
+    }
+    let drained = 0;
+    res.on('data', (chunk: Buffer) => {
+      drained += chunk.length;
+      if (drained > http.maxBodyBytes) slot.discard(socket);
+    });
+    res.on('end', () => settleKept(req, res, socket, slot));
     return;
   }
   const tooLong = (): CheckError => new CheckError('protocol', `\`${target}\` sent a body longer than maxBodyBytes (${http.maxBodyBytes})`);
-  const declared = Number(res.headers['content-length']);
   if (declared > http.maxBodyBytes) {
-    finish(tooLong());
+    supervision.finish(tooLong());
     return;
   }
   const chunks: Buffer[] = [];
@@ -236,7 +311,7 @@ function onResponse(res: IncomingMessage, target: string, http: ResolvedHttpOpti
     size += chunk.length;
     if (size > http.maxBodyBytes) {
       done = true;
-      finish(tooLong());
+      supervision.finish(tooLong());
       return;
     }
     chunks.push(chunk);
@@ -249,9 +324,13 @@ function onResponse(res: IncomingMessage, target: string, http: ResolvedHttpOpti
     try {
       verdict = predicate(text);
     } catch (err) {
-      finish(new CheckError('protocol', `The body predicate threw on the answer of \`${target}\``, { cause: err }));
+      supervision.finish(new CheckError('protocol', `The body predicate threw on the answer of \`${target}\``, { cause: err }));
       return;
     }
-    finish(verdict === true ? undefined : new CheckError('protocol', `The body predicate refused the answer of \`${target}\``));
+    if (verdict !== true) {
+      supervision.finish(new CheckError('protocol', `The body predicate refused the answer of \`${target}\``));
+      return;
+    }
+    if (pass(supervision, slot, http, socket) && slot !== undefined) settleKept(req, res, socket, slot);
   });
 }

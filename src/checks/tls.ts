@@ -9,8 +9,8 @@ import createDebug from 'debug';
 import type { Backend } from '../backend.js';
 import { InvalidArgumentError } from '../errors.js';
 import * as v from '../validate.js';
-import type { CheckContext, CheckFunction } from './check.js';
-import { abortError, superviseSocket } from './tcp.js';
+import { abortError, type CheckContext, type CheckFunction } from './check.js';
+import { superviseSocket } from './socket-supervision.js';
 
 /**
  * TLS settings of the `tls` and `https` checks. Verification is on unless
@@ -186,8 +186,8 @@ export function tlsCheck(options: TlsCheckOptions = {}): CheckFunction {
   return (backend: Backend, { signal }: CheckContext): Promise<void> => {
     if (signal.aborted) return Promise.reject(abortError(signal));
     const socket = dialTls(backend, resolved);
-    return superviseSocket(socket, signal, backend.id, (finish) => {
-      socket.once('secureConnect', () => finish());
+    return superviseSocket(socket, signal, backend.id, (supervision) => {
+      socket.once('secureConnect', () => supervision.finish());
     });
   };
 }

@@ -47,9 +47,9 @@ export class FakeClock implements Clock {
     return this.#timers.size;
   }
 
-  /** The delays from now of every pending timer, soonest first. */
+  /** The delays from now of every pending timer, soonest first (0 for one already due). */
   delays(): number[] {
-    return Array.from(this.#timers.values(), (t) => t.at - this.#now).sort((a, b) => a - b);
+    return Array.from(this.#timers.values(), (t) => Math.max(0, t.at - this.#now)).sort((a, b) => a - b);
   }
 
   /**
@@ -65,10 +65,20 @@ export class FakeClock implements Clock {
       }
       if (next === undefined) break;
       this.#timers.delete(next.seq);
-      this.#now = next.at;
+      // A timer that fell due during a stall fires late, at the current time.
+      this.#now = Math.max(this.#now, next.at);
       next.callback();
     }
     this.#now = end;
+  }
+
+  /**
+   * Moves time forward by `ms` without firing anything, as a blocked event
+   * loop (or a process without CPU) does: the timers that fell due meanwhile
+   * fire late, at the next `advance()`, with `now()` at the time they fire.
+   */
+  stall(ms: number): void {
+    this.#now += ms;
   }
 
   /** Advances to the soonest pending timer and fires it (and any due at the same time). Returns whether one fired. */

@@ -1,0 +1,315 @@
+/**
+ * The primary's pool in multi-core mode (`--workers N`): a real
+ * {@link UpstreamPool} built from the same options as every worker's, with no
+ * listener, that never holds a connection. It is the one place the
+ * backends' state lives in the primary: the probe attaches to it, the admin
+ * API and a reload change it, and every change it accepts is sent to every
+ * worker as a command to run on its own pool. A replacement worker starts from
+ * its {@link ControlPool.snapshot}.
+ *
+ * The fan-out is done by the calls, not by the pool's events: an event does
+ * not carry a drain's deadline, nor tell a drained removal from an immediate
+ * one, and a reload must reach each worker as one `reconcile` (so a backend a
+ * worker is still draining and the new config lists again is kept there, as
+ * in a single process). Health is the exception: the probe's verdicts are the
+ * control pool's `backendUp`/`backendDown` events, sent as they happen.
+ *
+ * @module
+ */
+import type { EventEmitter } from 'eventemitter3';
+import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
+import type { BackendAddress } from './config.js';
+
+/** A health verdict, as broadcast to every worker. */
+export interface HealthMessage {
+  readonly type: 'health';
+  readonly id: string;
+  readonly health: 'up' | 'down';
+  readonly reason: string;
+  readonly cause: HealthCause | undefined;
+}
+
+/** The tunables a command carries (structured-clone safe: `Infinity` survives the `advanced` serialization). */
+export type CommandTunables = Pick<BackendTunables, 'weight' | 'maxConnections'>;
+
+/**
+ * What every worker can be asked to do to its pool. `stats` answers
+ * `pool.stats()`; the others are the pool's admin calls, answered as soon as
+ * they have taken effect (a drain or a drained removal goes on after the
+ * answer, each worker until its own deadline).
+ */
+export type WorkerCommand =
+  | { readonly op: 'stats' }
+  | { readonly op: 'drain'; readonly id: string; readonly timeout?: number | undefined }
+  | { readonly op: 'maintenance'; readonly id: string; readonly reason?: string | undefined }
+  | { readonly op: 'ready'; readonly id: string; readonly reason?: string | undefined }
+  | { readonly op: 'update'; readonly id: string; readonly tunables: CommandTunables }
+  | { readonly op: 'add'; readonly spec: BackendSpec }
+  | { readonly op: 'remove'; readonly id: string; readonly drain: boolean; readonly timeout?: number | undefined }
+  | { readonly op: 'reconcile'; readonly specs: readonly BackendInput[]; readonly drainTimeout?: number | undefined };
+
+/** An admin command: every {@link WorkerCommand} but `stats`. */
+export type AdminCommand = Exclude<WorkerCommand, { readonly op: 'stats' }>;
+
+/** One worker's answer to a command. */
+export type WorkerReply =
+  | { readonly worker: number; readonly pid: number; readonly ok: true; readonly result: unknown }
+  | { readonly worker: number; readonly pid: number; readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
+
+/** How the control pool reaches the workers. */
+export interface ControlPoolLinks {
+  /** Sends a verdict to every started worker (fire and forget: verdicts are applied on receipt). */
+  readonly verdict: (verdict: HealthMessage) => void;
+  /** Runs a command in every started worker; resolves with each one's reply. */
+  readonly command: (command: AdminCommand) => Promise<WorkerReply[]>;
+}
+
+/** Where a new worker starts from: the backends with their tunables, the verdicts, the admin states. */
+export interface ControlSnapshot {
+  readonly backends: readonly BackendAddress[];
+  readonly verdicts: readonly HealthMessage[];
+  readonly replay: readonly AdminCommand[];
+}
+
+/** The counters each worker keeps for a backend, summed across workers. */
+export const summedBackendCounters = ['members', 'active', 'dialling', 'total', 'connectFailures', 'writeStalls', 'bytesFromClient', 'bytesFromUpstream'] as const;
+
+/** The longest Node timer: a drain deadline above it is refused by the pool. */
+const MAX_TIMER = 2 ** 31 - 1;
+
+function specOf(b: Backend): BackendSpec {
+  return { id: b.id, host: b.host, port: b.port, weight: b.weight, maxConnections: b.maxConnections };
+}
+
+function validTimeout(timeout: number | undefined): boolean {
+  return timeout === undefined || (Number.isSafeInteger(timeout) && timeout >= 0 && timeout <= MAX_TIMER);
+}
+
+/**
+ * The primary's pool and its fan-out. Offers the pool calls the admin API and
+ * the reload make (same validation, same errors, since the real pool runs
+ * them first); each accepted call is sent to every worker.
+ *
+ * @example
+ * ```ts
+ * const control = new ControlPool(new UpstreamPool(poolOptions(config)), {
+ *   verdict: (v) => sendToEveryWorker(v),
+ *   command: (c) => runInEveryWorker(c),
+ * });
+ * probe.attach(control.pool);
+ * control.markMaintenance('b1'); // every worker's pool too
+ * ```
+ */
+export class ControlPool {
+  /** The pool the probe attaches to; change it only through this object, or the workers do not follow. */
+  readonly pool: UpstreamPool;
+  readonly #links: ControlPoolLinks;
+  readonly #verdicts = new Map<string, HealthMessage>();
+  #captured: Promise<WorkerReply[]>[] | undefined;
+  readonly #onHealth = (backend: Backend, change: StateChange): void => {
+    if (change.health === 'unknown') return;
+    const verdict: HealthMessage = { type: 'health', id: backend.id, health: change.health, reason: change.reason, cause: change.cause };
+    this.#verdicts.set(backend.id, verdict);
+    this.#links.verdict(verdict);
+  };
+  readonly #onRemoved = (backend: Backend): void => {
+    this.#verdicts.delete(backend.id);
+  };
+
+  constructor(pool: UpstreamPool, links: ControlPoolLinks) {
+    this.pool = pool;
+    this.#links = links;
+    pool.on('backendUp', this.#onHealth);
+    pool.on('backendDown', this.#onHealth);
+    pool.on('backendRemoved', this.#onRemoved);
+  }
+
+  // ------------------------------------------------------------- reads
+
+  stats(): PoolStats {
+    return this.pool.stats();
+  }
+
+  has(id: string): boolean {
+    return this.pool.has(id);
+  }
+
+  backends(): Backend[] {
+    return this.pool.backends();
+  }
+
+  /** Where a worker started now begins: the current backends, verdicts and admin states. */
+  snapshot(): ControlSnapshot {
+    const backends: BackendAddress[] = [];
+    const replay: AdminCommand[] = [];
+    for (const b of this.pool.backends()) {
+      backends.push({ id: b.id, host: b.host, port: b.port, weight: b.weight, maxConnections: b.maxConnections });
+      // A new worker holds nothing: its drain has nothing to wait for, the deadline does not matter.
+      const admin = this.pool.status(b.id)?.admin;
+      if (admin === 'draining') replay.push({ op: 'drain', id: b.id });
+      else if (admin === 'maintenance') replay.push({ op: 'maintenance', id: b.id, reason: 'maintenance' });
+    }
+    const verdicts = [...this.#verdicts.values()].filter((v) => this.pool.has(v.id));
+    return { backends, verdicts, replay };
+  }
+
+  // ------------------------------------------------------------ changes
+
+  add(spec: BackendInput): Backend {
+    const backend = this.pool.add(spec);
+    this.#fanOut({ op: 'add', spec: specOf(backend) });
+    return backend;
+  }
+
+  update(id: string, tunables: BackendTunables): Backend {
+    const backend = this.pool.update(id, tunables);
+    this.#fanOut({
+      op: 'update',
+      id,
+      tunables: { ...(tunables.weight !== undefined && { weight: tunables.weight }), ...(tunables.maxConnections !== undefined && { maxConnections: tunables.maxConnections }) },
+    });
+    return backend;
+  }
+
+  /** Resolves at once here (this pool holds nothing); each worker closes what is left at its own deadline. */
+  drain(id: string, options: DrainOptions = {}): Promise<void> {
+    const done = this.pool.drain(id, options);
+    if (this.pool.status(id)?.admin === 'draining' && validTimeout(options.timeout)) this.#fanOut({ op: 'drain', id, timeout: options.timeout });
+    return done;
+  }
+
+  markMaintenance(id: string, reason?: string): number {
+    // 0: this pool has nothing to take out; each worker logs its own count.
+    const n = this.pool.markMaintenance(id, reason);
+    this.#fanOut({ op: 'maintenance', id, reason });
+    return n;
+  }
+
+  markReady(id: string, reason?: string): void {
+    this.pool.markReady(id, reason);
+    this.#fanOut({ op: 'ready', id, reason });
+  }
+
+  /** Removed here at once (nothing to drain); each worker drains first when `drain`, until its own deadline. */
+  remove(id: string, options: RemoveOptions = {}): Promise<void> {
+    const known = this.pool.has(id);
+    const done = this.pool.remove(id, options);
+    const drain = options.drain === true;
+    const applied = known && validTimeout(options.timeout) && (drain ? this.pool.status(id)?.admin === 'draining' : !this.pool.has(id));
+    if (applied) this.#fanOut({ op: 'remove', id, drain, timeout: options.timeout });
+    return done;
+  }
+
+  /** The reload: sent to every worker as one `reconcile` of the same list. */
+  reconcile(specs: readonly BackendInput[], options: ReconcileOptions = {}): ReconcileResult {
+    const result = this.pool.reconcile(specs, options);
+    // The list as given: this pool still lists the backends it is about to remove.
+    this.#fanOut({ op: 'reconcile', specs, drainTimeout: options.drainTimeout });
+    return result;
+  }
+
+  /**
+   * Runs an admin command here, then in every worker: what
+   * `RunningWorkers.broadcast` does with one. Rejects with what the pool
+   * throws or rejects with (nothing is sent then); resolves with the workers'
+   * replies.
+   */
+  async apply(command: AdminCommand): Promise<WorkerReply[]> {
+    const { value: done, acks } = this.capture((): Promise<unknown> | undefined => {
+      switch (command.op) {
+        case 'drain':
+          return this.drain(command.id, command.timeout === undefined ? {} : { timeout: command.timeout });
+        case 'maintenance':
+          this.markMaintenance(command.id, command.reason);
+          return undefined;
+        case 'ready':
+          this.markReady(command.id, command.reason);
+          return undefined;
+        case 'update':
+          this.update(command.id, command.tunables);
+          return undefined;
+        case 'add':
+          this.add(command.spec);
+          return undefined;
+        case 'remove':
+          return this.remove(command.id, { drain: command.drain, ...(command.timeout !== undefined && { timeout: command.timeout }) });
+        case 'reconcile':
+          return this.reconcile(command.specs, command.drainTimeout === undefined ? {} : { drainTimeout: command.drainTimeout }).settled;
+      }
+    });
+    const replies = await acks;
+    // Nothing sent: the pool refused it, and `done` says why.
+    if (replies.length === 0) await done;
+    else done?.catch(() => {});
+    return replies[0] ?? [];
+  }
+
+  /**
+   * Runs `fn` and collects the commands it sent: `acks` resolves with every
+   * command's replies, in order, once every worker answered (or timed out).
+   * The admin API answers after that, so a change it reports is in force in
+   * every worker that answered.
+   */
+  capture<T>(fn: () => T): { readonly value: T; readonly acks: Promise<WorkerReply[][]> } {
+    const outer = this.#captured;
+    const mine: Promise<WorkerReply[]>[] = [];
+    this.#captured = mine;
+    try {
+      const value = fn();
+      return { value, acks: Promise.all(mine) };
+    } finally {
+      this.#captured = outer;
+    }
+  }
+
+  /** A worker's dial to `id` failed: emitted here, where the probe counts it as in a single process. */
+  connectFailed(id: string, error: ConnectError | ConnectTimeoutError): void {
+    const backend = this.pool.get(id);
+    if (backend !== undefined) this.pool.emit('connectFailed', backend, error);
+  }
+
+  /** A worker's member of `id` stalled its writes (the member stays in that worker: the probe only counts). */
+  writeStalled(id: string): void {
+    const backend = this.pool.get(id);
+    if (backend !== undefined) (this.pool as EventEmitter<ProbeTargetEvents>).emit('writeStalled', backend, undefined);
+  }
+
+  /** Stops following the pool's health events. */
+  close(): Promise<void> {
+    this.pool.off('backendUp', this.#onHealth);
+    this.pool.off('backendDown', this.#onHealth);
+    this.pool.off('backendRemoved', this.#onRemoved);
+    return this.pool.destroy();
+  }
+
+  #fanOut(command: AdminCommand): void {
+    const replies = this.#links.command(command);
+    this.#captured?.push(replies);
+  }
+}
+
+/**
+ * The control pool's state with the workers' counters: what the admin API
+ * shows in multi-core mode. Backends, states and weights from `control`
+ * (the primary's view, current); members, connections, bytes and teardowns
+ * summed from `workers` (their merged `stats()`, gathered just before).
+ */
+export function withWorkerCounts(control: PoolStats, workers: PoolStats): PoolStats {
+  const byId = new Map(workers.backends.map((b) => [b.id, b]));
+  return {
+    ...control,
+    active: workers.active,
+    closing: workers.closing,
+    waiting: workers.waiting,
+    total: workers.total,
+    teardowns: workers.teardowns,
+    pinFailures: workers.pinFailures,
+    backends: control.backends.map((b) => {
+      const w = byId.get(b.id);
+      if (w === undefined) return b;
+      const counts: Record<string, number> = {};
+      for (const key of summedBackendCounters) counts[key] = w[key];
+      return { ...b, ...counts, teardowns: w.teardowns };
+    }),
+  };
+}
