@@ -3,23 +3,19 @@
 // code and nothing changed, the status server's limits, and reload by
 // SIGHUP of the real CLI with connections open.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { RecentEvents } from '../examples/balancer/recent-events.js';
 import { MAX_CONNECTIONS } from '../examples/balancer/status-server.js';
 import { UpstreamPool } from '../src/index.js';
 import { TOKEN, api, startAdminBalancer, tempDir, type ApiReply, type Doc } from './helpers/admin.js';
+import { startCli } from './helpers/cli.js';
 import { HOST, connect, echoServer, namedServer, readLine, waitFor } from './helpers/net.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const entry = join(root, 'examples/apiserver-balancer.ts');
 
 /** The backends' servers, per test. */
 const servers = new WeakMap<TestContext, { a: Awaited<ReturnType<typeof namedServer>>; b: Awaited<ReturnType<typeof namedServer>> }>();
@@ -457,23 +453,9 @@ test('CLI: SIGHUP reloads --config; the unchanged backend keeps its connections,
   const at = (name: keyof typeof servers): string => `${HOST}:${servers[name].port}`;
   write([`a=${at('a')}`, { name: 'b', address: at('b'), weight: 1 }, `c=${at('c')}`]);
 
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, '--config', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null]>;
-  const ports = await new Promise<{ listen: number; status: number }>((resolve, reject) => {
-    let status = 0;
-    child.once('exit', () => reject(new Error(`exited early: ${stderr}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(line);
-      if (line.startsWith('status ')) status = Number(line.split(':').at(-1));
-      if (line.startsWith('listening ')) resolve({ listen: Number(line.split(':').at(-1)), status });
-    });
-  });
+  const cli = await startCli(t, ['--config', file]);
+  const { child, lines, exited } = cli;
+  const ports = { listen: cli.listen, status: cli.status };
   const backends = async (): Promise<Record<string, { admin: string; health: string; weight: number; members: number }>> => {
     const list = (await api(ports.status, 'GET', '/api/backends')).json.backends;
     return Object.fromEntries(list.map((b) => [b.id, b]));
@@ -520,6 +502,6 @@ test('CLI: SIGHUP reloads --config; the unchanged backend keeps its connections,
 
   child.kill('SIGTERM');
   const [code] = await exited;
-  assert.equal(code, 0, stderr);
-  assert.equal(stderr, '');
+  assert.equal(code, 0, cli.stderr());
+  assert.equal(cli.stderr(), '');
 });

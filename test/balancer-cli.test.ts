@@ -9,7 +9,6 @@ import { request } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, balancerDefaults, parseAddress, parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
@@ -23,6 +22,7 @@ import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
 import { Rebalancer, UpstreamPool } from '../src/index.js';
+import { startCli } from './helpers/cli.js';
 import { HOST, closedPort, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -766,10 +766,7 @@ test('status endpoint: /livez while the process answers; /readyz 503 with no bac
 test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions, drains and exits 0 on SIGTERM', { timeout: 60_000 }, async (t) => {
   const backends = await Promise.all(['b1', 'b2'].map((name) => ApiserverBackend.start({ name })));
   t.after(() => Promise.all(backends.map((b) => b.close())));
-  const child = spawn(
-    process.execPath,
-    [
-      '--import', 'tsx', entry,
+  const cli = await startCli(t, [
       '--listen', `${HOST}:0`,
       '--backend', `b1=${HOST}:${backends[0]!.port}`,
       '--backend', `b2=${HOST}:${backends[1]!.port}`,
@@ -778,25 +775,9 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
       '--timeout', '500',
       '--status', '0',
       '--drain-timeout', '300',
-    ],
-    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null]>;
-  const addresses = await new Promise<{ listen: number; status: number }>((resolve, reject) => {
-    let status = 0;
-    child.once('exit', () => reject(new Error(`exited early: ${stderr}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(line);
-      if (line.startsWith('status ')) status = Number(line.split(':').at(-1));
-      if (line.startsWith('listening ')) resolve({ listen: Number(line.split(':').at(-1)), status });
-    });
-  });
+  ]);
+  const { child, lines, exited } = cli;
+  const addresses = { listen: cli.listen, status: cli.status };
   assert.ok(addresses.status > 0, 'the status address is printed before listening');
   // On a loaded machine a first check may time out; the backend then rises a moment later.
   assert.match(lines.join('\n'), /first checks: [0-2] of 2 backends up/);
@@ -846,8 +827,8 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   // SIGTERM with watches still open: stop accepting, drain until the deadline, exit 0.
   child.kill('SIGTERM');
   const [code] = await exited;
-  assert.equal(code, 0, stderr);
-  assert.equal(stderr, '');
+  assert.equal(code, 0, cli.stderr());
+  assert.equal(cli.stderr(), '');
   assert.match(lines.join('\n'), /shutting down: not accepting; 4 connections open, 300 ms to finish/);
   assert.match(lines.at(-1)!, /stopped \(4 connections closed at the deadline\)$/);
 });

@@ -12,24 +12,21 @@
 // CI: 2,000 in process and 200 through the CLI; FUZZ=1: 20,000 and 600.
 // SEED=<n> replays a run.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { startBalancer } from '../examples/balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
 import { ReloadError } from '../examples/balancer/reload.js';
 import type { UpstreamPool } from '../src/index.js';
 import { TOKEN, api, tempDir } from './helpers/admin.js';
-import { Prng, figure, root, seedFromEnv } from './helpers/faults.js';
+import { Prng, figure, seedFromEnv } from './helpers/faults.js';
+import { startCli } from './helpers/cli.js';
 import { HOST, closedPort, namedServer, waitFor } from './helpers/net.js';
 
 const LONG = process.env['FUZZ'] === '1';
 const IN_PROCESS = Number(process.env['FUZZ_CASES'] ?? (LONG ? 20_000 : 2000));
 const THROUGH_CLI = Number(process.env['FUZZ_CLI_CASES'] ?? (LONG ? 600 : 200));
-const entry = join(root, 'examples/apiserver-balancer.ts');
 
 /** One backend of a config, as written in the file. */
 type BackendItem = string | Record<string, unknown>;
@@ -192,26 +189,8 @@ test('reload fuzz through the CLI: POST /api/reload and SIGHUP with random files
   writeFileSync(file, JSON.stringify({ backend: [`a=${HOST}:${ports[0]!}`], check: 'tcp', interval: 300, rise: 1, fall: 3 }));
   // The token file on the command line: flags win over the file, so a reload never locks the test out.
   const argv = ['--config', file, '--listen', `${HOST}:0`, '--status', '0', '--admin-token-file', tokenFile];
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...argv], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null]>;
-  const lines: string[] = [];
-  const status = await new Promise<number>((resolve, reject) => {
-    let port = 0;
-    child.once('exit', () => reject(new Error(`exited early: ${stderr}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(line);
-      if (line.startsWith('status ')) port = Number(line.split(':').at(-1));
-      if (line.startsWith('listening ')) resolve(port);
-    });
-  });
+  const cli = await startCli(t, argv);
+  const { child, lines, exited, status } = cli;
   const state = async (): Promise<string> => {
     const reply = await api(status, 'GET', '/api/backends');
     assert.equal(reply.status, 200, 'the balancer keeps answering');
@@ -263,7 +242,7 @@ test('reload fuzz through the CLI: POST /api/reload and SIGHUP with random files
   assert.ok(applied > 0 && refused > 0, `${applied} applied, ${refused} refused`);
   child.kill('SIGTERM');
   const [code] = await exited;
-  assert.equal(code, 0, stderr);
-  assert.equal(stderr, '');
+  assert.equal(code, 0, cli.stderr());
+  assert.equal(cli.stderr(), '');
   figure(t, `${THROUGH_CLI} reloads through the CLI (seed ${seed}; ${byHup} by SIGHUP, the rest by POST /api/reload): ${applied} applied and matched, ${refused} refused and the pool unchanged; exit 0`);
 });

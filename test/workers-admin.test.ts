@@ -4,21 +4,16 @@
 // workers' pools, and a worker started afterwards begins from the current
 // state, not the one the balancer started with.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ControlPool, type AdminCommand, type HealthMessage } from '../examples/balancer/control-pool.js';
 import { ConnectTimeoutError, UpstreamPool, type PoolStats } from '../src/index.js';
 import { TOKEN, api, tempDir, type ApiReply } from './helpers/admin.js';
+import { startCli } from './helpers/cli.js';
 import { HOST, connect, namedServer, readLine, waitFor } from './helpers/net.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const entry = join(root, 'examples/apiserver-balancer.ts');
 
 interface WorkerRow {
   readonly worker: number;
@@ -162,34 +157,9 @@ test('CLI --workers 2: admin API changes and SIGHUP reloads reach every worker; 
     );
   write([`a=${at('a')}`, `b=${at('b')}`, `c=${at('c')}`]);
 
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, '--config', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const pids = new Set<number>();
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    // Workers exit with their primary's channel; in case one does not: by pid, while it still runs this entry.
-    for (const pid of pids) {
-      try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(entry)) process.kill(pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null]>;
-  const ports = await new Promise<{ listen: number; status: number }>((resolve, reject) => {
-    let status = 0;
-    child.once('exit', () => reject(new Error(`exited early: ${stderr}\n${lines.join('\n')}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(line);
-      const pid = / worker \d+ \(pid (\d+)\)/.exec(line)?.[1];
-      if (pid !== undefined) pids.add(Number(pid));
-      if (line.startsWith('status ')) status = Number(line.split(':').at(-1));
-      if (line.startsWith('listening ')) resolve({ listen: Number(line.split(':').at(-1)), status });
-    });
-  });
+  const cli = await startCli(t, ['--config', file]);
+  const { child, lines, exited, pids } = cli;
+  const ports = { listen: cli.listen, status: cli.status };
   const token = TOKEN;
   await pollStats(ports.status, (s) => s.workers.length === 2 && s.backends.length === 3 && s.backends.every((x) => x.state === 'up'), 'three backends up in both workers');
 
@@ -327,6 +297,6 @@ test('CLI --workers 2: admin API changes and SIGHUP reloads reach every worker; 
   await waitFor(() => lines.some((l) => l.includes('shutting down: not accepting')), { what: 'the shutdown line' });
   child.kill('SIGTERM');
   const [code] = await exited;
-  assert.equal(code, 0, stderr);
-  assert.equal(stderr, '');
+  assert.equal(code, 0, cli.stderr());
+  assert.equal(cli.stderr(), '');
 });

@@ -5,13 +5,9 @@
 // the workers reach the primary's probe, SIGTERM drains every worker; and the
 // broadcast of admin commands, with the primary in this process.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -22,10 +18,10 @@ import { certPaths } from '../examples/support/certs.js';
 import { FaultProxy } from '../examples/support/fault-proxy.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
 import { UpstreamPool, type PoolStats } from '../src/index.js';
+import { startCli as startCliProcess, type RunningCli } from './helpers/cli.js';
 import { HOST, connect, echoServer, listen, readLine, waitFor } from './helpers/net.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const entry = join(root, 'examples/apiserver-balancer.ts');
 const workerProgram = join(root, 'test/helpers/balancer-worker.ts');
 const noFiles = { readFile: (): string => assert.fail('no file is read') };
 
@@ -81,50 +77,9 @@ test('mergeStats: counters summed, per backend too; state from the first worker'
 
 // ------------------------------------------------------------------ the CLI
 
-interface Running {
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  readonly listen: number;
-  readonly status: number;
-  readonly exited: Promise<[number | null, NodeJS.Signals | null]>;
-  stderr(): string;
-}
-
-/** Starts the CLI with `args` and waits for its `listening` line. Kills it, and every worker it reported, after the test. */
-async function startCli(t: TestContext, args: string[]): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, '--listen', `${HOST}:0`, '--status', '0', ...args], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const pids = new Set<number>();
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    // Workers exit when their primary's channel closes. In case one does not:
-    // by pid, and only while that pid still runs this entry (pids are reused).
-    for (const pid of pids) {
-      try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(entry)) process.kill(pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const ports = await new Promise<{ listen: number; status: number }>((resolve, reject) => {
-    let status = 0;
-    child.once('exit', () => reject(new Error(`exited early: ${stderr}\n${lines.join('\n')}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(line);
-      const pid = / worker \d+ \(pid (\d+)\)/.exec(line)?.[1];
-      if (pid !== undefined) pids.add(Number(pid));
-      if (line.startsWith('status ')) status = Number(line.split(':').at(-1));
-      if (line.startsWith('listening ')) resolve({ listen: Number(line.split(':').at(-1)), status });
-    });
-  });
-  return { child, lines, exited, ...ports, stderr: () => stderr };
+/** Starts the CLI on loopback ports with `args`; killed, with every worker it reported, after the test. */
+function startCli(t: TestContext, args: string[]): Promise<RunningCli> {
+  return startCliProcess(t, ['--listen', `${HOST}:0`, '--status', '0', ...args]);
 }
 
 interface WorkerRow {
