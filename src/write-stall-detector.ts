@@ -4,8 +4,9 @@
  * keeps queueing bytes until the kernel gives up, about 15 minutes later.
  * This watches for writes that do not drain: a member with bytes queued
  * toward one side and no progress for `timeout` ms is torn down with reason
- * `write-stalled`, and a stall toward the backend counts as a passive failure
- * of that backend.
+ * `write-stalled`. A stall toward the backend is evidence, not a verdict (a
+ * client can cause it by pipelining behind a request the backend does not
+ * read meanwhile): an attached probe checks that backend at once.
  *
  * It costs nothing on the data path: one timer for the whole pool sweeps the
  * members every `timeout / 4` and reads counters the sockets keep anyway.
@@ -20,11 +21,20 @@ import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:stall');
 
-/** What the detector needs of a pool ({@link UpstreamPool} has it). */
+/**
+ * The key of the pool's method that tears a stalled member down. Not
+ * exported from the package: only the detector calls it, so no caller can
+ * make a pool report stalls that did not happen.
+ *
+ * @internal
+ */
+export const kReportWriteStall: unique symbol = Symbol('failover-proxy.reportWriteStall');
+
+/** What the detector needs of a pool (an {@link UpstreamPool}). */
 export interface WriteStallPool {
   members(): Iterable<PoolMember>;
   /** Tears the member down (`write-stalled`); `towardBackend` says whether the backend is the side that stopped reading. */
-  reportWriteStall(member: PoolMember, towardBackend: boolean): void;
+  [kReportWriteStall](member: PoolMember, towardBackend: boolean): void;
   readonly closed: boolean;
 }
 
@@ -70,8 +80,8 @@ export class WriteStallDetector {
 
   constructor(pool: WriteStallPool, options: WriteStallDetectorOptions = {}) {
     v.knownKeys('options', v.object('options', options), ['timeout', 'now']);
-    if (typeof pool !== 'object' || pool === null || typeof (pool).reportWriteStall !== 'function') {
-      throw new InvalidArgumentError('Expected `pool` to be a pool (members, reportWriteStall)');
+    if (typeof pool !== 'object' || pool === null || typeof pool[kReportWriteStall] !== 'function') {
+      throw new InvalidArgumentError('Expected `pool` to be an UpstreamPool');
     }
     this.#pool = pool;
     this.#timeout = v.integer('timeout', options.timeout ?? 15_000, 100, 2 ** 31 - 1);
@@ -119,7 +129,7 @@ export class WriteStallDetector {
         seen.delete(member);
         this.stalls++;
         if (log.enabled) log('%s: writes toward the %s stalled for %d ms', member.id, towardBackend ? 'backend' : 'client', this.#timeout);
-        this.#pool.reportWriteStall(member, towardBackend);
+        this.#pool[kReportWriteStall](member, towardBackend);
       }
     }
     // Forget members that left.

@@ -151,7 +151,9 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
   let closing = 0;
   let waiting = 0;
   let total = 0;
+  let localDialErrors = 0;
   for (const part of parts) {
+    localDialErrors += part.localDialErrors ?? 0;
     active += part.active;
     closing += part.closing;
     waiting += part.waiting;
@@ -180,6 +182,7 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
     backends: [...backends.values()],
     teardowns,
     pinFailures,
+    localDialErrors,
   };
 }
 
