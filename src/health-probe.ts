@@ -590,7 +590,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
    */
   readonly #onWriteStalled = (backend: Backend): void => {
     const entry = this.#entries.get(backend.id);
-    if (entry === undefined || entry.removed || !this.#started) return;
+    if (entry === undefined || entry.removed) return;
     const now = this.#options.clock.now();
     // One check in flight answers every stall; one per interval bounds what a
     // hostile client can make us send.
