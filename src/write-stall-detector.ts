@@ -20,6 +20,8 @@ import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:stall');
+/** Lateness of a sweep that is ordinary timer jitter, not a stall of this process. */
+const LOOP_STALL_TOLERANCE = 20;
 
 /**
  * The key of the pool's method that tears a stalled member down. Not
@@ -75,6 +77,8 @@ export class WriteStallDetector {
   readonly #now: () => number;
   readonly #marks = new Map<PoolMember, Mark>();
   #timer: NodeJS.Timeout | undefined;
+  readonly #every: number;
+  #lastSweep: number | undefined;
   /** Members torn down for stalled writes so far. */
   stalls = 0;
 
@@ -86,7 +90,8 @@ export class WriteStallDetector {
     this.#pool = pool;
     this.#timeout = v.integer('timeout', options.timeout ?? 15_000, 100, 2 ** 31 - 1);
     this.#now = options.now === undefined ? Date.now : v.func<() => number>('now', options.now);
-    this.#timer = setInterval(() => this.sweep(), Math.max(25, Math.floor(this.#timeout / 4)));
+    this.#every = Math.max(25, Math.floor(this.#timeout / 4));
+    this.#timer = setInterval(() => this.sweep(), this.#every);
     this.#timer.unref();
   }
 
@@ -98,6 +103,18 @@ export class WriteStallDetector {
     }
     const now = this.#now();
     const seen = this.#marks;
+    // A sweep that comes late saw this process stalled (its loop blocked, or
+    // no CPU): sockets made no progress because nothing ran, not because a
+    // peer stopped reading. That time is given back, as the probe does for checks.
+    const lost = this.#lastSweep === undefined ? 0 : now - this.#lastSweep - this.#every;
+    this.#lastSweep = now;
+    if (lost > LOOP_STALL_TOLERANCE) {
+      if (log.enabled) log('sweep %d ms late: this process was stalled; not counted against any member', lost);
+      for (const mark of seen.values()) {
+        mark.clientSince += lost;
+        mark.upstreamSince += lost;
+      }
+    }
     for (const member of this.#pool.members()) {
       const { client, upstream } = member as PoolMember & { client?: Socket; upstream?: Socket };
       if (client === undefined || upstream === undefined) continue; // only pairs forward bytes

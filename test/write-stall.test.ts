@@ -118,3 +118,38 @@ test('writeStallTimeout 0 turns detection off; bad values are refused', () => {
     assert.throws(() => new UpstreamPool({ writeStallTimeout: bad as number }), { code: 'INVALID_ARGUMENT' }, String(bad));
   }
 });
+
+test('a sweep that comes late (this process stalled) gives the stalled time back; a real stall is still found', async () => {
+  const { kReportWriteStall, WriteStallDetector } = await import('../src/write-stall-detector.js');
+  const upstream = { writableLength: 1000, bytesWritten: 1000 };
+  const member = { id: 'm1', closed: false, client: { writableLength: 0, bytesWritten: 0 }, upstream };
+  const stalls: boolean[] = [];
+  const pool = {
+    closed: false,
+    members: () => [member],
+    [kReportWriteStall]: (_m: unknown, towardBackend: boolean) => stalls.push(towardBackend),
+  };
+  let now = 0;
+  // timeout 200: sweeps every 50 ms.
+  const detector = new WriteStallDetector(pool as never, { timeout: 200, now: () => now });
+  try {
+    detector.sweep(); // t=0: marked
+    now = 50;
+    upstream.bytesWritten += 100; // progress
+    detector.sweep();
+    // The loop was blocked for 500 ms: no sweep, and no byte could move.
+    now = 600;
+    detector.sweep();
+    assert.deepEqual(stalls, [], 'the stall of this process is not the backend’s');
+    now = 650;
+    detector.sweep();
+    now = 700;
+    detector.sweep();
+    assert.deepEqual(stalls, []);
+    // No progress for the whole timeout after that, with sweeps on time: a stall.
+    for (now = 750; now <= 800; now += 50) detector.sweep();
+    assert.deepEqual(stalls, [true], 'a real stall toward the backend is still found');
+  } finally {
+    detector.close();
+  }
+});
