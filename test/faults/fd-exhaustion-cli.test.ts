@@ -179,3 +179,42 @@ test(
   },
 );
 }
+
+test(
+  '--max-clients with --workers: each worker holds its share; the rest are refused and counted in the merged /stats',
+  { skip: !existsSync(cliDist) ? 'needs the build (npm run build)' : false, timeout: 60_000 },
+  async (t) => {
+    const b1 = await listen(t, (s) => s.pipe(s));
+    const cli = await startCli(
+      t,
+      ['--listen', `${HOST}:0`, '--status', '0', '--backend', `b1=${HOST}:${b1.port}`, '--check', 'tcp', '--workers', '2', '--max-clients', '4'],
+      cliDist,
+    );
+    await waitForLine(cli.lines, /listening/);
+    const clients: Socket[] = [];
+    t.after(() => {
+      for (const c of clients) c.destroy();
+    });
+    let refused = 0;
+    for (let i = 0; i < 10; i++) {
+      const c = net.connect({ host: HOST, port: cli.listen });
+      c.on('error', () => {});
+      c.once('close', () => refused++);
+      clients.push(c);
+    }
+    let s = JSON.parse(await getText(cli.status, '/stats')) as { clients?: { max: number; refused: number }; active: number };
+    for (let i = 0; i < 100 && (s.active + (s.clients?.refused ?? 0) < 10 || refused < (s.clients?.refused ?? 0)); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      s = JSON.parse(await getText(cli.status, '/stats')) as typeof s;
+    }
+    figure(t, `--workers 2 --max-clients 4, 10 clients: held ${s.active}, refused ${s.clients?.refused} (clients saw ${refused} closed)`);
+    assert.equal(s.clients?.max, 4, 'two shares of 2');
+    assert.ok(s.active <= 4, `held ${s.active}`);
+    assert.equal(s.active + (s.clients?.refused ?? 0), 10);
+    assert.equal(refused, s.clients?.refused);
+  },
+);
+
+async function waitForLine(lines: readonly string[], pattern: RegExp): Promise<void> {
+  for (let i = 0; i < 200 && !lines.some((l) => pattern.test(l)); i++) await new Promise((r) => setTimeout(r, 25));
+}
