@@ -126,6 +126,7 @@ test('hostile clients stalling their writes behind a long request: 0 healthy str
   await waitFor(() => pool.stats().active === HEALTHY, { what: 'the healthy streams to be placed' });
 
   // The attack: each hostile client comes back as soon as it is torn down.
+  const attackStart = Date.now();
   const hostileSockets = new Set<Socket>();
   t.after(() => {
     for (const s of hostileSockets) s.destroy();
@@ -135,6 +136,7 @@ test('hostile clients stalling their writes behind a long request: 0 healthy str
       for (let round = 0; round < ROUNDS; round++) await hostile(port, hostileSockets);
     }),
   );
+  const attackMs = Date.now() - attackStart;
   // The last verdict a stall could have caused comes within a check round.
   const ticksAfterAttack = ticks;
   await new Promise((r) => setTimeout(r, 700));
@@ -147,5 +149,10 @@ test('hostile clients stalling their writes behind a long request: 0 healthy str
   assert.equal(stats.active, HEALTHY);
   assert.equal(stalled, HOSTILE * ROUNDS, 'every hostile connection was torn down for its stalled writes');
   assert.ok(triggered >= 1, 'a stall triggered a check of its backend');
+  // No check storm: at most one triggered check per backend per interval (300 ms).
+  for (const id of ['b1', 'b2']) {
+    const n = (probe.health(id) as { triggeredChecks?: number } | undefined)?.triggeredChecks ?? 0;
+    assert.ok(n <= Math.ceil(attackMs / 300) + 1, `${id}: ${n} triggered checks in ${attackMs} ms`);
+  }
   assert.ok(ticks > ticksAfterAttack, 'the healthy streams still flow');
 });
