@@ -30,7 +30,8 @@ export type ErrorCode =
   | 'PROBE_CONNECT_FAILED'
   | 'PROBE_TLS_FAILED'
   | 'PROBE_BAD_RESPONSE'
-  | 'PROBE_CHECK_FAILED';
+  | 'PROBE_CHECK_FAILED'
+  | 'PROBE_LOCAL_ERROR';
 
 /**
  * Base class of every error raised by failover-proxy.
@@ -208,8 +209,12 @@ export class ProbeClosedError extends FailoverProxyError {
 }
 brand(ProbeClosedError, 'ProbeClosedError');
 
-/** The layer of a check that failed, as HAProxy reports L4/L6/L7 results. */
-export type CheckLayer = 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom';
+/**
+ * The layer of a check that failed, as HAProxy reports L4/L6/L7 results.
+ * `local`: this process could not even try (out of descriptors, buffers,
+ * local ports): such a result carries no verdict on the backend.
+ */
+export type CheckLayer = 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom' | 'local';
 
 const layerCodes = {
   connect: 'PROBE_CONNECT_FAILED',
@@ -217,6 +222,7 @@ const layerCodes = {
   protocol: 'PROBE_BAD_RESPONSE',
   timeout: 'PROBE_TIMEOUT',
   custom: 'PROBE_CHECK_FAILED',
+  local: 'PROBE_LOCAL_ERROR',
 } as const satisfies Record<CheckLayer, ErrorCode>;
 
 /**

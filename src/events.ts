@@ -97,8 +97,9 @@ export interface CheckResult {
   /** Clock time when the check finished. */
   readonly at: number;
   /**
-   * `true` when no check ran: the pool reported a failed dial or a stalled
-   * write and the probe, with `countConnectFailures`, counted it as a failed check.
+   * `true` when no check ran: the pool reported a failed dial and the probe,
+   * with `countConnectFailures`, counted it as a failed check (or, at layer
+   * `local`, reported it with `checkSkipped`).
    */
   readonly passive: boolean;
 }
@@ -111,6 +112,14 @@ export interface HealthProbeEvents {
   healthy: [backend: Backend, result: CheckResult];
   /** The backend crossed `fall`: now unhealthy. */
   unhealthy: [backend: Backend, result: CheckResult];
+  /**
+   * A check or a dial failed in this process, not at the backend (layer
+   * `local`: EMFILE, ENFILE, ENOBUFS, EADDRNOTAVAIL, ENOMEM...). No verdict:
+   * the backend's rise/fall counter did not move, and no `checked` is emitted.
+   */
+  checkSkipped: [backend: Backend, result: CheckResult];
+  /** Evidence (a stalled write toward the backend) started a check of it now; `reason` names the evidence. */
+  checkTriggered: [backend: Backend, reason: 'write-stalled'];
   /** `stop()` finished. */
   stopped: [];
 }

@@ -25,6 +25,7 @@ import {
 } from './errors.js';
 import type { CheckResult, HealthProbeEvents } from './events.js';
 import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
+import { localErrorCode } from './local-errors.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
 import { QueuedTimer, TimerQueue } from './timer-queue.js';
 
@@ -83,9 +84,9 @@ export interface ProbeTargetStatus {
 export interface ProbeTargetEvents {
   backendAdded: [backend: Backend];
   backendRemoved: [backend: Backend];
-  /** A dial to the backend failed (refused, timed out, TLS). */
+  /** A dial to the backend failed (refused, timed out, TLS; or a local error, which counts for nothing). */
   connectFailed: [backend: Backend, error: Error];
-  /** A member's writes toward the backend stalled (a passive failure of it). */
+  /** A member's writes toward the backend stalled: evidence, never a verdict; it triggers a check. */
   writeStalled: [backend: Backend, member: unknown];
 }
 
@@ -136,6 +137,10 @@ export interface ProbeHealth {
   readonly lastResult: CheckResult | undefined;
   /** A check of this backend is running or queued. */
   readonly checking: boolean;
+  /** Checks and dials that failed here, not at the backend (layer `local`), since it was added: no verdict. */
+  readonly localErrors: number;
+  /** Checks started early by evidence (a stalled write toward the backend) since it was added. */
+  readonly triggeredChecks: number;
 }
 
 /** One check of one backend, from queued to settled; shared by every caller of `checkNow`. */
@@ -160,6 +165,10 @@ interface Entry {
   run: Run | undefined;
   lastResult: CheckResult | undefined;
   removed: boolean;
+  localErrors: number;
+  triggeredChecks: number;
+  /** Clock time of the last check started by evidence; at most one per `interval`. */
+  lastTriggeredAt: number;
 }
 
 function noop(): void {}
@@ -391,6 +400,8 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       changing: h.changing,
       lastResult: entry.lastResult,
       checking: entry.run !== undefined,
+      localErrors: entry.localErrors,
+      triggeredChecks: entry.triggeredChecks,
     };
   }
 
@@ -410,9 +421,12 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
    * Each backend's counter starts from the pool's health of it (`unknown`:
    * the first result decides).
    *
-   * With `countConnectFailures` (the default), each `connectFailed` and
-   * `writeStalled` the pool reports counts as a failed check (`passive: true`
-   * in the result).
+   * With `countConnectFailures` (the default), each `connectFailed` the pool
+   * reports counts as a failed check (`passive: true` in the result), unless
+   * this process caused it (EMFILE, ENOBUFS...: `checkSkipped`, no verdict).
+   * A `writeStalled` never counts: a client can cause it. It starts a check
+   * of the backend at once instead (`checkTriggered`), at most one per
+   * backend per `interval`, never a second one while one runs.
    *
    * @throws `PROBE_CLOSED`; `INVALID_ARGUMENT` when already attached;
    * `DUPLICATE_BACKEND` when a backend added by hand has a pool backend's id
@@ -540,6 +554,9 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       run: undefined,
       lastResult: undefined,
       removed: false,
+      localErrors: 0,
+      triggeredChecks: 0,
+      lastTriggeredAt: -Infinity,
     };
     this.#entries.set(backend.id, entry);
     if (log.enabled) log('%s: added (%s)', backend.id, initial);
@@ -565,15 +582,53 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     if (this.#entries.get(backend.id)?.fromPool === true) this.remove(backend.id);
   };
 
+  /**
+   * A write toward the backend stopped draining. A client can cause that
+   * (pipelining behind a long request the backend does not read meanwhile,
+   * as Go's net/http does), so it is evidence, not a verdict: the pool tore
+   * that one connection down, and the probe asks the backend itself now.
+   */
   readonly #onWriteStalled = (backend: Backend): void => {
-    this.#passiveFailure(backend, 'timeout', `Traffic to \`${backend.id}\` stalled: writes did not drain`, undefined);
+    const entry = this.#entries.get(backend.id);
+    if (entry === undefined || entry.removed) return;
+    const now = this.#options.clock.now();
+    // One check in flight answers every stall; one per interval bounds what a
+    // hostile client can make us send.
+    if (entry.run !== undefined || now - entry.lastTriggeredAt < this.#options.interval) {
+      if (log.enabled) log('%s: write stalled; a check ran or runs within the interval, none triggered', backend.id);
+      return;
+    }
+    entry.lastTriggeredAt = now;
+    entry.triggeredChecks++;
+    if (log.enabled) log('%s: write stalled; checking it now', backend.id);
+    void this.#run(entry);
+    this.emit('checkTriggered', entry.backend, 'write-stalled');
   };
 
   readonly #onConnectFailed = (backend: Backend, error: Error): void => {
+    const local = localErrorCode(error);
     const layer =
-      error instanceof ConnectTimeoutError ? 'timeout' : socketError(backend.id, 'connect', (error as { cause?: unknown }).cause ?? error).layer;
+      local !== undefined
+        ? 'local'
+        : error instanceof ConnectTimeoutError
+          ? 'timeout'
+          : socketError(backend.id, 'connect', (error as { cause?: unknown }).cause ?? error).layer;
+    if (layer === 'local') {
+      const entry = this.#entries.get(backend.id);
+      if (entry === undefined) return;
+      const message = `Traffic to \`${backend.id}\` failed to connect here, not at the backend: ${error.message}`;
+      this.#skipped(entry, { backend: entry.backend, ok: false, error: new CheckError('local', message, { cause: error }), durationMs: 0, at: this.#options.clock.now(), passive: true });
+      return;
+    }
     this.#passiveFailure(backend, layer, `Traffic to \`${backend.id}\` failed to connect: ${error.message}`, error);
   };
+
+  /** A check or dial that failed in this process: counted and reported, no verdict either way. */
+  #skipped(entry: Entry, result: CheckResult): void {
+    entry.localErrors++;
+    if (log.enabled) log('%s: %s failed here, no verdict: %s', entry.backend.id, result.passive ? 'a dial' : 'the check', result.error?.message);
+    this.emit('checkSkipped', entry.backend, result);
+  }
 
   /** Traffic failed: counted as a failed check toward `fall` (HAProxy's `observe layer4`). */
   #passiveFailure(backend: Backend, layer: CheckLayer, message: string, error: Error | undefined): void {
@@ -650,7 +705,12 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       await check(entry.backend, { signal: controller.signal, connection: entry.connection });
     } catch (err) {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
-      error = timeoutError !== undefined ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
+      error =
+        timeoutError !== undefined
+          ? timeoutError
+          : err instanceof CheckError
+            ? err
+            : new CheckError(localErrorCode(err) === undefined ? 'custom' : 'local', String(err), { cause: err });
     } finally {
       timers.clear(deadline);
       timers.release();
@@ -667,6 +727,14 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     }
     const at = clock.now();
     const result: CheckResult = { backend: entry.backend, ok: error === undefined, error, durationMs: at - startedAt, at, passive: false };
+    if (error?.layer === 'local') {
+      // Nothing learnt about the backend: its counter and verdict stay as
+      // they are, and the next check comes at the usual time.
+      if (this.#started) this.#schedule(entry, Math.max(0, this.#nextDelay(entry) - result.durationMs));
+      this.#settle(entry, run, result);
+      this.#skipped(entry, result);
+      return;
+    }
     // Internal state first (verdict, next check), then the caller's promise,
     // then the pool and the events, all in this tick.
     const transition = this.#verdict(entry, result);

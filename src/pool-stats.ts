@@ -22,7 +22,7 @@ export interface BackendStats extends BackendStatus {
   readonly dialling: number;
   /** Members registered since the backend was added. */
   readonly total: number;
-  /** Failed dials (refused, timed out, reset) since the backend was added. */
+  /** Failed dials the backend caused (refused, timed out, reset) since it was added; local errors are in the pool's `localDialErrors`. */
   readonly connectFailures: number;
   /** Members torn down for stalled writes since the backend was added. */
   readonly writeStalls: number;
@@ -54,6 +54,11 @@ export interface PoolStats {
   readonly teardowns: Readonly<Record<string, number>>;
   /** Clients that could not be placed, by error code. */
   readonly pinFailures: Readonly<Record<string, number>>;
+  /**
+   * Dials that failed in this process (EMFILE, ENOBUFS, EADDRNOTAVAIL...),
+   * counted against no backend (not in any backend's `connectFailures`).
+   */
+  readonly localDialErrors: number;
 }
 
 /** The pool-wide part of a snapshot, as the pool knows it. @internal */

@@ -22,7 +22,8 @@ import { MemberRegistry } from './member-registry.js';
 import { resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
 import { PinnedSocket } from './pinned-socket.js';
-import { WriteStallDetector } from './write-stall-detector.js';
+import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js';
+import { localErrorCode } from './local-errors.js';
 import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
 import { snapshot, type PoolStats } from './pool-stats.js';
@@ -149,6 +150,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   readonly #table: BackendTable;
   readonly #placement: PlacementEngine;
   readonly #pinFailures: Record<string, number> = Object.create(null) as Record<string, number>;
+  /** Dials that failed in this process (EMFILE...), counted against no backend. */
+  #localDialErrors = 0;
   #nextId = 1;
   #closing = false;
   #closePromise: Promise<void> | undefined;
@@ -192,7 +195,9 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       registered: () => this.#registry.active,
       closing: () => this.#closing,
       connectFailed: (entry, error) => {
-        entry.connectFailures++;
+        // Out of descriptors, buffers, ports: this process's failure, not the backend's.
+        if (localErrorCode(error) === undefined) entry.connectFailures++;
+        else this.#localDialErrors++;
         if (log.enabled) log('%s connect failed: %s', entry.backend.id, error.message);
         this.emit('connectFailed', entry.backend, error);
       },
@@ -793,11 +798,13 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   /**
    * Tears down a member whose writes stalled (reason `write-stalled`). When
    * the backend is the side that stopped reading, `writeStalled` is emitted
-   * as a passive health signal for it (a probe counts it as a failed check);
-   * a client that stopped reading says nothing about the backend.
-   * Called by the pool's {@link WriteStallDetector}.
+   * as evidence about it (an attached probe checks it at once; it never
+   * counts as a failed check); a client that stopped reading says nothing
+   * about the backend. Only the pool's {@link WriteStallDetector} calls it.
+   *
+   * @internal
    */
-  reportWriteStall(member: PoolMember, towardBackend: boolean): void {
+  [kReportWriteStall](member: PoolMember, towardBackend: boolean): void {
     const backend = member.backend;
     member.destroy('write-stalled', { reset: this.#options.resetOnTeardown });
     if (towardBackend && backend !== undefined && this.#table.entries.get(backend.id)?.backend === backend) {
@@ -822,6 +829,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       allDown: this.#allDown,
       teardowns: { ...this.#registry.teardowns },
       pinFailures: { ...this.#pinFailures },
+      localDialErrors: this.#localDialErrors,
     });
   }
 

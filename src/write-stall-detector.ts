@@ -4,8 +4,9 @@
  * keeps queueing bytes until the kernel gives up, about 15 minutes later.
  * This watches for writes that do not drain: a member with bytes queued
  * toward one side and no progress for `timeout` ms is torn down with reason
- * `write-stalled`, and a stall toward the backend counts as a passive failure
- * of that backend.
+ * `write-stalled`. A stall toward the backend is evidence, not a verdict (a
+ * client can cause it by pipelining behind a request the backend does not
+ * read meanwhile): an attached probe checks that backend at once.
  *
  * It costs nothing on the data path: one timer for the whole pool sweeps the
  * members every `timeout / 4` and reads counters the sockets keep anyway.
@@ -19,12 +20,23 @@ import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:stall');
+/** Lateness of a sweep that is ordinary timer jitter, not a stall of this process. */
+const LOOP_STALL_TOLERANCE = 20;
 
-/** What the detector needs of a pool ({@link UpstreamPool} has it). */
+/**
+ * The key of the pool's method that tears a stalled member down. Not
+ * exported from the package: only the detector calls it, so no caller can
+ * make a pool report stalls that did not happen.
+ *
+ * @internal
+ */
+export const kReportWriteStall: unique symbol = Symbol('failover-proxy.reportWriteStall');
+
+/** What the detector needs of a pool (an {@link UpstreamPool}). */
 export interface WriteStallPool {
   members(): Iterable<PoolMember>;
   /** Tears the member down (`write-stalled`); `towardBackend` says whether the backend is the side that stopped reading. */
-  reportWriteStall(member: PoolMember, towardBackend: boolean): void;
+  [kReportWriteStall](member: PoolMember, towardBackend: boolean): void;
   readonly closed: boolean;
 }
 
@@ -65,18 +77,21 @@ export class WriteStallDetector {
   readonly #now: () => number;
   readonly #marks = new Map<PoolMember, Mark>();
   #timer: NodeJS.Timeout | undefined;
+  readonly #every: number;
+  #lastSweep: number | undefined;
   /** Members torn down for stalled writes so far. */
   stalls = 0;
 
   constructor(pool: WriteStallPool, options: WriteStallDetectorOptions = {}) {
     v.knownKeys('options', v.object('options', options), ['timeout', 'now']);
-    if (typeof pool !== 'object' || pool === null || typeof (pool).reportWriteStall !== 'function') {
-      throw new InvalidArgumentError('Expected `pool` to be a pool (members, reportWriteStall)');
+    if (typeof pool !== 'object' || pool === null || typeof pool[kReportWriteStall] !== 'function') {
+      throw new InvalidArgumentError('Expected `pool` to be an UpstreamPool');
     }
     this.#pool = pool;
     this.#timeout = v.integer('timeout', options.timeout ?? 15_000, 100, 2 ** 31 - 1);
     this.#now = options.now === undefined ? Date.now : v.func<() => number>('now', options.now);
-    this.#timer = setInterval(() => this.sweep(), Math.max(25, Math.floor(this.#timeout / 4)));
+    this.#every = Math.max(25, Math.floor(this.#timeout / 4));
+    this.#timer = setInterval(() => this.sweep(), this.#every);
     this.#timer.unref();
   }
 
@@ -88,6 +103,18 @@ export class WriteStallDetector {
     }
     const now = this.#now();
     const seen = this.#marks;
+    // A sweep that comes late saw this process stalled (its loop blocked, or
+    // no CPU): sockets made no progress because nothing ran, not because a
+    // peer stopped reading. That time is given back, as the probe does for checks.
+    const lost = this.#lastSweep === undefined ? 0 : now - this.#lastSweep - this.#every;
+    this.#lastSweep = now;
+    if (lost > LOOP_STALL_TOLERANCE) {
+      if (log.enabled) log('sweep %d ms late: this process was stalled; not counted against any member', lost);
+      for (const mark of seen.values()) {
+        mark.clientSince += lost;
+        mark.upstreamSince += lost;
+      }
+    }
     for (const member of this.#pool.members()) {
       const { client, upstream } = member as PoolMember & { client?: Socket; upstream?: Socket };
       if (client === undefined || upstream === undefined) continue; // only pairs forward bytes
@@ -119,7 +146,7 @@ export class WriteStallDetector {
         seen.delete(member);
         this.stalls++;
         if (log.enabled) log('%s: writes toward the %s stalled for %d ms', member.id, towardBackend ? 'backend' : 'client', this.#timeout);
-        this.#pool.reportWriteStall(member, towardBackend);
+        this.#pool[kReportWriteStall](member, towardBackend);
       }
     }
     // Forget members that left.

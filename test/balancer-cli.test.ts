@@ -85,9 +85,25 @@ test('one backend and every default', () => {
     writeStallTimeout: 8000,
     allDown: 'queue',
     workers: 1,
+    // auto: from the descriptor limit, at start
+    maxClients: undefined,
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);
+});
+
+test('--max-clients: an integer from 1, or auto; the config key too; anything else refused naming the flag', () => {
+  assert.equal(parse(['--backend', '10.0.0.1:6443', '--max-clients', '500']).maxClients, 500);
+  assert.equal(parse(['--backend', '10.0.0.1:6443', '--max-clients=auto']).maxClients, undefined);
+  const file = JSON.stringify({ backend: '10.0.0.1:6443', 'max-clients': 2000 });
+  assert.equal(parse(['--config', 'c.json'], { 'c.json': file }).maxClients, 2000);
+  const auto = JSON.stringify({ backend: '10.0.0.1:6443', 'max-clients': 'auto' });
+  assert.equal(parse(['--config', 'c.json'], { 'c.json': auto }).maxClients, undefined);
+  for (const bad of ['0', '-1', '1e3', 'lots', '', '10000001']) {
+    assert.match(parseError(['--backend', '10.0.0.1:6443', `--max-clients=${bad}`]).message, /^--max-clients: expected an integer from 1 to 10000000 or auto, got /);
+  }
+  assert.match(parseError(['--config', 'c.json'], { 'c.json': JSON.stringify({ backend: '10.0.0.1:6443', 'max-clients': '500' }) }).message, /"max-clients": expected an integer/);
+  assert.match(parseError(['--config', 'c.json'], { 'c.json': JSON.stringify({ backend: '10.0.0.1:6443', maxClients: 5 }) }).message, /did you mean "max-clients"/);
 });
 
 test('every flag, in both --flag value and --flag=value forms', () => {

@@ -28,6 +28,7 @@ const layerCode: Record<CheckLayer, ErrorCode> = {
   protocol: 'PROBE_BAD_RESPONSE',
   timeout: 'PROBE_TIMEOUT',
   custom: 'PROBE_CHECK_FAILED',
+  local: 'PROBE_LOCAL_ERROR',
 };
 
 /** Listens on 127.0.0.1:0, tracks connections, and closes everything in `t.after`. Returns the port and a closer. */

@@ -1,7 +1,8 @@
-// Write stalls on real loopback sockets: a backend that stops reading while
-// its client keeps sending is torn down after `writeStallTimeout` and counts
-// against the backend (an attached probe with fall 1 marks it down); a client
-// that stops reading is torn down too, but says nothing about the backend.
+// Write stalls on real loopback sockets: a pair whose backend stops reading
+// while its client keeps sending is torn down after `writeStallTimeout`; the
+// stall is evidence, not a verdict: an attached probe checks the backend at
+// once (even with fall 1, only a failing check marks it down). A client that
+// stops reading is torn down too, but says nothing about the backend.
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
@@ -27,7 +28,8 @@ function flood(socket: Socket): { written: () => number } {
   return { written: () => written };
 }
 
-test('a backend that stops reading is torn down (write-stalled) and counted against it: the probe marks it down', { timeout: 60_000 }, async (t) => {
+for (const answers of [true, false]) {
+test(`a backend that stops reading: the pair is torn down (write-stalled) and the backend checked at once; ${answers ? 'its check passes: still up' : 'its check fails: down'}`, { timeout: 60_000 }, async (t) => {
   // b1 reads nothing at all: its sockets stay paused.
   const stuck = await listen(t, (socket) => socket.pause());
   const fine = await listen(t, (socket) => socket.resume());
@@ -37,8 +39,13 @@ test('a backend that stops reading is torn down (write-stalled) and counted agai
     writeStallTimeout: STALL_MS,
   });
   t.after(() => pool.destroy());
-  // Active checks far away (and not started): only the stall can take it down.
-  const probe = new HealthProbe({ interval: 60_000, fall: 1, rise: 1, autoStart: false });
+  // Active checks far away (and not started): only a check the stall triggers can run.
+  const checked: string[] = [];
+  const check = (backend: Backend): Promise<void> => {
+    checked.push(backend.id);
+    return answers ? Promise.resolve() : Promise.reject(new Error('readyz failed'));
+  };
+  const probe = new HealthProbe({ check, interval: 60_000, fall: 1, rise: 1, autoStart: false });
   t.after(() => probe.stop());
   probe.attach(pool);
   const stalled: Backend[] = [];
@@ -57,14 +64,23 @@ test('a backend that stops reading is torn down (write-stalled) and counted agai
   assert.equal(member!.closedInfo?.reason, 'write-stalled');
   assert.deepEqual(stalled.map((b) => b.id), ['stuck'], 'writeStalled names the backend that stopped reading');
   assert.ok(sending.written() > CHUNK.length, 'the client had been sending');
+  await waitFor(() => checked.length === 1, { what: 'the triggered check' });
+  assert.deepEqual(checked, ['stuck'], 'the stall checked its backend, only it');
+  assert.equal(probe.health('stuck')!.triggeredChecks, 1);
+  await waitFor(() => probe.health('stuck')!.checking === false, { what: 'the check to settle' });
   const status = pool.status('stuck')!;
-  assert.equal(status.health, 'down', 'fall 1: one stall marks it down');
-  assert.equal(status.cause.source, 'passive');
+  if (answers) {
+    assert.notEqual(status.health, 'down', 'fall 1, yet the stall alone did not mark it down');
+  } else {
+    assert.equal(status.health, 'down', 'fall 1: the failed check marks it down');
+    assert.equal(status.cause.source, 'probe', 'the verdict comes from the check, not the stall');
+  }
   const stats = pool.stats().backends.find((b) => b.id === 'stuck')!;
-  assert.equal(stats.writeStalls, 1);
+  assert.equal(stats.writeStalls, 1, 'the stall is still counted as evidence');
   assert.equal(pool.status('fine')!.health, 'up');
   await waitFor(() => client.destroyed, { what: 'the client to be closed' });
 });
+}
 
 test('a client that stops reading is torn down (write-stalled) without counting against its backend', { timeout: 60_000 }, async (t) => {
   // The backend talks and talks.
@@ -100,5 +116,40 @@ test('writeStallTimeout 0 turns detection off; bad values are refused', () => {
   assert.doesNotThrow(() => void new UpstreamPool({ writeStallTimeout: 0 }).destroy());
   for (const bad of [-1, 50, 1.5, '1000']) {
     assert.throws(() => new UpstreamPool({ writeStallTimeout: bad as number }), { code: 'INVALID_ARGUMENT' }, String(bad));
+  }
+});
+
+test('a sweep that comes late (this process stalled) gives the stalled time back; a real stall is still found', async () => {
+  const { kReportWriteStall, WriteStallDetector } = await import('../src/write-stall-detector.js');
+  const upstream = { writableLength: 1000, bytesWritten: 1000 };
+  const member = { id: 'm1', closed: false, client: { writableLength: 0, bytesWritten: 0 }, upstream };
+  const stalls: boolean[] = [];
+  const pool = {
+    closed: false,
+    members: () => [member],
+    [kReportWriteStall]: (_m: unknown, towardBackend: boolean) => stalls.push(towardBackend),
+  };
+  let now = 0;
+  // timeout 200: sweeps every 50 ms.
+  const detector = new WriteStallDetector(pool as never, { timeout: 200, now: () => now });
+  try {
+    detector.sweep(); // t=0: marked
+    now = 50;
+    upstream.bytesWritten += 100; // progress
+    detector.sweep();
+    // The loop was blocked for 500 ms: no sweep, and no byte could move.
+    now = 600;
+    detector.sweep();
+    assert.deepEqual(stalls, [], 'the stall of this process is not the backend’s');
+    now = 650;
+    detector.sweep();
+    now = 700;
+    detector.sweep();
+    assert.deepEqual(stalls, []);
+    // No progress for the whole timeout after that, with sweeps on time: a stall.
+    for (now = 750; now <= 800; now += 50) detector.sweep();
+    assert.deepEqual(stalls, [true], 'a real stall toward the backend is still found');
+  } finally {
+    detector.close();
   }
 });

@@ -20,6 +20,7 @@ import {
   type UpstreamPoolOptions,
 } from '../../src/index.js';
 import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
+import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
@@ -75,8 +76,10 @@ export interface RunningBalancer {
   destroy(): Promise<void>;
 }
 
-/** `/stats`: the pool's snapshot and, per backend, its probe figures. */
+/** `/stats`: the pool's snapshot, the client cap and, per backend, its probe figures. */
 export type BalancerStats = ReturnType<UpstreamPool['stats']> & {
+  /** `--max-clients` and the clients it refused. */
+  readonly clients?: ClientCapStats | undefined;
   readonly probe: {
     readonly check: string;
     readonly interval: number;
@@ -312,7 +315,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const log = new EventLog(pool, probe, { write: io.log });
   const events = new RecentEvents(pool);
   const rebalanceLog = rebalancer && new RebalanceLog(pool, rebalancer, (line) => log.info(line));
-  const stats = (): BalancerStats => ({ ...pool.stats(), probe: probeSummary(config, probeStats) });
+  let stats = (): BalancerStats => ({ ...pool.stats(), probe: probeSummary(config, probeStats) });
 
   const checkName = stats().probe.check;
   log.info(
@@ -349,6 +352,12 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   // allowHalfOpen: a client's FIN is forwarded, not answered; pauseOnConnect:
   // the ClientHello waits in the socket until the upstream is connected.
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => pool.accept(socket));
+  // Refuse clients before the descriptors run out: the checks and the status
+  // listener keep theirs, so a flood of clients is never blamed on a backend.
+  const limit = descriptorLimit();
+  const cap = new ClientCap(server, clientShare(config.maxClients, 1, limit), (line) => log.info(line));
+  log.info(`max clients ${cap.max}${config.maxClients === undefined ? ` (from the descriptor limit ${limit})` : ''}`);
+  stats = (): BalancerStats => ({ ...pool.stats(), clients: { max: cap.max, refused: cap.refused }, probe: probeSummary(config, probeStats) });
   let status: StatusServer | undefined;
   let address: HostPort;
   let closing: Promise<void> | undefined;
@@ -360,7 +369,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     if (config.status !== undefined) {
       status = await startStatusServer(config.status, {
         stats,
-        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot()),
+        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot(), { max: cap.max, refused: cap.refused }),
         ready,
         api: (req) =>
           handleAdminRequest(

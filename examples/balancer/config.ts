@@ -92,6 +92,12 @@ export interface BalancerConfig {
   readonly allDown: 'queue' | 'fail-open';
   /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
   readonly workers: number;
+  /**
+   * Clients held at most, all workers together (each worker takes an equal
+   * share); past it new clients are refused at accept. `undefined` (`auto`):
+   * derived at start from each process's descriptor limit (see client-cap.ts).
+   */
+  readonly maxClients: number | undefined;
 }
 
 /** What the command line asks for. */
@@ -132,6 +138,8 @@ export const balancerDefaults = Object.freeze({
 
 const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
 const MAX_MS = 2 ** 31 - 1;
+/** More clients than this is a typo: it would take 20 million descriptors. */
+const MAX_CLIENTS = 10_000_000;
 /** More processes than this is a typo, not a machine. */
 const MAX_WORKERS = 256;
 
@@ -172,6 +180,8 @@ every connection pinned to a backend is torn down the moment it is marked down.
                              (default: interval x fall + timeout + 5000)
   --all-down POLICY          while no backend is up: queue (default) | fail-open (use the unhealthy ones)
   --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
+  --max-clients N|auto       clients held at most, all workers together; more are refused at accept
+                             (default auto: (descriptor limit - max(64, 5%)) / 2 per process)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -205,7 +215,8 @@ type Key =
   | 'no-rebalance'
   | 'write-stall-timeout'
   | 'all-down'
-  | 'workers';
+  | 'workers'
+  | 'max-clients';
 
 const keys: readonly Key[] = [
   'listen',
@@ -234,6 +245,7 @@ const keys: readonly Key[] = [
   'write-stall-timeout',
   'all-down',
   'workers',
+  'max-clients',
 ];
 
 /** Flags that take no value (`true` when given; a config file sets them to true or false). */
@@ -423,6 +435,7 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   rebalance: 'no-rebalance',
   writeStallTimeout: 'write-stall-timeout',
   allDown: 'all-down',
+  maxClients: 'max-clients',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -632,5 +645,6 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     writeStallTimeout,
     allDown,
     workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
+    maxClients: optional('max-clients', (given) => (given.value === 'auto' ? undefined : integer(given, 1, MAX_CLIENTS, ' or auto'))),
   });
 }

@@ -81,6 +81,8 @@ export class EventLog {
   readonly #closed = new Map<string, number>();
   readonly #connectFailures = new Map<string, number>();
   readonly #refused = new Map<string, number>();
+  /** Checks and dials that failed in this process (EMFILE...), by code: no verdict, reported in the summary. */
+  readonly #local = new Map<string, number>();
   /** Whether the last check of each backend passed. */
   readonly #lastOk = new Map<string, boolean>();
   #summaryStart: number;
@@ -95,6 +97,11 @@ export class EventLog {
   readonly #onAdded = (backend: Backend): void => this.info(`backend ${backend.id} added (${backend.host}:${backend.port})`);
   readonly #onRemoved = (backend: Backend): void => this.info(`backend ${backend.id} removed`);
   readonly #onChecked = (result: CheckResult): void => this.#checked(result);
+  readonly #onSkipped = (_backend: unknown, result: CheckResult): void => {
+    const cause = result.error?.cause as { code?: unknown; cause?: { code?: unknown } } | undefined;
+    const code = cause?.code ?? cause?.cause?.code;
+    bump(this.#local, typeof code === 'string' ? code : 'local');
+  };
 
   constructor(pool: UpstreamPool, probe: ProbeLike | undefined, options: EventLogOptions) {
     this.#pool = pool;
@@ -112,6 +119,7 @@ export class EventLog {
     pool.on('backendAdded', this.#onAdded);
     pool.on('backendRemoved', this.#onRemoved);
     probe?.on('checked', this.#onChecked);
+    probe?.on('checkSkipped', this.#onSkipped);
     this.#timer = setInterval(() => this.flush(), options.summaryInterval ?? 10_000).unref();
   }
 
@@ -126,6 +134,7 @@ export class EventLog {
     if (this.#closed.size > 0) parts.push(`connections closed: ${counts(this.#closed)}`);
     if (this.#connectFailures.size > 0) parts.push(`connect failures: ${counts(this.#connectFailures)}`);
     if (this.#refused.size > 0) parts.push(`clients refused: ${counts(this.#refused)}`);
+    if (this.#local.size > 0) parts.push(`checks and dials failed here, no verdict: ${counts(this.#local)}`);
     const now = this.#now();
     if (parts.length > 0) {
       const seconds = Math.max(0, Math.round((now - this.#summaryStart) / 1000));
@@ -134,6 +143,7 @@ export class EventLog {
     this.#closed.clear();
     this.#connectFailures.clear();
     this.#refused.clear();
+    this.#local.clear();
     this.#summaryStart = now;
   }
 
@@ -153,6 +163,7 @@ export class EventLog {
     pool.off('backendAdded', this.#onAdded);
     pool.off('backendRemoved', this.#onRemoved);
     this.#probe?.off('checked', this.#onChecked);
+    this.#probe?.off('checkSkipped', this.#onSkipped);
     this.flush();
   }
 

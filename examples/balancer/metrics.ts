@@ -5,6 +5,7 @@
  * @module
  */
 import type { AdminState, BackendHealth, BackendState, PoolStats } from '../../src/index.js';
+import type { ClientCapStats } from './client-cap.js';
 import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
 
 /** The content type of {@link renderMetrics}' output. */
@@ -50,7 +51,7 @@ class Writer {
  * res.end(renderMetrics(pool.stats(), probeStats.snapshot()));
  * ```
  */
-export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>): string {
+export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>, clients?: ClientCapStats): string {
   const w = new Writer();
   const p = 'failover_proxy_';
 
@@ -105,9 +106,17 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
   for (const [reason, n] of Object.entries(pool.teardowns)) w.sample(`${p}teardowns_total`, { reason }, n);
   w.family(`${p}pin_failures_total`, 'counter', 'Clients that could not be given a backend, by error code.');
   for (const [code, n] of Object.entries(pool.pinFailures)) w.sample(`${p}pin_failures_total`, { code }, n);
+  w.family(`${p}local_dial_errors_total`, 'counter', 'Dials that failed in this process (EMFILE, ENOBUFS, EADDRNOTAVAIL...), counted against no backend.');
+  w.sample(`${p}local_dial_errors_total`, {}, pool.localDialErrors ?? 0);
+  if (clients !== undefined) {
+    w.family(`${p}max_clients`, 'gauge', 'Clients held at most (--max-clients, all workers); more are refused at accept.');
+    w.sample(`${p}max_clients`, {}, clients.max);
+    w.family(`${p}clients_refused_total`, 'counter', 'Clients refused at accept because the balancer held --max-clients.');
+    w.sample(`${p}clients_refused_total`, {}, clients.refused);
+  }
 
   const probed = Object.entries(probe);
-  w.family(`${p}probe_checks_total`, 'counter', 'Health check results of the backend: ok, or the layer that failed (connect, tls, protocol, timeout, custom).');
+  w.family(`${p}probe_checks_total`, 'counter', 'Health check results of the backend: ok, or the layer that failed (connect, tls, protocol, timeout, custom; local: failed in this process, no verdict).');
   for (const [id, s] of probed) for (const o of checkOutcomes) w.sample(`${p}probe_checks_total`, { backend: id, result: o }, s.results[o]);
 
   w.family(`${p}probe_last_success`, 'gauge', '1 when the last health check of the backend passed, else 0.');

@@ -10,11 +10,11 @@ import type { CheckResult } from '../../src/index.js';
 /** Upper bounds (seconds) of the check-latency histogram buckets, Prometheus style. */
 export const latencyBuckets: readonly number[] = Object.freeze([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
 
-/** How a check ended: `ok`, or the layer that failed. */
-export type CheckOutcome = 'ok' | 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom';
+/** How a check ended: `ok`, or the layer that failed (`local`: failed in this process, no verdict). */
+export type CheckOutcome = 'ok' | 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom' | 'local';
 
 /** Every outcome, in the order metrics list them. */
-export const checkOutcomes: readonly CheckOutcome[] = Object.freeze(['ok', 'connect', 'tls', 'protocol', 'timeout', 'custom']);
+export const checkOutcomes: readonly CheckOutcome[] = Object.freeze(['ok', 'connect', 'tls', 'protocol', 'timeout', 'custom', 'local']);
 
 /** The last check of a backend, as `/stats` shows it. */
 export interface LastCheck {
@@ -42,7 +42,7 @@ export interface BackendProbeStats {
 }
 
 class Entry {
-  readonly results: Record<CheckOutcome, number> = { ok: 0, connect: 0, tls: 0, protocol: 0, timeout: 0, custom: 0 };
+  readonly results: Record<CheckOutcome, number> = { ok: 0, connect: 0, tls: 0, protocol: 0, timeout: 0, custom: 0, local: 0 };
   last: LastCheck | undefined = undefined;
   /** Non-cumulative: one slot per bucket plus +Inf; made cumulative on read. */
   readonly buckets = new Array<number>(latencyBuckets.length + 1).fill(0);
@@ -53,7 +53,9 @@ class Entry {
 /** A source of check results: a `HealthProbe`. */
 export interface CheckResultSource {
   on(event: 'checked', fn: (result: CheckResult) => void): unknown;
+  on(event: 'checkSkipped', fn: (backend: unknown, result: CheckResult) => void): unknown;
   off(event: 'checked', fn: (result: CheckResult) => void): unknown;
+  off(event: 'checkSkipped', fn: (backend: unknown, result: CheckResult) => void): unknown;
 }
 
 /**
@@ -70,28 +72,29 @@ export class ProbeStats {
   readonly #entries = new Map<string, Entry>();
   #source: CheckResultSource | undefined;
   readonly #onChecked = (result: CheckResult): void => this.record(result);
+  // A local failure (EMFILE...) is counted under `local` but is not the backend's last result.
+  readonly #onSkipped = (_backend: unknown, result: CheckResult): void => {
+    this.#entry(result.backend.id).results.local++;
+  };
 
   /** Starts counting the results of `source`. */
   attach(source: CheckResultSource): void {
     this.detach();
     this.#source = source;
     source.on('checked', this.#onChecked);
+    source.on('checkSkipped', this.#onSkipped);
   }
 
   /** Stops counting. */
   detach(): void {
     this.#source?.off('checked', this.#onChecked);
+    this.#source?.off('checkSkipped', this.#onSkipped);
     this.#source = undefined;
   }
 
   /** Counts one result. */
   record(result: CheckResult): void {
-    const id = result.backend.id;
-    let entry = this.#entries.get(id);
-    if (entry === undefined) {
-      entry = new Entry();
-      this.#entries.set(id, entry);
-    }
+    const entry = this.#entry(result.backend.id);
     const error = result.error;
     const layer = error?.layer;
     const outcome: CheckOutcome = result.ok ? 'ok' : (layer ?? 'custom');
@@ -114,6 +117,15 @@ export class ProbeStats {
     entry.buckets[i]!++;
     entry.sum += seconds;
     entry.count++;
+  }
+
+  #entry(id: string): Entry {
+    let entry = this.#entries.get(id);
+    if (entry === undefined) {
+      entry = new Entry();
+      this.#entries.set(id, entry);
+    }
+    return entry;
   }
 
   /** Forgets a backend (it left the pool). */

@@ -65,6 +65,7 @@ const restartOnly: readonly [key: string, get: (c: BalancerConfig) => unknown][]
   ['connect-timeout', (c) => c.connectTimeout],
   ['retries', (c) => c.retries],
   ['queue-timeout', (c) => c.queueTimeout],
+  ['max-clients', (c) => c.maxClients],
 ];
 
 /** The restart-only settings whose value differs between two configs. */

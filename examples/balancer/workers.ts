@@ -83,6 +83,7 @@ import {
 import type { ReloadSummary } from './reload.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { describeCheck, EventLog } from './event-log.js';
+import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
 import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
 import { RecentEvents } from './recent-events.js';
@@ -108,6 +109,8 @@ export type WorkerSettings = Pick<
   | 'rebalance'
   | 'rebalanceRate'
   | 'rebalanceTolerance'
+  | 'maxClients'
+  | 'workers'
 >;
 
 type ToWorker =
@@ -151,7 +154,9 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
   let closing = 0;
   let waiting = 0;
   let total = 0;
+  let localDialErrors = 0;
   for (const part of parts) {
+    localDialErrors += part.localDialErrors ?? 0;
     active += part.active;
     closing += part.closing;
     waiting += part.waiting;
@@ -180,6 +185,7 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
     backends: [...backends.values()],
     teardowns,
     pinFailures,
+    localDialErrors,
   };
 }
 
@@ -276,6 +282,7 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
   let pool: UpstreamPool | undefined;
   let log: EventLog | undefined;
   let server: ReturnType<typeof createServer> | undefined;
+  let cap: ClientCap | undefined;
   let drainTimeout = 0;
   let stopping: Promise<void> | undefined;
 
@@ -325,6 +332,10 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
     p.on('writeStalled', (backend) => toPrimary({ type: 'writeStalled', id: backend.id }));
     const s = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => p.accept(socket));
     server = s;
+    // Each worker has its own descriptors: its share of the cap, or its own default.
+    const limit = descriptorLimit();
+    cap = new ClientCap(s, clientShare(settings.maxClients, settings.workers, limit), (line) => log?.info(line));
+    log.info(`max clients ${cap.max}${settings.maxClients === undefined ? ` (from the descriptor limit ${limit})` : ` (a share of ${settings.maxClients})`}`);
     try {
       const address = await listen(s, settings.listen);
       s.on('error', (err) => log?.info(`listener error: ${err.message}`));
@@ -352,7 +363,8 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
           return;
         }
         runCommand(pool, command).then(
-          (result) => toPrimary({ type: 'reply', seq, ok: true, result }),
+          // Stats carry this worker's client cap beside its pool's figures.
+          (result) => toPrimary({ type: 'reply', seq, ok: true, result: command.op === 'stats' && cap !== undefined ? { ...(result as PoolStats), clients: { max: cap.max, refused: cap.refused } } : result }),
           (err: unknown) => toPrimary({ type: 'reply', seq, ok: false, error: errorOf(err) }),
         );
         return;
@@ -581,6 +593,8 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     rebalance: config.rebalance,
     rebalanceRate: config.rebalanceRate,
     rebalanceTolerance: config.rebalanceTolerance,
+    maxClients: config.maxClients,
+    workers: config.workers,
   };
   // Every worker accepts on the shared socket (see the module comment for
   // why); NODE_CLUSTER_SCHED_POLICY=rr still chooses Node's round robin.
@@ -722,17 +736,23 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
 
   const workers = (): WorkerInfo[] => [...slots.values()].map((s) => ({ worker: s.id, pid: s.pid, listening: s.listening }));
 
-  const gather = async (): Promise<{ merged: PoolStats; replies: WorkerReply[] }> => {
+  const gather = async (): Promise<{ merged: PoolStats; replies: WorkerReply[]; clients: ClientCapStats }> => {
     const replies = await sendToWorkers({ op: 'stats' });
-    const parts = replies.flatMap((r) => (r.ok ? [r.result as PoolStats] : []));
-    return { merged: mergeStats(parts), replies };
+    const parts = replies.flatMap((r) => (r.ok ? [r.result as PoolStats & { clients?: ClientCapStats }] : []));
+    const clients = { max: 0, refused: 0 };
+    for (const part of parts) {
+      clients.max += part.clients?.max ?? 0;
+      clients.refused += part.clients?.refused ?? 0;
+    }
+    return { merged: mergeStats(parts), replies, clients };
   };
 
   const stats = async (): Promise<WorkersStats> => {
-    const { merged, replies } = await gather();
+    const { merged, replies, clients } = await gather();
     const listening = new Map(workers().map((w) => [w.worker, w.listening]));
     return {
       ...merged,
+      clients,
       probe: probeSummary(config, probeStats),
       workers: replies.map((r) => {
         const part = r.ok ? (r.result as PoolStats) : undefined;
@@ -751,10 +771,10 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   };
 
   const metrics = async (): Promise<string> => {
-    const { merged, replies } = await gather();
+    const { merged, replies, clients } = await gather();
     const p = 'failover_proxy_';
     return (
-      renderMetrics(merged, probeStats.snapshot()) +
+      renderMetrics(merged, probeStats.snapshot(), clients) +
       [
         `# HELP ${p}workers Worker processes: running, and those whose figures are in this scrape.`,
         `# TYPE ${p}workers gauge`,

@@ -4,6 +4,7 @@
  * @module
  */
 import { CheckError } from '../errors.js';
+import { localErrorCode } from '../local-errors.js';
 import * as v from '../validate.js';
 import { abortError, type CheckFunction } from './check.js';
 
@@ -40,7 +41,9 @@ export function customCheck(fn: CheckFunction): CheckFunction {
           else if (signal.aborted) reject(abortError(signal));
           else {
             const detail = err instanceof Error ? err.message : String(err);
-            reject(new CheckError('custom', `Custom check of \`${backend.id}\` failed: ${detail}`, { cause: err }));
+            // A check that could not even run here (EMFILE...) says nothing about the backend.
+            const layer = localErrorCode(err) === undefined ? 'custom' : 'local';
+            reject(new CheckError(layer, `Custom check of \`${backend.id}\` failed: ${detail}`, { cause: err }));
           }
         },
       );

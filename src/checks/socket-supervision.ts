@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { CheckError, errorCode } from '../errors.js';
+import { localErrorCode } from '../local-errors.js';
 import { abortError } from './check.js';
 
 /**
@@ -33,6 +34,10 @@ function isTlsCode(code: string | undefined): boolean {
 export function socketError(target: string, phase: SocketPhase, err: unknown): CheckError {
   const code = errorCode(err);
   const detail = code ?? (err instanceof Error ? err.message : String(err));
+  // Out of descriptors, buffers or local ports: this process's failure, at any phase.
+  if (code !== undefined && localErrorCode(err) !== undefined) {
+    return new CheckError('local', `Checking \`${target}\` failed here, not at the backend: ${detail}`, { cause: err });
+  }
   // TLS 1.3 servers reject a client certificate after the client considers the
   // handshake done, so that alert surfaces in the `open` phase.
   if (phase === 'tls' || isTlsCode(code)) {

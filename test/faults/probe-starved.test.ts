@@ -19,7 +19,7 @@
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createConnection, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { test, type TestContext } from 'node:test';
 import { loadCerts } from '../../examples/support/certs.js';
@@ -125,4 +125,80 @@ test('a starved process blames no healthy backend: no failed check, no unhealthy
   const failed = results.filter((r) => !r.ok).map((r) => `${r.backend.id}: ${r.error?.code} after ${r.durationMs} ms`);
   assert.deepEqual(failed, [], `${failed.length} false failure(s) of ${results.length} checks`);
   assert.deepEqual(verdicts, []);
+});
+
+test('a starved process tears down no healthy pair for stalled writes, and a stall is never a verdict', async (t) => {
+  // A backend that reads steadily but slowly (one read every 20 ms), so the
+  // pair always has writes queued and always makes progress.
+  const sinkSockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const sink = createNetServer((socket) => {
+    sinkSockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.pause();
+    const timer = setInterval(() => {
+      socket.resume();
+      setImmediate(() => socket.pause());
+    }, 20);
+    timers.add(timer);
+    socket.once('close', () => {
+      clearInterval(timer);
+      timers.delete(timer);
+      sinkSockets.delete(socket);
+    });
+  });
+  t.after(() => {
+    for (const timer of timers) clearInterval(timer);
+    for (const s of sinkSockets) s.destroy();
+  });
+  const port = await listen(t, sink);
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port, id: 'sink' }], writeStallTimeout: 200 });
+  t.after(() => pool.destroy());
+  // Blocks run in the same timer phase, just after one of the detector's
+  // sweeps (its period is 200 / 4 ms; timers of one period fire in the order
+  // they were made): the worst case, where no byte moved since that sweep.
+  let blocksLeft = 0;
+  let lastBlockEnd = 0;
+  const blocker = setInterval(() => {
+    if (blocksLeft === 0 || performance.now() - lastBlockEnd < GAP) return;
+    blocksLeft--;
+    busy(BLOCK);
+    lastBlockEnd = performance.now();
+  }, 50);
+  t.after(() => clearInterval(blocker));
+  const probe = new HealthProbe({ check: { type: 'tcp' }, interval: INTERVAL, timeout: TIMEOUT, rise: 1, fall: 1 });
+  t.after(() => probe.stop());
+  probe.attach(pool);
+  const verdicts: string[] = [];
+  pool.on('backendDown', (b) => verdicts.push(`backendDown ${b.id}`));
+  const reasons: string[] = [];
+  pool.on('connectionClosed', (_m, info) => reasons.push(info.reason));
+  const front = createNetServer({ pauseOnConnect: true }, (socket) => pool.accept(socket));
+  const frontPort = await listen(t, front);
+
+  const client = createConnection({ host: HOST, port: frontPort });
+  client.on('error', () => undefined);
+  t.after(() => client.destroy());
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let sent = 0;
+  const pump = (): void => {
+    // Bounded: 256 MiB at most.
+    while (!client.destroyed && sent < 256 * 1024 * 1024) {
+      sent += chunk.length;
+      if (!client.write(chunk)) return;
+    }
+  };
+  client.on('drain', pump);
+  client.once('connect', pump);
+  await waitFor(() => pool.stats().active === 1, { what: 'the pair' });
+  const [pair] = [...pool.members('sink')] as unknown as { upstream: Socket }[];
+  await waitFor(() => pair!.upstream.writableLength > 0, { what: 'writes queued toward the backend' });
+
+  // The loop blocked 2.5 x the write-stall timeout, three times, while the pair streams.
+  blocksLeft = BLOCKS_EACH;
+  await waitFor(() => blocksLeft === 0, { what: 'the blocks' });
+  await new Promise((r) => setTimeout(r, GAP));
+  assert.deepEqual(reasons, [], 'the pair streamed on: no teardown');
+  assert.deepEqual(verdicts, []);
+  assert.ok(sent > 0);
 });

@@ -34,11 +34,16 @@ export interface RunningCli {
 /**
  * Starts the balancer with `args` and resolves once it prints `listening`;
  * rejects with its stderr and output when it exits first. `program` is
- * {@link cliEntry} (through tsx) or {@link cliDist} (node alone).
+ * {@link cliEntry} (through tsx) or {@link cliDist} (node alone); `nofile`
+ * lowers its descriptor limit (needs prlimit, from util-linux).
  */
-export async function startCli(t: TestContext, args: readonly string[], program = cliEntry): Promise<RunningCli> {
+export async function startCli(t: TestContext, args: readonly string[], program = cliEntry, options: { readonly nofile?: number } = {}): Promise<RunningCli> {
   const nodeArgs = program.endsWith('.ts') ? ['--import', 'tsx', program, ...args] : [program, ...args];
-  const child = spawn(process.execPath, nodeArgs, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  // `nofile`: run under that descriptor limit (prlimit execs node: same pid).
+  const child =
+    options.nofile === undefined
+      ? spawn(process.execPath, nodeArgs, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('prlimit', [`--nofile=${options.nofile}:${options.nofile}`, process.execPath, ...nodeArgs], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const pids = new Set<number>();
   t.after(() => {
