@@ -24,7 +24,8 @@ import {
   UnknownBackendError,
 } from './errors.js';
 import type { CheckResult, HealthProbeEvents } from './events.js';
-import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
+import { isLeaving } from './checks/check.js';
+import { HealthState, type CheckOutcome, type HealthVerdict, type InitialHealth } from './health-state.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
 import { QueuedTimer, TimerQueue } from './timer-queue.js';
 
@@ -59,6 +60,17 @@ export const PROBE_FAILED = 'probe-failed';
  * ```
  */
 export const PROBE_PASSED = 'probe-passed';
+/**
+ * The reason a probe passes to `markLeaving` when a backend has answered
+ * `leaving` (and not passed) `fall` times in a row: it is shutting down
+ * gracefully and still serves.
+ *
+ * @example
+ * ```ts
+ * pool.on('backendLeaving', (backend, change) => { if (change.reason === PROBE_LEAVING) note(backend.id); });
+ * ```
+ */
+export const PROBE_LEAVING = 'probe-leaving';
 /**
  * What the probe reads of a backend in its {@link ProbeTarget}: only the
  * health axis. Admin states (drain, maintenance) are the pool's business.
@@ -108,6 +120,11 @@ export interface ProbeTarget {
   markDown(id: string, reason: string, cause?: HealthCause): number;
   /** Records the verdict `up`. */
   markUp(id: string, reason: string, cause?: HealthCause): void;
+  /**
+   * Records the verdict `leaving`: no new connections, existing ones stay.
+   * Optional: a target without it gets `markDown` instead (it knows only up and down).
+   */
+  markLeaving?(id: string, reason: string, cause?: HealthCause): void;
   on(event: 'backendAdded' | 'backendRemoved', fn: (backend: Backend) => void): unknown;
   on(event: 'connectFailed', fn: (backend: Backend, error: Error) => void): unknown;
   on(event: 'writeStalled', fn: (backend: Backend, member: unknown) => void): unknown;
@@ -184,11 +201,12 @@ function initialFrom(status: ProbeTargetStatus | undefined): InitialHealth {
 
 /** A check result as the plain, JSON-safe cause the pool records. */
 function causeOf(result: CheckResult): HealthCause {
+  const leaving = result.outcome === 'leaving';
   return {
     source: result.passive ? 'passive' : 'probe',
-    code: result.error?.code ?? PROBE_PASSED,
+    code: result.error?.code ?? (leaving ? PROBE_LEAVING : PROBE_PASSED),
     layer: result.error?.layer,
-    message: result.error?.message ?? 'check passed',
+    message: result.error?.message ?? (leaving ? (result.message ?? 'the backend is leaving') : 'check passed'),
     durationMs: result.durationMs,
     at: result.at,
   };
@@ -584,7 +602,9 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     this.#record(entry, {
       backend: entry.backend,
       ok: false,
+      outcome: 'fail',
       error: new CheckError(layer, message, { cause: error }),
+      message: undefined,
       durationMs: 0,
       at: now,
       passive: true,
@@ -646,8 +666,10 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     timers.hold();
     timers.set(deadline, timeout);
     let error: CheckError | undefined;
+    let leaving: string | undefined;
     try {
-      await check(entry.backend, { signal: controller.signal, connection: entry.connection });
+      const answer = await check(entry.backend, { signal: controller.signal, connection: entry.connection });
+      if (isLeaving(answer)) leaving = String(answer.message);
     } catch (err) {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
       error = timeoutError !== undefined ? timeoutError : err instanceof CheckError ? err : new CheckError('custom', String(err), { cause: err });
@@ -666,7 +688,17 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       return;
     }
     const at = clock.now();
-    const result: CheckResult = { backend: entry.backend, ok: error === undefined, error, durationMs: at - startedAt, at, passive: false };
+    const outcome: CheckOutcome = error !== undefined ? 'fail' : leaving !== undefined ? 'leaving' : 'pass';
+    const result: CheckResult = {
+      backend: entry.backend,
+      ok: outcome === 'pass',
+      outcome,
+      error,
+      message: error === undefined ? leaving : undefined,
+      durationMs: at - startedAt,
+      at,
+      passive: false,
+    };
     // Internal state first (verdict, next check), then the caller's promise,
     // then the pool and the events, all in this tick.
     const transition = this.#verdict(entry, result);
@@ -685,14 +717,15 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
 
   #verdict(entry: Entry, result: CheckResult): HealthVerdict | undefined {
     const from = entry.health.verdict;
-    const transition = entry.health.record(result.ok);
+    const transition = entry.health.record(result.outcome);
     entry.lastResult = result;
     if (log.enabled) {
       const id = entry.backend.id;
-      if (!result.ok) {
+      if (result.outcome === 'fail') {
         log('%s: check failed at %s%s: %s (%d in a row)', id, result.error?.layer, result.passive ? ' (passive)' : '', result.error?.message, entry.health.consecutiveFailures);
-      }
+      } else if (result.outcome === 'leaving') log('%s: check says leaving: %s', id, result.message);
       if (transition === 'down') log('%s: %s -> down (%s, %d fails)', id, from, result.error?.code, entry.health.consecutiveFailures);
+      else if (transition === 'leaving') log('%s: %s -> leaving (%s)', id, from, PROBE_LEAVING);
       else if (transition === 'up') log('%s: %s -> up (%s, %d passes)', id, from, PROBE_PASSED, entry.health.consecutiveSuccesses);
     }
     return transition;
@@ -716,6 +749,14 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
           const tornDown = pool.markDown(id, PROBE_FAILED, causeOf(result));
           if (log.enabled) log('%s: reported down to the pool (%s, %d members taken out)', id, result.error?.code, tornDown);
         }
+      } else if (result.outcome === 'leaving' && entry.health.verdict === 'leaving') {
+        // Also on later leaving answers: someone may have marked it up since.
+        // A pool that has it down keeps it down: leaving brings nothing back.
+        if (status.health === 'up' || status.health === 'unknown') {
+          if (pool.markLeaving !== undefined) pool.markLeaving(id, PROBE_LEAVING, causeOf(result));
+          else pool.markDown(id, PROBE_FAILED, causeOf(result));
+          if (log.enabled) log('%s: reported leaving to the pool (%s)', id, result.message);
+        }
       } else if (result.ok && entry.health.verdict === 'up' && (transition === 'up' || status.health === 'unknown')) {
         pool.markUp(id, PROBE_PASSED, causeOf(result));
         if (log.enabled) log('%s: reported up to the pool (%s)', id, PROBE_PASSED);
@@ -723,6 +764,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     }
     this.emit('checked', result);
     if (transition === 'down') this.emit('unhealthy', entry.backend, result);
+    else if (transition === 'leaving') this.emit('leaving', entry.backend, result);
     else if (transition === 'up') this.emit('healthy', entry.backend, result);
   }
 

@@ -689,7 +689,7 @@ test('metrics: Prometheus text with every documented family', async (t) => {
   client.write('hello\n');
   assert.equal(await readLine(client), 'hello');
   const probeStats = new ProbeStats();
-  probeStats.record({ backend: pool.get('b"1')!, ok: true, error: undefined, durationMs: 12, at: 1, passive: false });
+  probeStats.record({ backend: pool.get('b"1')!, ok: true, outcome: 'pass', error: undefined, durationMs: 12, at: 1, passive: false });
   const text = renderMetrics(pool.stats(), probeStats.snapshot());
   for (const family of [
     'backend_up', 'backend_state', 'backend_active_connections', 'backend_connections_total', 'backend_connect_failures_total',

@@ -24,7 +24,7 @@
  *
  * Messages are structured clones (`serialization: 'advanced'`, so `Infinity`
  * survives), primary → worker: `start` (settings, verdicts, replay), `health`
- * (`{ type: 'health', id, health: 'up' | 'down', reason, cause }`), `command`,
+ * (`{ type: 'health', id, health: 'up' | 'leaving' | 'down', reason, cause }`), `command`,
  * `shutdown`; worker → primary: `ready`, `listening`, `failed`, `reply`,
  * `connectFailed`, `writeStalled`.
  *
@@ -249,6 +249,7 @@ function describeCommand(command: AdminCommand): string {
 function applyVerdict(pool: UpstreamPool, verdict: HealthMessage): void {
   if (pool.status(verdict.id) === undefined) return;
   if (verdict.health === 'down') pool.markDown(verdict.id, verdict.reason, verdict.cause);
+  else if (verdict.health === 'leaving') pool.markLeaving(verdict.id, verdict.reason, verdict.cause);
   else pool.markUp(verdict.id, verdict.reason, verdict.cause);
 }
 
