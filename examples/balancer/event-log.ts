@@ -54,8 +54,9 @@ function bump(record: Map<string, number>, key: string, by = 1): void {
 }
 
 /** A check failure in a few words: its code and message. */
-export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs'>): string {
+export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs' | 'outcome' | 'message'>): string {
   if (result.ok) return `passed in ${Math.round(result.durationMs)} ms`;
+  if (result.outcome === 'leaving') return `leaving: ${result.message ?? 'the backend said it is shutting down'}`;
   const e = result.error;
   return e === undefined ? 'failed' : `${e.code}: ${e.message}`;
 }
@@ -88,6 +89,7 @@ export class EventLog {
 
   readonly #onUp = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDraining = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
+  readonly #onLeaving = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDown = (backend: Backend, change: DownChange): void => this.#transition(backend, change, change.tornDown);
   readonly #onConnectionClosed = (_conn: PoolMember, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
   readonly #onConnectFailed = (backend: Backend, _error: ConnectError | ConnectTimeoutError): void => bump(this.#connectFailures, backend.id);
@@ -104,6 +106,7 @@ export class EventLog {
     this.#summaryStart = this.#now();
     pool.on('backendUp', this.#onUp);
     pool.on('backendDraining', this.#onDraining);
+    pool.on('backendLeaving', this.#onLeaving);
     pool.on('backendDown', this.#onDown);
     pool.on('backendMaintenance', this.#onDown);
     pool.on('connectionClosed', this.#onConnectionClosed);
@@ -145,6 +148,7 @@ export class EventLog {
     const pool = this.#pool;
     pool.off('backendUp', this.#onUp);
     pool.off('backendDraining', this.#onDraining);
+    pool.off('backendLeaving', this.#onLeaving);
     pool.off('backendDown', this.#onDown);
     pool.off('backendMaintenance', this.#onDown);
     pool.off('connectionClosed', this.#onConnectionClosed);
@@ -161,10 +165,11 @@ export class EventLog {
     // The probe calls markDown before it emits `checked`: ask it for the
     // result that made it decide.
     const last = this.#probe?.health(backend.id)?.lastResult;
-    if (reason === 'probe-failed' && last !== undefined && !last.ok) reason += `: ${describeCheck(last)}`;
+    const fromProbe = reason === 'probe-failed' || reason === 'probe-leaving';
+    if (fromProbe && this.#probe !== undefined && last !== undefined && !last.ok) reason += `: ${describeCheck(last)}`;
     // Without a probe here (a worker process: the probe runs in the primary),
     // the verdict's cause carries the same code and message.
-    else if (reason === 'probe-failed' && this.#probe === undefined && (change.cause.source === 'probe' || change.cause.source === 'passive')) {
+    else if (fromProbe && this.#probe === undefined && (change.cause.source === 'probe' || change.cause.source === 'passive')) {
       reason += `: ${change.cause.code}: ${change.cause.message}`;
     }
     let line = `backend ${backend.id} ${change.from} -> ${change.to} (${reason})`;

@@ -104,6 +104,7 @@ export type WorkerSettings = Pick<
   | 'drainTimeout'
   | 'slowStart'
   | 'writeStallTimeout'
+  | 'leavingGrace'
   | 'allDown'
   | 'rebalance'
   | 'rebalanceRate'
@@ -577,6 +578,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     queueTimeout: config.queueTimeout,
     drainTimeout: config.drainTimeout,
     slowStart: config.slowStart,
+    leavingGrace: config.leavingGrace,
     writeStallTimeout: config.writeStallTimeout,
     allDown: config.allDown,
     rebalance: config.rebalance,
