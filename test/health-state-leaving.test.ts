@@ -99,9 +99,9 @@ test('a long random sequence matches a reference model', () => {
       const r = ([P, L, F] as const)[Math.floor(random() * 3)]!;
       history.push(r);
       const tail = (n: number): CheckOutcome[] => history.slice(-n);
-      const lastFails = tail(fall).length === fall && tail(fall).every((x) => x === F);
-      const lastNotPass = tail(fall).length === fall && tail(fall).every((x) => x !== P);
-      const lastPasses = tail(rise).length === rise && tail(rise).every((x) => x === P);
+      const lastFails: boolean = tail(fall).length === fall && tail(fall).every((x) => x === F);
+      const lastNotPass: boolean = tail(fall).length === fall && tail(fall).every((x) => x !== P);
+      const lastPasses: boolean = tail(rise).length === rise && tail(rise).every((x) => x === P);
       let expected: HealthVerdict | undefined;
       if (verdict === 'up') expected = lastFails ? 'down' : lastNotPass ? 'leaving' : undefined;
       else if (verdict === 'leaving') expected = lastFails ? 'down' : lastPasses ? 'up' : undefined;

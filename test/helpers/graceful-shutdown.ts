@@ -21,7 +21,7 @@ export interface ScenarioLibrary {
 
 interface ScenarioPool {
   accept(socket: Socket): void;
-  on(event: string, fn: (...args: any[]) => void): unknown;
+  on(event: string, fn: (...args: never[]) => void): unknown;
   stats(): { teardowns: Readonly<Record<string, number>>; backends: readonly { id: string; health: string; teardowns: Readonly<Record<string, number>> }[] };
   destroy(): Promise<void>;
 }
