@@ -56,7 +56,7 @@ function bump(record: Map<string, number>, key: string, by = 1): void {
 /** A check failure in a few words: its code and message. */
 export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs' | 'outcome' | 'message'>): string {
   if (result.ok) return `passed in ${Math.round(result.durationMs)} ms`;
-  if (result.outcome === 'leaving') return `leaving: ${result.message ?? 'the backend said it is shutting down'}`;
+  if (result.outcome === 'leaving') return result.message ?? 'the backend said it is leaving';
   const e = result.error;
   return e === undefined ? 'failed' : `${e.code}: ${e.message}`;
 }
@@ -82,8 +82,8 @@ export class EventLog {
   readonly #closed = new Map<string, number>();
   readonly #connectFailures = new Map<string, number>();
   readonly #refused = new Map<string, number>();
-  /** Whether the last check of each backend passed. */
-  readonly #lastOk = new Map<string, boolean>();
+  /** How the last check of each backend ended. */
+  readonly #lastOutcome = new Map<string, CheckResult['outcome']>();
   #summaryStart: number;
   #closedLog = false;
 
@@ -183,10 +183,12 @@ export class EventLog {
 
   #checked(result: CheckResult): void {
     const id = result.backend.id;
-    const previous = this.#lastOk.get(id);
-    this.#lastOk.set(id, result.ok);
-    if (previous === result.ok || (previous === undefined && result.ok)) return;
-    if (result.ok) this.info(`check of ${id} passed again (${describeCheck(result)})`);
+    const previous = this.#lastOutcome.get(id);
+    const outcome = result.outcome ?? (result.ok ? 'pass' : 'fail');
+    this.#lastOutcome.set(id, outcome);
+    if (previous === outcome || (previous === undefined && outcome === 'pass')) return;
+    if (outcome === 'pass') this.info(`check of ${id} passed again (${describeCheck(result)})`);
+    else if (outcome === 'leaving') this.info(`check of ${id} says it is leaving (${describeCheck(result)})`);
     else this.info(`check of ${id} failed (${describeCheck(result)})`);
   }
 }
