@@ -83,6 +83,7 @@ test('one backend and every default', () => {
     rebalanceTolerance: 0.2,
     // interval × fall + timeout + 5000
     writeStallTimeout: 8000,
+    leavingGrace: 90_000,
     allDown: 'queue',
     workers: 1,
   });
