@@ -749,8 +749,10 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
           const tornDown = pool.markDown(id, PROBE_FAILED, causeOf(result));
           if (log.enabled) log('%s: reported down to the pool (%s, %d members taken out)', id, result.error?.code, tornDown);
         }
-      } else if (result.outcome === 'leaving' && entry.health.verdict === 'leaving') {
-        // Also on later leaving answers: someone may have marked it up since.
+      } else if (!result.ok && entry.health.verdict === 'leaving') {
+        // The run that made it leaving may end with a failure (leaving,
+        // timeout): any result that did not pass reports it. Also on later
+        // ones: someone may have marked it up since.
         // A pool that has it down keeps it down: leaving brings nothing back.
         if (status.health === 'up' || status.health === 'unknown') {
           if (pool.markLeaving !== undefined) pool.markLeaving(id, PROBE_LEAVING, causeOf(result));

@@ -172,6 +172,24 @@ test('the probe: fall leaving answers mark the pool leaving within the detection
   assert.deepEqual(events, ['leaving a leaving [-]shutdown failed', 'unhealthy a']);
 });
 
+test('the probe: a run of a leaving answer then a failure (fall 2) marks the pool leaving, not down', async (t) => {
+  const clock = new FakeClock();
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: 1, id: 'a' }], clock });
+  t.after(() => pool.destroy());
+  const answers: ('pass' | 'leaving' | 'fail')[] = ['pass', 'leaving', 'fail'];
+  const check: CheckFunction = () => {
+    const answer = answers.shift() ?? 'leaving';
+    return answer === 'pass' ? Promise.resolve() : answer === 'leaving' ? Promise.resolve({ outcome: 'leaving', message: 'bye' }) : Promise.reject(new Error('timed out'));
+  };
+  const probe = new HealthProbe({ check, clock, interval: 1000, fall: 2, rise: 2, jitter: 0 });
+  t.after(() => probe.stop());
+  probe.attach(pool);
+  await runFor(clock, 3000);
+  assert.equal(probe.health('a')!.verdict, 'leaving');
+  assert.equal(pool.status('a')!.health, 'leaving');
+  assert.equal(pool.status('a')!.reason, 'probe-leaving');
+});
+
 test('the probe: a target without markLeaving gets markDown (it knows only up and down)', async (t) => {
   const clock = new FakeClock();
   const pool = new UpstreamPool({ backends: [{ host: HOST, port: 1, id: 'a' }], clock });
