@@ -48,15 +48,14 @@ export class Evacuation {
   readonly #asked = new WeakSet<PoolMember>();
   /** Members closed so far by this evacuation. */
   moved = 0;
+  /** Whether the grace ran out (members are being closed, or were). */
+  graceOver = false;
 
   constructor(entry: BackendEntry, settings: EvacuationSettings) {
     this.#entry = entry;
     this.#settings = settings;
     this.#timer = settings.clock.setTimeout(() => this.#graceOver(), settings.grace);
   }
-
-  /** Whether the grace ran out (members are being closed, or were). */
-  graceOver = false;
 
   stop(): void {
     if (this.#stopped) return;
