@@ -13,9 +13,16 @@ import type { CheckLayer } from './errors.js';
  * What checks and traffic say about a backend.
  * - `unknown`: not checked yet (`initialState: 'probe'`); not picked.
  * - `up`: healthy.
+ * - `leaving`: it answers, says it is not ready, and still serves (a
+ *   kube-apiserver shutting down gracefully: `/readyz` reports `[-]shutdown`).
+ *   Not picked; its connections stay for the backend to close, and what is
+ *   left after the pool's `leavingGrace` is moved at `leavingRate`. Envoy's
+ *   DRAINING health status. Named `leaving`, not `draining`, because
+ *   `draining` is the admin axis' word (an operator's drain) and the derived
+ *   {@link BackendState} must tell the two apart.
  * - `down`: unhealthy; its connections were torn down when it went down.
  */
-export type BackendHealth = 'unknown' | 'up' | 'down';
+export type BackendHealth = 'unknown' | 'up' | 'leaving' | 'down';
 
 /**
  * What an operator wants of a backend.
@@ -26,10 +33,11 @@ export type BackendHealth = 'unknown' | 'up' | 'down';
 export type AdminState = 'active' | 'draining' | 'maintenance';
 
 /**
- * One word for logs, derived from both axes: `maintenance` wins, then an
- * unhealthy `health` (`down`/`unknown`), then `draining`, else `up`.
+ * One word for logs, derived from both axes: `maintenance` wins, then a
+ * `health` other than `up` (`down`/`leaving`/`unknown`), then `draining`
+ * (the admin drain), else `up`.
  */
-export type BackendState = 'up' | 'down' | 'unknown' | 'draining' | 'maintenance';
+export type BackendState = 'up' | 'down' | 'unknown' | 'leaving' | 'draining' | 'maintenance';
 
 /** Who set a backend's health. */
 export type HealthSource = 'probe' | 'passive' | 'operator' | 'pool';
@@ -47,7 +55,7 @@ export type HealthSource = 'probe' | 'passive' | 'operator' | 'pool';
 export interface HealthCause {
   /** Who decided: a probe check, passive traffic (failed dials, write stalls), an operator call, or the pool itself (a new backend). */
   readonly source: HealthSource;
-  /** A stable code: an error code (`PROBE_TIMEOUT`, `CONNECT_FAILED`), or a reason (`probe-passed`, `marked-down`, `added`, `awaiting-probe`). */
+  /** A stable code: an error code (`PROBE_TIMEOUT`, `CONNECT_FAILED`), or a reason (`probe-passed`, `probe-leaving`, `marked-down`, `added`, `awaiting-probe`). */
   readonly code: string;
   /** The layer a failed check failed at, when a check failed. */
   readonly layer?: CheckLayer | undefined;

@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Backend } from './backend.js';
 import type { AdminState, BackendHealth, BackendState, HealthCause } from './backend-status.js';
+import type { CheckOutcome } from './health-state.js';
 import type { CheckError, ConnectError, ConnectTimeoutError, FailoverProxyError } from './errors.js';
 import type { MemberEvents, PoolMember, ConnectionClosedInfo } from './pool-member.js';
 
@@ -62,6 +63,12 @@ export interface UpstreamPoolEvents {
   backendStateChanged: [backend: Backend, change: StateChange];
   /** Health became `up`. */
   backendUp: [backend: Backend, change: StateChange];
+  /**
+   * Health became `leaving`: the backend said it is shutting down gracefully
+   * and still serves. It takes no new connection; its members stay for it to
+   * close until the pool's `leavingGrace`, then are closed at `leavingRate`.
+   */
+  backendLeaving: [backend: Backend, change: StateChange];
   /** Health became `down`; emitted after every member of the backend was taken out. */
   backendDown: [backend: Backend, change: StateChange];
   /** Admin became `draining`. */
@@ -89,9 +96,14 @@ export interface UpstreamPoolEvents {
 /** The outcome of one health check. */
 export interface CheckResult {
   readonly backend: Backend;
+  /** The check passed (`outcome === 'pass'`). */
   readonly ok: boolean;
+  /** `pass`, `leaving` (answered: not ready, still serving) or `fail`. */
+  readonly outcome: CheckOutcome;
   /** Why it failed; `error.layer` says which layer (connect, tls, protocol, timeout, custom). */
   readonly error: CheckError | undefined;
+  /** What the backend said when the outcome is `leaving` (the check's message). */
+  readonly message?: string | undefined;
   /** Time the check took, in ms. */
   readonly durationMs: number;
   /** Clock time when the check finished. */
@@ -120,6 +132,8 @@ export interface HealthProbeEvents {
   checkSkipped: [backend: Backend, result: CheckResult];
   /** Evidence (a stalled write toward the backend) started a check of it now; `reason` names the evidence. */
   checkTriggered: [backend: Backend, reason: 'write-stalled'];
+  /** The backend answered `leaving` (and did not pass) `fall` times in a row: not ready, still serving. */
+  leaving: [backend: Backend, result: CheckResult];
   /** `stop()` finished. */
   stopped: [];
 }

@@ -24,7 +24,8 @@ import {
   UnknownBackendError,
 } from './errors.js';
 import type { CheckResult, HealthProbeEvents } from './events.js';
-import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
+import { isLeaving } from './checks/check.js';
+import { HealthState, type CheckOutcome, type HealthVerdict, type InitialHealth } from './health-state.js';
 import { localErrorCode } from './local-errors.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
 import { QueuedTimer, TimerQueue } from './timer-queue.js';
@@ -60,6 +61,17 @@ export const PROBE_FAILED = 'probe-failed';
  * ```
  */
 export const PROBE_PASSED = 'probe-passed';
+/**
+ * The reason a probe passes to `markLeaving` when a backend has answered
+ * `leaving` (and not passed) `fall` times in a row: it is shutting down
+ * gracefully and still serves.
+ *
+ * @example
+ * ```ts
+ * pool.on('backendLeaving', (backend, change) => { if (change.reason === PROBE_LEAVING) note(backend.id); });
+ * ```
+ */
+export const PROBE_LEAVING = 'probe-leaving';
 /**
  * What the probe reads of a backend in its {@link ProbeTarget}: only the
  * health axis. Admin states (drain, maintenance) are the pool's business.
@@ -109,6 +121,11 @@ export interface ProbeTarget {
   markDown(id: string, reason: string, cause?: HealthCause): number;
   /** Records the verdict `up`. */
   markUp(id: string, reason: string, cause?: HealthCause): void;
+  /**
+   * Records the verdict `leaving`: no new connections, existing ones stay.
+   * Optional: a target without it gets `markDown` instead (it knows only up and down).
+   */
+  markLeaving?(id: string, reason: string, cause?: HealthCause): void;
   on(event: 'backendAdded' | 'backendRemoved', fn: (backend: Backend) => void): unknown;
   on(event: 'connectFailed', fn: (backend: Backend, error: Error) => void): unknown;
   on(event: 'writeStalled', fn: (backend: Backend, member: unknown) => void): unknown;
@@ -193,11 +210,12 @@ function initialFrom(status: ProbeTargetStatus | undefined): InitialHealth {
 
 /** A check result as the plain, JSON-safe cause the pool records. */
 function causeOf(result: CheckResult): HealthCause {
+  const leaving = result.outcome === 'leaving';
   return {
     source: result.passive ? 'passive' : 'probe',
-    code: result.error?.code ?? PROBE_PASSED,
+    code: result.error?.code ?? (leaving ? PROBE_LEAVING : PROBE_PASSED),
     layer: result.error?.layer,
-    message: result.error?.message ?? 'check passed',
+    message: result.error?.message ?? (leaving ? (result.message ?? 'the backend is leaving') : 'check passed'),
     durationMs: result.durationMs,
     at: result.at,
   };
@@ -617,7 +635,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       const entry = this.#entries.get(backend.id);
       if (entry === undefined) return;
       const message = `Traffic to \`${backend.id}\` failed to connect here, not at the backend: ${error.message}`;
-      this.#skipped(entry, { backend: entry.backend, ok: false, error: new CheckError('local', message, { cause: error }), durationMs: 0, at: this.#options.clock.now(), passive: true });
+      this.#skipped(entry, { backend: entry.backend, ok: false, outcome: 'fail', error: new CheckError('local', message, { cause: error }), durationMs: 0, at: this.#options.clock.now(), passive: true });
       return;
     }
     this.#passiveFailure(backend, layer, `Traffic to \`${backend.id}\` failed to connect: ${error.message}`, error);
@@ -639,7 +657,9 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     this.#record(entry, {
       backend: entry.backend,
       ok: false,
+      outcome: 'fail',
       error: new CheckError(layer, message, { cause: error }),
+      message: undefined,
       durationMs: 0,
       at: now,
       passive: true,
@@ -701,8 +721,10 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     timers.hold();
     timers.set(deadline, timeout);
     let error: CheckError | undefined;
+    let leaving: string | undefined;
     try {
-      await check(entry.backend, { signal: controller.signal, connection: entry.connection });
+      const answer = await check(entry.backend, { signal: controller.signal, connection: entry.connection });
+      if (isLeaving(answer)) leaving = String(answer.message);
     } catch (err) {
       // Whatever a check throws once its timeout fired, the cause is the timeout.
       error =
@@ -726,7 +748,17 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       return;
     }
     const at = clock.now();
-    const result: CheckResult = { backend: entry.backend, ok: error === undefined, error, durationMs: at - startedAt, at, passive: false };
+    const outcome: CheckOutcome = error !== undefined ? 'fail' : leaving !== undefined ? 'leaving' : 'pass';
+    const result: CheckResult = {
+      backend: entry.backend,
+      ok: outcome === 'pass',
+      outcome,
+      error,
+      message: error === undefined ? leaving : undefined,
+      durationMs: at - startedAt,
+      at,
+      passive: false,
+    };
     if (error?.layer === 'local') {
       // Nothing learnt about the backend: its counter and verdict stay as
       // they are, and the next check comes at the usual time.
@@ -753,14 +785,15 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
 
   #verdict(entry: Entry, result: CheckResult): HealthVerdict | undefined {
     const from = entry.health.verdict;
-    const transition = entry.health.record(result.ok);
+    const transition = entry.health.record(result.outcome);
     entry.lastResult = result;
     if (log.enabled) {
       const id = entry.backend.id;
-      if (!result.ok) {
+      if (result.outcome === 'fail') {
         log('%s: check failed at %s%s: %s (%d in a row)', id, result.error?.layer, result.passive ? ' (passive)' : '', result.error?.message, entry.health.consecutiveFailures);
-      }
+      } else if (result.outcome === 'leaving') log('%s: check says leaving: %s', id, result.message);
       if (transition === 'down') log('%s: %s -> down (%s, %d fails)', id, from, result.error?.code, entry.health.consecutiveFailures);
+      else if (transition === 'leaving') log('%s: %s -> leaving (%s)', id, from, PROBE_LEAVING);
       else if (transition === 'up') log('%s: %s -> up (%s, %d passes)', id, from, PROBE_PASSED, entry.health.consecutiveSuccesses);
     }
     return transition;
@@ -784,6 +817,16 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
           const tornDown = pool.markDown(id, PROBE_FAILED, causeOf(result));
           if (log.enabled) log('%s: reported down to the pool (%s, %d members taken out)', id, result.error?.code, tornDown);
         }
+      } else if (!result.ok && entry.health.verdict === 'leaving') {
+        // The run that made it leaving may end with a failure (leaving,
+        // timeout): any result that did not pass reports it. Also on later
+        // ones: someone may have marked it up since.
+        // A pool that has it down keeps it down: leaving brings nothing back.
+        if (status.health === 'up' || status.health === 'unknown') {
+          if (pool.markLeaving !== undefined) pool.markLeaving(id, PROBE_LEAVING, causeOf(result));
+          else pool.markDown(id, PROBE_FAILED, causeOf(result));
+          if (log.enabled) log('%s: reported leaving to the pool (%s)', id, result.message);
+        }
       } else if (result.ok && entry.health.verdict === 'up' && (transition === 'up' || status.health === 'unknown')) {
         pool.markUp(id, PROBE_PASSED, causeOf(result));
         if (log.enabled) log('%s: reported up to the pool (%s)', id, PROBE_PASSED);
@@ -791,6 +834,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     }
     this.emit('checked', result);
     if (transition === 'down') this.emit('unhealthy', entry.backend, result);
+    else if (transition === 'leaving') this.emit('leaving', entry.backend, result);
     else if (transition === 'up') this.emit('healthy', entry.backend, result);
   }
 

@@ -8,14 +8,27 @@
 import * as v from './validate.js';
 
 /**
- * A settled verdict: the backend passes its checks or it does not.
+ * A settled verdict: the backend passes its checks (`up`), answers that it
+ * is leaving while it still serves (`leaving`), or fails them (`down`).
  *
  * @example
  * ```ts
  * const verdict: HealthVerdict | undefined = state.record(false);
  * ```
  */
-export type HealthVerdict = 'up' | 'down';
+export type HealthVerdict = 'up' | 'leaving' | 'down';
+
+/**
+ * What one check said: `pass`, `leaving` (the backend answered that it is
+ * not ready and still serves: a graceful shutdown), or `fail`. A boolean is
+ * read as `pass`/`fail`.
+ *
+ * @example
+ * ```ts
+ * const outcome: CheckOutcome = res.status === 200 ? 'pass' : 'fail';
+ * ```
+ */
+export type CheckOutcome = 'pass' | 'leaving' | 'fail';
 
 /**
  * Where a {@link HealthState} starts. `'unknown'` is for a backend nobody has
@@ -55,6 +68,14 @@ export interface HealthStateOptions {
  * failure ends a run of successes, so a flapping backend (alternating results)
  * never changes verdict when `rise` and `fall` are both >= 2.
  *
+ * A third outcome, `leaving`, is an answer, not a failure: while `up`, `fall`
+ * consecutive results that do not pass make it `leaving` when they were not
+ * all failures (so placement stops within the same detection time as for
+ * `down`), and `down` when they were. While `leaving`, `fall` consecutive
+ * failures make it `down` (it stopped answering) and `rise` consecutive
+ * passes make it `up`. A `down` backend stays `down` until `rise` passes:
+ * saying it is leaving does not bring it back.
+ *
  * No I/O, no timers, no events: {@link HealthState.record} returns the
  * transition and the caller acts on it.
  *
@@ -73,49 +94,60 @@ export class HealthState {
   #verdict: InitialHealth;
   #successes = 0;
   #failures = 0;
+  /** Results in a row that did not pass (failures and `leaving` answers). */
+  #notPassing = 0;
 
   constructor(options: HealthStateOptions) {
     const raw = v.object('options', options);
     v.knownKeys('', raw, ['rise', 'fall', 'initial']);
     this.#rise = v.integer('rise', options.rise, 1);
     this.#fall = v.integer('fall', options.fall, 1);
-    this.#verdict = v.oneOf('initial', options.initial ?? 'unknown', ['up', 'down', 'unknown']);
+    this.#verdict = v.oneOf('initial', options.initial ?? 'unknown', ['up', 'leaving', 'down', 'unknown']);
   }
 
   /**
    * Records one check result and returns the verdict it caused, if the verdict
-   * changed: `'up'`, `'down'`, or `undefined` when it did not change.
+   * changed: `'up'`, `'leaving'`, `'down'`, or `undefined` when it did not
+   * change. `true`/`false` stand for `'pass'`/`'fail'`.
    *
    * @example
    * ```ts
    * const next = state.record(ok);
    * if (next === 'down') pool.markDown(id, 'probe-failed');
+   * state.record('leaving');
    * ```
    */
-  record(ok: boolean): HealthVerdict | undefined {
-    if (ok) {
+  record(result: boolean | CheckOutcome): HealthVerdict | undefined {
+    const outcome: CheckOutcome = result === true ? 'pass' : result === false ? 'fail' : result;
+    if (outcome === 'pass') {
       this.#successes += 1;
       this.#failures = 0;
+      this.#notPassing = 0;
     } else {
-      this.#failures += 1;
       this.#successes = 0;
+      this.#notPassing += 1;
+      this.#failures = outcome === 'fail' ? this.#failures + 1 : 0;
     }
-    // An unchecked backend has no run to complete: believing the first result
-    // lets a freshly added backend enter (or stay out of) service at once.
-    const next: HealthVerdict | undefined =
-      this.#verdict === 'unknown'
-        ? ok
-          ? 'up'
-          : 'down'
-        : this.#verdict === 'up'
-          ? !ok && this.#failures >= this.#fall
-            ? 'down'
-            : undefined
-          : ok && this.#successes >= this.#rise
-            ? 'up'
-            : undefined;
+    const next = this.#next(outcome);
     if (next !== undefined) this.#verdict = next;
     return next;
+  }
+
+  #next(outcome: CheckOutcome): HealthVerdict | undefined {
+    switch (this.#verdict) {
+      // An unchecked backend has no run to complete: believing the first result
+      // lets a freshly added backend enter (or stay out of) service at once.
+      case 'unknown':
+        return outcome === 'pass' ? 'up' : outcome === 'leaving' ? 'leaving' : 'down';
+      case 'up':
+        if (this.#failures >= this.#fall) return 'down';
+        return this.#notPassing >= this.#fall ? 'leaving' : undefined;
+      case 'leaving':
+        if (this.#failures >= this.#fall) return 'down';
+        return this.#successes >= this.#rise ? 'up' : undefined;
+      case 'down':
+        return this.#successes >= this.#rise ? 'up' : undefined;
+    }
   }
 
   /**
@@ -167,9 +199,9 @@ export class HealthState {
   }
 
   /**
-   * `true` while a run against the current verdict is in progress (failures
-   * while `up`, successes while `down`) but has not yet reached `fall` or
-   * `rise`. A scheduler checks more often then (HAProxy's `fastinter`), so the
+   * `true` while a run against the current verdict is in progress (results
+   * that do not pass while `up`, successes while `down`, failures or
+   * successes while `leaving`) but has not yet reached `fall` or `rise`. A scheduler checks more often then (HAProxy's `fastinter`), so the
    * verdict is confirmed or dismissed sooner.
    *
    * @example
@@ -178,7 +210,16 @@ export class HealthState {
    * ```
    */
   get changing(): boolean {
-    return (this.#verdict === 'up' && this.#failures > 0) || (this.#verdict === 'down' && this.#successes > 0);
+    switch (this.#verdict) {
+      case 'up':
+        return this.#notPassing > 0;
+      case 'down':
+        return this.#successes > 0;
+      case 'leaving':
+        return this.#successes > 0 || this.#failures > 0;
+      default:
+        return false;
+    }
   }
 
   /**

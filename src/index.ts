@@ -83,8 +83,8 @@ export type {
 export { HealthProbe } from './health-probe.js';
 export type { ProbeHealth, ProbeTarget, ProbeTargetEvents, ProbeTargetStatus } from './health-probe.js';
 export type { HealthProbeOptions } from './probe-options.js';
-export type { HealthVerdict, InitialHealth } from './health-state.js';
-export type { CheckContext, CheckFunction } from './checks/check.js';
+export type { CheckOutcome, HealthVerdict, InitialHealth } from './health-state.js';
+export type { CheckContext, CheckFunction, LeavingAnswer } from './checks/check.js';
 export { ConnectionSlot } from './checks/connection-slot.js';
 export { customCheck } from './checks/custom-check.js';
 export type { CheckSpec } from './checks/resolve-check.js';
@@ -93,4 +93,4 @@ export type { TcpCheckSpec } from './checks/tcp.js';
 export { tlsCheck } from './checks/tls.js';
 export type { TlsCheckOptions, TlsCheckSpec } from './checks/tls.js';
 export { httpCheck, httpsCheck } from './checks/http.js';
-export type { HttpCheckOptions, HttpCheckSpec, HttpsCheckOptions, HttpsCheckSpec } from './checks/http.js';
+export type { HttpCheckOptions, HttpCheckSpec, HttpClassification, HttpClassifier, HttpsCheckOptions, HttpsCheckSpec } from './checks/http.js';

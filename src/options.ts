@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { Backend, BackendInput, UpstreamTlsOptions } from './backend.js';
 import type { Balancer, BalancerName, PickFunction } from './balancers/balancer.js';
 import { systemClock, type Clock } from './clock.js';
+import { rebalancerDefaults } from './rebalancer.js';
 import * as v from './validate.js';
 
 /** Socket settings applied to both sides of a {@link PinnedConnection}. */
@@ -202,6 +203,26 @@ export interface UpstreamPoolOptions {
    */
   readonly writeStallTimeout?: number | undefined;
   /**
+   * How long, in ms, a backend whose health is `leaving` (it answered that it
+   * is shutting down gracefully, and still serves) keeps its connections for
+   * itself to close. It takes no new ones from the moment it is `leaving`;
+   * whatever it still holds after this is closed gracefully (reason
+   * `leaving-grace`) at `leavingRate`, never all at once. The default covers
+   * the longest usual kube-apiserver `--shutdown-delay-duration` (OpenShift's
+   * 70 s) with 20 s to spare for the server's own rate-limited ending of its
+   * watches. A `leaving` backend that stops answering goes `down` and is torn
+   * down at once, whatever is left of this.
+   * @default 90000
+   */
+  readonly leavingGrace?: number | undefined;
+  /**
+   * Members closed per second, at most, once a `leaving` backend's grace ran
+   * out: the {@link Rebalancer}'s default rate, for the same reason (clients
+   * that reconnect and re-list at once are a storm).
+   * @default 4
+   */
+  readonly leavingRate?: number | undefined;
+  /**
    * What to do while no backend is eligible: `'queue'` new connections until
    * one is (bounded by `queue.timeout`), or `'fail-open'`: place them on every
    * backend that is active though unhealthy (Envoy's panic mode), in case the
@@ -263,6 +284,8 @@ export interface ResolvedUpstreamPoolOptions {
   readonly closeTimeout: number;
   readonly slowStart: number;
   readonly writeStallTimeout: number;
+  readonly leavingGrace: number;
+  readonly leavingRate: number;
   readonly allDown: 'queue' | 'fail-open';
   readonly teardown: { readonly syncMax: number; readonly budgetMs: number };
   readonly clock: Clock;
@@ -282,6 +305,8 @@ export const upstreamPoolDefaults = Object.freeze({
   closeTimeout: 5000,
   slowStart: 0,
   writeStallTimeout: 15_000,
+  leavingGrace: 90_000,
+  leavingRate: rebalancerDefaults.rate,
   allDown: 'queue',
   teardown: Object.freeze({ syncMax: 256, budgetMs: 5 }),
 } as const);
@@ -302,6 +327,8 @@ const poolKeys = [
   'closeTimeout',
   'slowStart',
   'writeStallTimeout',
+  'leavingGrace',
+  'leavingRate',
   'allDown',
   'teardown',
   'clock',
@@ -353,6 +380,8 @@ export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): R
     dial: options.dial === undefined ? undefined : v.func<DialFunction>('dial', options.dial),
     closeTimeout: v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, MAX_TIMER),
     slowStart: v.integer('slowStart', options.slowStart ?? d.slowStart, 0, MAX_TIMER),
+    leavingGrace: v.integer('leavingGrace', options.leavingGrace ?? d.leavingGrace, 0, MAX_TIMER),
+    leavingRate: v.number('leavingRate', options.leavingRate ?? d.leavingRate, 0.01, 10_000),
     writeStallTimeout: options.writeStallTimeout === 0 ? 0 : v.integer('writeStallTimeout', options.writeStallTimeout ?? d.writeStallTimeout, 100, MAX_TIMER),
     allDown: v.oneOf('allDown', options.allDown ?? d.allDown, ['queue', 'fail-open']),
     teardown: Object.freeze({

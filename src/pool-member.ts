@@ -28,6 +28,9 @@ import type { Backend } from './backend.js';
  * - `client-error` / `upstream-error`: that side's socket failed (reset, timeout, EPIPE).
  * - `pool-closed`: the pool's `close()` deadline passed; `pool-destroyed`: `destroy()`.
  * - `rebalanced`: closed gracefully to move load back to a backend below its share.
+ * - `leaving-grace`: its backend said it was leaving (health `leaving`) and
+ *   still held it when the pool's `leavingGrace` ran out; closed gracefully,
+ *   at `leavingRate`.
  * - `write-stalled`: writes toward one side did not drain for `writeStallTimeout` ms.
  * - `destroyed`: `destroy()` was called on the connection without a reason;
  *   `closed`: `close()` was called without a reason.
@@ -41,6 +44,7 @@ export type TeardownReason =
   | 'backend-removed'
   | 'drained'
   | 'rebalanced'
+  | 'leaving-grace'
   | 'write-stalled'
   | 'idle-timeout'
   | 'client-closed'

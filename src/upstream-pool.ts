@@ -18,6 +18,7 @@ import { createBalancer } from './balancers/create-balancer.js';
 import { dialBackend } from './dial.js';
 import { BackendDownError, ConnectError, DuplicateBackendError, FailoverProxyError, PoolClosedError } from './errors.js';
 import type { BackendUpdate, ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
+import { Evacuation } from './leaving-evacuation.js';
 import { MemberRegistry } from './member-registry.js';
 import { resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
@@ -157,6 +158,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   #closePromise: Promise<void> | undefined;
   #idle: (() => void) | undefined;
   #allDown = false;
+  /** Leaving backends: their grace, then their paced evacuation. */
+  readonly #evacuations = new Map<BackendEntry, Evacuation>();
   readonly #stalls: WriteStallDetector | undefined;
 
   constructor(options: UpstreamPoolOptions = {}) {
@@ -276,6 +279,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   #delete(entry: BackendEntry): void {
     this.#stopDrain(entry);
+    this.#stopEvacuation(entry);
     const tornDown = this.#table.delete(entry, 'backend-removed');
     if (log.enabled) log('%s removed, %d members taken out', entry.backend.id, tornDown);
     this.emit('backendRemoved', entry.backend);
@@ -455,13 +459,50 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.#table.setHealth(entry, 'up', reason, this.#cause(reason, cause, 'up'));
   }
 
-  #cause(reason: string, given: Partial<HealthCause> | undefined, health: 'up' | 'down'): HealthCause {
+  /**
+   * Sets a backend's health to `leaving`: it answered that it is shutting
+   * down gracefully and still serves (a kube-apiserver whose `/readyz` reports
+   * `[-]shutdown`). It takes no new connection from now on; its members stay,
+   * for the backend to close. Those still open after the pool's
+   * `leavingGrace` are closed gracefully (reason `leaving-grace`), oldest
+   * first, at `leavingRate` per second. A later `markDown` tears down what is
+   * left at once; `markUp` ends it. The admin axis is untouched.
+   *
+   * @param reason carried into the `backendLeaving` event.
+   * @param cause why, as data (a probe passes its check result); defaults to an operator cause.
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   * @example
+   * ```ts
+   * pool.markLeaving('10.0.0.3:6443', 'probe-leaving');
+   * pool.status('10.0.0.3:6443')?.health; // 'leaving'
+   * ```
+   */
+  markLeaving(id: string, reason = 'marked-leaving', cause?: Partial<HealthCause>): void {
+    this.#assertOpen();
+    const entry = this.#table.get(id);
+    this.#table.setHealth(entry, 'leaving', reason, this.#cause(reason, cause, 'leaving'));
+  }
+
+  #startEvacuation(entry: BackendEntry): void {
+    if (this.#evacuations.has(entry) || this.#closing) return;
+    const { clock, leavingGrace, leavingRate, closeTimeout } = this.#options;
+    this.#evacuations.set(entry, new Evacuation(entry, { clock, grace: leavingGrace, rate: leavingRate, closeTimeout }));
+  }
+
+  #stopEvacuation(entry: BackendEntry): void {
+    const evacuation = this.#evacuations.get(entry);
+    if (evacuation === undefined) return;
+    evacuation.stop();
+    this.#evacuations.delete(entry);
+  }
+
+  #cause(reason: string, given: Partial<HealthCause> | undefined, health: 'up' | 'leaving' | 'down'): HealthCause {
     const at = given?.at ?? this.#options.clock.now();
     return {
       source: given?.source ?? 'operator',
       code: given?.code ?? reason,
       layer: given?.layer,
-      message: given?.message ?? (health === 'down' ? `marked down (${reason})` : `marked up (${reason})`),
+      message: given?.message ?? `marked ${health} (${reason})`,
       durationMs: given?.durationMs,
       at,
     };
@@ -554,7 +595,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     const { backend } = entry;
     this.emit('backendStateChanged', backend, change);
     if (change.axis === 'health') {
+      if (change.health === 'leaving') this.#startEvacuation(entry);
+      else this.#stopEvacuation(entry);
       if (change.health === 'up') this.emit('backendUp', backend, change);
+      else if (change.health === 'leaving') this.emit('backendLeaving', backend, change);
       else if (change.health === 'down') this.emit('backendDown', backend, change);
     } else if (change.admin === 'draining') this.emit('backendDraining', backend, change);
     else if (change.admin === 'maintenance') this.emit('backendMaintenance', backend, change);
@@ -878,6 +922,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     if (this.#closing) return;
     this.#closing = true;
     log('closing');
+    for (const entry of Array.from(this.#evacuations.keys())) this.#stopEvacuation(entry);
     this.#placement.abortAll(new PoolClosedError());
   }
 

@@ -83,6 +83,7 @@ test('one backend and every default', () => {
     rebalanceTolerance: 0.2,
     // interval × fall + timeout + 5000
     writeStallTimeout: 8000,
+    leavingGrace: 90_000,
     allDown: 'queue',
     workers: 1,
     // auto: from the descriptor limit, at start
@@ -705,7 +706,7 @@ test('metrics: Prometheus text with every documented family', async (t) => {
   client.write('hello\n');
   assert.equal(await readLine(client), 'hello');
   const probeStats = new ProbeStats();
-  probeStats.record({ backend: pool.get('b"1')!, ok: true, error: undefined, durationMs: 12, at: 1, passive: false });
+  probeStats.record({ backend: pool.get('b"1')!, ok: true, outcome: 'pass', error: undefined, durationMs: 12, at: 1, passive: false });
   const text = renderMetrics(pool.stats(), probeStats.snapshot());
   for (const family of [
     'backend_up', 'backend_state', 'backend_active_connections', 'backend_connections_total', 'backend_connect_failures_total',

@@ -60,7 +60,7 @@ function slotFor(t: TestContext): ConnectionSlot {
   return slot;
 }
 
-function run(check: CheckFunction, backend: Backend, connection?: ConnectionSlot): Promise<void> {
+function run(check: CheckFunction, backend: Backend, connection?: ConnectionSlot): Promise<unknown> {
   return check(backend, { signal: AbortSignal.timeout(10_000), connection });
 }
 

@@ -64,7 +64,7 @@ async function closedPort(): Promise<number> {
 }
 
 /** Runs `check` with a signal nobody aborts. */
-function runCheck(check: CheckFunction, backend: Backend): Promise<void> {
+function runCheck(check: CheckFunction, backend: Backend): Promise<unknown> {
   return check(backend, { signal: new AbortController().signal });
 }
 

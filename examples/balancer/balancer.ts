@@ -25,6 +25,7 @@ import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
+import { classifyReadyz, isReadyz } from './readyz.js';
 import { RebalanceLog } from './rebalance-log.js';
 import { RecentEvents } from './recent-events.js';
 import { ReloadError, backendSpecs, restartNeeded, type ReloadSummary } from './reload.js';
@@ -111,7 +112,7 @@ function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefin
 export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<HealthProbeOptions['check']> {
   const { check } = config;
   if (check.type === 'tcp') return { type: 'tcp' };
-  if (check.type === 'http') return { type: 'http', path: check.path };
+  if (check.type === 'http') return { type: 'http', path: check.path, ...(isReadyz(check.path) && { classify: classifyReadyz }) };
   const ca = readConfiguredFile(io, '--ca', config.ca);
   const cert = readConfiguredFile(io, '--cert', config.cert);
   const key = readConfiguredFile(io, '--key', config.key);
@@ -140,7 +141,9 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
     ...(config.servername !== undefined && { servername: config.servername }),
     rejectUnauthorized: !config.insecure,
   };
-  return check.type === 'tls' ? { type: 'tls', ...tls } : { type: 'https', path: check.path, ...tls };
+  if (check.type === 'tls') return { type: 'tls', ...tls };
+  // `/readyz` tells a graceful shutdown (`[-]shutdown`: leaving) from any other failure (down).
+  return { type: 'https', path: check.path, ...tls, ...(isReadyz(check.path) && { classify: classifyReadyz }) };
 }
 
 /** The admin token's digest, from `--admin-token-file`. */
@@ -220,7 +223,10 @@ export function reloadConfig(target: ReloadTarget): ReloadSummary {
 
 /** The pool's options: the same in the single process and in every worker. */
 export function poolOptions(
-  config: Pick<BalancerConfig, 'backends' | 'strategy' | 'connectTimeout' | 'retries' | 'queueTimeout' | 'drainTimeout' | 'slowStart' | 'writeStallTimeout' | 'allDown'>,
+  config: Pick<
+    BalancerConfig,
+    'backends' | 'strategy' | 'connectTimeout' | 'retries' | 'queueTimeout' | 'drainTimeout' | 'slowStart' | 'writeStallTimeout' | 'leavingGrace' | 'rebalanceRate' | 'allDown'
+  >,
 ): UpstreamPoolOptions {
   return {
     backends: backendSpecs(config),
@@ -233,6 +239,9 @@ export function poolOptions(
     closeTimeout: config.drainTimeout,
     slowStart: config.slowStart,
     writeStallTimeout: config.writeStallTimeout,
+    // A leaving backend's leftovers move at the rebalancer's rate: the same storm, the same bound.
+    leavingGrace: config.leavingGrace,
+    leavingRate: config.rebalanceRate,
     allDown: config.allDown,
   };
 }

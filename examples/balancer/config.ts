@@ -88,6 +88,12 @@ export interface BalancerConfig {
   readonly rebalanceTolerance: number;
   /** The pool's `writeStallTimeout`, in ms; 0: off. Default: `interval × fall + timeout + 5000`. */
   readonly writeStallTimeout: number;
+  /**
+   * The pool's `leavingGrace`, in ms: how long a backend that reports a
+   * graceful shutdown (`/readyz` with `[-]shutdown`) keeps its connections
+   * for itself to close before what is left is moved at `rebalanceRate`.
+   */
+  readonly leavingGrace: number;
   /** What new clients get while no backend is up: wait in the queue, or placed on the unhealthy ones. */
   readonly allDown: 'queue' | 'fail-open';
   /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
@@ -132,6 +138,8 @@ export const balancerDefaults = Object.freeze({
   rebalanceTolerance: 0.2,
   /** Added to the probe's detection time (`interval × fall + timeout`) for the default `writeStallTimeout`. */
   writeStallMargin: 5000,
+  /** OpenShift's 70 s `--shutdown-delay-duration` and 20 s for the apiserver's own ending of its watches. */
+  leavingGrace: 90_000,
   allDown: 'queue',
   workers: 1,
 });
@@ -178,6 +186,9 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --no-rebalance             leave connections where they are when a backend returns
   --write-stall-timeout MS   tear down a connection whose writes made no progress this long; 0: off
                              (default: interval x fall + timeout + 5000)
+  --leaving-grace MS         a backend whose /readyz reports [-]shutdown takes no new clients and keeps
+                             its connections this long for itself to close; what is left is then
+                             moved at the rebalance rate (default 90000)
   --all-down POLICY          while no backend is up: queue (default) | fail-open (use the unhealthy ones)
   --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
   --max-clients N|auto       clients held at most, all workers together; more are refused at accept
@@ -214,6 +225,7 @@ type Key =
   | 'rebalance-tolerance'
   | 'no-rebalance'
   | 'write-stall-timeout'
+  | 'leaving-grace'
   | 'all-down'
   | 'workers'
   | 'max-clients';
@@ -243,6 +255,7 @@ const keys: readonly Key[] = [
   'rebalance-tolerance',
   'no-rebalance',
   'write-stall-timeout',
+  'leaving-grace',
   'all-down',
   'workers',
   'max-clients',
@@ -434,6 +447,7 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   rebalanceTolerance: 'rebalance-tolerance',
   rebalance: 'no-rebalance',
   writeStallTimeout: 'write-stall-timeout',
+  leavingGrace: 'leaving-grace',
   allDown: 'all-down',
   maxClients: 'max-clients',
 });
@@ -643,6 +657,7 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     rebalanceRate: optional('rebalance-rate', (given) => decimal(given, 0.01, 10_000)) ?? d.rebalanceRate,
     rebalanceTolerance: optional('rebalance-tolerance', (given) => decimal(given, 0, 10)) ?? d.rebalanceTolerance,
     writeStallTimeout,
+    leavingGrace: ms('leaving-grace', d.leavingGrace, 0),
     allDown,
     workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
     maxClients: optional('max-clients', (given) => (given.value === 'auto' ? undefined : integer(given, 1, MAX_CLIENTS, ' or auto'))),

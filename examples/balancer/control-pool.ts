@@ -24,7 +24,7 @@ import type { BackendAddress } from './config.js';
 export interface HealthMessage {
   readonly type: 'health';
   readonly id: string;
-  readonly health: 'up' | 'down';
+  readonly health: 'up' | 'leaving' | 'down';
   readonly reason: string;
   readonly cause: HealthCause | undefined;
 }

@@ -54,8 +54,9 @@ function bump(record: Map<string, number>, key: string, by = 1): void {
 }
 
 /** A check failure in a few words: its code and message. */
-export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs'>): string {
+export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs' | 'outcome' | 'message'>): string {
   if (result.ok) return `passed in ${Math.round(result.durationMs)} ms`;
+  if (result.outcome === 'leaving') return result.message ?? 'the backend said it is leaving';
   const e = result.error;
   return e === undefined ? 'failed' : `${e.code}: ${e.message}`;
 }
@@ -83,13 +84,14 @@ export class EventLog {
   readonly #refused = new Map<string, number>();
   /** Checks and dials that failed in this process (EMFILE...), by code: no verdict, reported in the summary. */
   readonly #local = new Map<string, number>();
-  /** Whether the last check of each backend passed. */
-  readonly #lastOk = new Map<string, boolean>();
+  /** How the last check of each backend ended. */
+  readonly #lastOutcome = new Map<string, CheckResult['outcome']>();
   #summaryStart: number;
   #closedLog = false;
 
   readonly #onUp = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDraining = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
+  readonly #onLeaving = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDown = (backend: Backend, change: DownChange): void => this.#transition(backend, change, change.tornDown);
   readonly #onConnectionClosed = (_conn: PoolMember, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
   readonly #onConnectFailed = (backend: Backend, _error: ConnectError | ConnectTimeoutError): void => bump(this.#connectFailures, backend.id);
@@ -111,6 +113,7 @@ export class EventLog {
     this.#summaryStart = this.#now();
     pool.on('backendUp', this.#onUp);
     pool.on('backendDraining', this.#onDraining);
+    pool.on('backendLeaving', this.#onLeaving);
     pool.on('backendDown', this.#onDown);
     pool.on('backendMaintenance', this.#onDown);
     pool.on('connectionClosed', this.#onConnectionClosed);
@@ -155,6 +158,7 @@ export class EventLog {
     const pool = this.#pool;
     pool.off('backendUp', this.#onUp);
     pool.off('backendDraining', this.#onDraining);
+    pool.off('backendLeaving', this.#onLeaving);
     pool.off('backendDown', this.#onDown);
     pool.off('backendMaintenance', this.#onDown);
     pool.off('connectionClosed', this.#onConnectionClosed);
@@ -172,10 +176,11 @@ export class EventLog {
     // The probe calls markDown before it emits `checked`: ask it for the
     // result that made it decide.
     const last = this.#probe?.health(backend.id)?.lastResult;
-    if (reason === 'probe-failed' && last !== undefined && !last.ok) reason += `: ${describeCheck(last)}`;
+    const fromProbe = reason === 'probe-failed' || reason === 'probe-leaving';
+    if (fromProbe && this.#probe !== undefined && last !== undefined && !last.ok) reason += `: ${describeCheck(last)}`;
     // Without a probe here (a worker process: the probe runs in the primary),
     // the verdict's cause carries the same code and message.
-    else if (reason === 'probe-failed' && this.#probe === undefined && (change.cause.source === 'probe' || change.cause.source === 'passive')) {
+    else if (fromProbe && this.#probe === undefined && (change.cause.source === 'probe' || change.cause.source === 'passive')) {
       reason += `: ${change.cause.code}: ${change.cause.message}`;
     }
     let line = `backend ${backend.id} ${change.from} -> ${change.to} (${reason})`;
@@ -189,10 +194,12 @@ export class EventLog {
 
   #checked(result: CheckResult): void {
     const id = result.backend.id;
-    const previous = this.#lastOk.get(id);
-    this.#lastOk.set(id, result.ok);
-    if (previous === result.ok || (previous === undefined && result.ok)) return;
-    if (result.ok) this.info(`check of ${id} passed again (${describeCheck(result)})`);
+    const previous = this.#lastOutcome.get(id);
+    const outcome = result.outcome ?? (result.ok ? 'pass' : 'fail');
+    this.#lastOutcome.set(id, outcome);
+    if (previous === outcome || (previous === undefined && outcome === 'pass')) return;
+    if (outcome === 'pass') this.info(`check of ${id} passed again (${describeCheck(result)})`);
+    else if (outcome === 'leaving') this.info(`check of ${id} says it is leaving (${describeCheck(result)})`);
     else this.info(`check of ${id} failed (${describeCheck(result)})`);
   }
 }

@@ -11,8 +11,8 @@ import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-s
 /** The content type of {@link renderMetrics}' output. */
 export const metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
 
-const states: readonly BackendState[] = ['up', 'down', 'unknown', 'draining', 'maintenance'];
-const healths: readonly BackendHealth[] = ['unknown', 'up', 'down'];
+const states: readonly BackendState[] = ['up', 'down', 'unknown', 'leaving', 'draining', 'maintenance'];
+const healths: readonly BackendHealth[] = ['unknown', 'up', 'leaving', 'down'];
 const admins: readonly AdminState[] = ['active', 'draining', 'maintenance'];
 
 /** Escapes a label value: backslash, double quote and newline. */
@@ -116,7 +116,7 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
   }
 
   const probed = Object.entries(probe);
-  w.family(`${p}probe_checks_total`, 'counter', 'Health check results of the backend: ok, or the layer that failed (connect, tls, protocol, timeout, custom; local: failed in this process, no verdict).');
+  w.family(`${p}probe_checks_total`, 'counter', 'Health check results of the backend: ok, leaving (answered: shutting down, still serving), or the layer that failed (connect, tls, protocol, timeout, custom; local: failed in this process, no verdict).');
   for (const [id, s] of probed) for (const o of checkOutcomes) w.sample(`${p}probe_checks_total`, { backend: id, result: o }, s.results[o]);
 
   w.family(`${p}probe_last_success`, 'gauge', '1 when the last health check of the backend passed, else 0.');

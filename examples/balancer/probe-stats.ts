@@ -10,11 +10,11 @@ import type { CheckResult } from '../../src/index.js';
 /** Upper bounds (seconds) of the check-latency histogram buckets, Prometheus style. */
 export const latencyBuckets: readonly number[] = Object.freeze([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
 
-/** How a check ended: `ok`, or the layer that failed (`local`: failed in this process, no verdict). */
-export type CheckOutcome = 'ok' | 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom' | 'local';
+/** How a check ended: `ok`, `leaving` (answered: shutting down, still serving), or the layer that failed (`local`: failed in this process, no verdict). */
+export type CheckOutcome = 'ok' | 'leaving' | 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom' | 'local';
 
 /** Every outcome, in the order metrics list them. */
-export const checkOutcomes: readonly CheckOutcome[] = Object.freeze(['ok', 'connect', 'tls', 'protocol', 'timeout', 'custom', 'local']);
+export const checkOutcomes: readonly CheckOutcome[] = Object.freeze(['ok', 'leaving', 'connect', 'tls', 'protocol', 'timeout', 'custom', 'local']);
 
 /** The last check of a backend, as `/stats` shows it. */
 export interface LastCheck {
@@ -22,7 +22,7 @@ export interface LastCheck {
   /** Clock time the check finished (ms since epoch). */
   readonly at: number;
   readonly durationMs: number;
-  /** `PROBE_TIMEOUT`… when it failed. */
+  /** `PROBE_TIMEOUT`… when it failed; `probe-leaving` when the backend said it is leaving. */
   readonly code: string | undefined;
   readonly layer: string | undefined;
   readonly message: string | undefined;
@@ -42,7 +42,7 @@ export interface BackendProbeStats {
 }
 
 class Entry {
-  readonly results: Record<CheckOutcome, number> = { ok: 0, connect: 0, tls: 0, protocol: 0, timeout: 0, custom: 0, local: 0 };
+  readonly results: Record<CheckOutcome, number> = { ok: 0, leaving: 0, connect: 0, tls: 0, protocol: 0, timeout: 0, custom: 0, local: 0 };
   last: LastCheck | undefined = undefined;
   /** Non-cumulative: one slot per bucket plus +Inf; made cumulative on read. */
   readonly buckets = new Array<number>(latencyBuckets.length + 1).fill(0);
@@ -97,16 +97,16 @@ export class ProbeStats {
     const entry = this.#entry(result.backend.id);
     const error = result.error;
     const layer = error?.layer;
-    const outcome: CheckOutcome = result.ok ? 'ok' : (layer ?? 'custom');
+    const outcome: CheckOutcome = result.ok ? 'ok' : result.outcome === 'leaving' ? 'leaving' : (layer ?? 'custom');
     entry.results[outcome] = (entry.results[outcome] ?? 0) + 1;
     const passive = (result as { passive?: boolean }).passive === true;
     entry.last = {
       ok: result.ok,
       at: result.at,
       durationMs: result.durationMs,
-      code: error?.code,
+      code: error?.code ?? (result.outcome === 'leaving' ? 'probe-leaving' : undefined),
       layer,
-      message: error?.message,
+      message: error?.message ?? result.message,
       passive,
     };
     // A counted dial failure took no probe time: keep it out of latency.

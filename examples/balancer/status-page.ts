@@ -81,6 +81,7 @@ td.actions { white-space: nowrap; }
 .state-up { background: #d7f5dd; }
 .state-down, .state-unknown { background: #fbd5d5; }
 .state-draining { background: #fdf0c4; }
+.state-leaving { background: #fde2c4; }
 .state-maintenance { background: #dcdcf7; }
 .stale { opacity: .5; }
 button { margin-right: .25rem; }

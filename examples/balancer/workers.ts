@@ -24,7 +24,7 @@
  *
  * Messages are structured clones (`serialization: 'advanced'`, so `Infinity`
  * survives), primary → worker: `start` (settings, verdicts, replay), `health`
- * (`{ type: 'health', id, health: 'up' | 'down', reason, cause }`), `command`,
+ * (`{ type: 'health', id, health: 'up' | 'leaving' | 'down', reason, cause }`), `command`,
  * `shutdown`; worker → primary: `ready`, `listening`, `failed`, `reply`,
  * `connectFailed`, `writeStalled`.
  *
@@ -105,6 +105,7 @@ export type WorkerSettings = Pick<
   | 'drainTimeout'
   | 'slowStart'
   | 'writeStallTimeout'
+  | 'leavingGrace'
   | 'allDown'
   | 'rebalance'
   | 'rebalanceRate'
@@ -255,6 +256,7 @@ function describeCommand(command: AdminCommand): string {
 function applyVerdict(pool: UpstreamPool, verdict: HealthMessage): void {
   if (pool.status(verdict.id) === undefined) return;
   if (verdict.health === 'down') pool.markDown(verdict.id, verdict.reason, verdict.cause);
+  else if (verdict.health === 'leaving') pool.markLeaving(verdict.id, verdict.reason, verdict.cause);
   else pool.markUp(verdict.id, verdict.reason, verdict.cause);
 }
 
@@ -588,6 +590,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     queueTimeout: config.queueTimeout,
     drainTimeout: config.drainTimeout,
     slowStart: config.slowStart,
+    leavingGrace: config.leavingGrace,
     writeStallTimeout: config.writeStallTimeout,
     allDown: config.allDown,
     rebalance: config.rebalance,

@@ -185,7 +185,9 @@ function positiveInteger(name: string, value: number, min: number): number {
 /**
  * An HTTPS (or HTTP) server that answers like a Kubernetes apiserver:
  *
- * - `GET /readyz`: `200 ok`, or `500 not ready` after `setReady(false)`.
+ * - `GET /readyz`: `200 ok`, or `500 not ready` after `setReady(false)`
+ *   (`[-]etcd failed` after `setReady(false, 'etcd')`, `[-]shutdown failed`
+ *   during {@link ApiserverBackend.shutdown}).
  * - `GET /healthz` (and `/livez`): always `200 ok` while the process runs.
  * - `GET /watch`: `200`, chunked `application/json`, one
  *   `{"type":"BOOKMARK","backend":"<name>","seq":N,"ts":<ms>}` line at once
@@ -211,6 +213,11 @@ export class ApiserverBackend {
   /** Every accepted TCP socket, so close() leaves none behind, mid-handshake ones included. */
   readonly #sockets = new Set<Socket>();
   #ready = true;
+  /** The check `/readyz` reports failed while not ready (`backend` keeps the historical body). */
+  #failing = 'backend';
+  /** Set once {@link ApiserverBackend.shutdown} started: every answer then closes its connection. */
+  #shuttingDown: Promise<void> | undefined;
+  #shutdownTimers = new Set<NodeJS.Timeout>();
   #closing: Promise<void> | undefined;
 
   private constructor(name: string, tls: ApiserverTlsOptions | false, intervalMs: number) {
@@ -333,9 +340,61 @@ export class ApiserverBackend {
    * b1.setReady(false); // probes now see 500 on /readyz
    * ```
    */
-  setReady(ready: boolean): void {
+  setReady(ready: boolean, failing = 'backend'): void {
     this.#ready = ready;
-    debug('%s: ready=%s', this.#name, ready);
+    this.#failing = failing;
+    debug('%s: ready=%s%s', this.#name, ready, ready ? '' : ` (${failing})`);
+  }
+
+  /**
+   * Shuts down gracefully, as a kube-apiserver does on SIGTERM:
+   *
+   * 1. `/readyz` fails at once, HTTP 500, its body listing each check with
+   *    `[-]shutdown failed: reason withheld` (`/livez` keeps passing);
+   * 2. it keeps accepting and serving for `delayMs`
+   *    (`--shutdown-delay-duration`), every answer closing its connection;
+   * 3. it ends its watches itself, cleanly (terminating chunk, then FIN),
+   *    spread evenly over `graceMs` (`--shutdown-watch-termination-grace-period`);
+   * 4. it stops listening (new connections are refused) and resolves.
+   *
+   * Idempotent; {@link close} cuts it short.
+   *
+   * @example
+   * ```ts
+   * await b1.shutdown({ delayMs: 1500, graceMs: 2500 });
+   * ```
+   */
+  shutdown(options: { readonly delayMs: number; readonly graceMs: number }): Promise<void> {
+    this.#shuttingDown ??= this.#shutdown(positiveInteger('delayMs', options.delayMs, 0), positiveInteger('graceMs', options.graceMs, 0));
+    return this.#shuttingDown;
+  }
+
+  async #shutdown(delayMs: number, graceMs: number): Promise<void> {
+    this.setReady(false, 'shutdown');
+    debug('%s: shutting down: serving %d ms, then ending watches over %d ms', this.#name, delayMs, graceMs);
+    await this.#sleep(delayMs);
+    const streams = Array.from(this.#hub.streams);
+    const step = streams.length === 0 ? 0 : graceMs / streams.length;
+    for (const res of streams) {
+      if (this.#closing !== undefined) return;
+      endWatch(res);
+      await this.#sleep(step);
+    }
+    // Watches opened meanwhile (a client that got here during the delay) end now.
+    for (const res of Array.from(this.#hub.streams)) endWatch(res);
+    if (this.#closing !== undefined) return;
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    debug('%s: stopped listening', this.#name);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#shutdownTimers.delete(timer);
+        resolve();
+      }, ms);
+      this.#shutdownTimers.add(timer);
+    });
   }
 
   /**
@@ -375,6 +434,8 @@ export class ApiserverBackend {
   }
 
   async #close(): Promise<void> {
+    for (const timer of this.#shutdownTimers) clearTimeout(timer);
+    this.#shutdownTimers.clear();
     const closed = new Promise<void>((resolve) => {
       // An error only says it was not listening: closed either way.
       this.#server.close(() => resolve());
@@ -392,6 +453,9 @@ export class ApiserverBackend {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     res.setHeader('x-backend', this.#name);
+    // A server shutting down closes each connection after its answer (Go's
+    // net/http does once Shutdown is called).
+    if (this.#shuttingDown !== undefined) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -414,7 +478,9 @@ export class ApiserverBackend {
     switch (path) {
       case '/readyz':
         if (this.#ready) reply(res, 200, 'ok');
-        else reply(res, 500, '[-]backend not ready\nreadyz check failed\n');
+        else if (this.#failing === 'backend') reply(res, 500, '[-]backend not ready\nreadyz check failed\n');
+        // As kube-apiserver lists its checks; the failing one says why no more.
+        else reply(res, 500, `[+]ping ok\n[+]log ok\n[-]${this.#failing} failed: reason withheld\n[+]poststarthook/start-apiextensions-controllers ok\nreadyz check failed\n`);
         return;
       case '/healthz':
       case '/livez':
@@ -429,6 +495,13 @@ export class ApiserverBackend {
         reply(res, 404, 'not found\n');
     }
   }
+}
+
+/** Ends a watch cleanly (terminating chunk), then its connection (FIN), as a server shutting down does. */
+function endWatch(res: ServerResponse): void {
+  if (res.writableEnded || res.destroyed) return;
+  const socket = res.socket;
+  res.end(() => socket?.end());
 }
 
 function reply(res: ServerResponse, status: number, body: string): void {

@@ -32,9 +32,25 @@ export interface CheckContext {
 }
 
 /**
- * A health check: resolves when the backend passes, rejects when it fails.
- * Built-in checks reject with a {@link CheckError} whose `layer` says where
- * the failure happened.
+ * What a check resolves with when the backend answered that it is leaving:
+ * not ready, still serving (a graceful shutdown). The probe records the
+ * outcome `leaving`; `message` becomes the cause's message.
+ *
+ * @example
+ * ```ts
+ * return { outcome: 'leaving', message: '[-]shutdown failed: reason withheld' };
+ * ```
+ */
+export interface LeavingAnswer {
+  readonly outcome: 'leaving';
+  readonly message: string;
+}
+
+/**
+ * A health check: resolves when the backend passes (with nothing), or with
+ * a {@link LeavingAnswer} when the backend answered that it is leaving;
+ * rejects when it fails. Built-in checks reject with a {@link CheckError}
+ * whose `layer` says where the failure happened.
  *
  * @example
  * ```ts
@@ -44,7 +60,12 @@ export interface CheckContext {
  * };
  * ```
  */
-export type CheckFunction = (backend: Backend, context: CheckContext) => Promise<void>;
+export type CheckFunction = (backend: Backend, context: CheckContext) => Promise<void | LeavingAnswer>;
+
+/** Whether what a check resolved with says `leaving`. @internal */
+export function isLeaving(value: unknown): value is LeavingAnswer {
+  return typeof value === 'object' && value !== null && (value as { outcome?: unknown }).outcome === 'leaving';
+}
 
 /**
  * The error a check rejects with when its signal fires: the signal's reason

@@ -6,7 +6,7 @@
 import { CheckError } from '../errors.js';
 import { localErrorCode } from '../local-errors.js';
 import * as v from '../validate.js';
-import { abortError, type CheckFunction } from './check.js';
+import { abortError, isLeaving, type CheckFunction, type LeavingAnswer } from './check.js';
 
 /**
  * Wraps a caller's check function so it behaves like a built-in one: a throw
@@ -22,7 +22,7 @@ import { abortError, type CheckFunction } from './check.js';
 export function customCheck(fn: CheckFunction): CheckFunction {
   v.func('check', fn);
   return (backend, context) =>
-    new Promise<void>((resolve, reject) => {
+    new Promise<void | LeavingAnswer>((resolve, reject) => {
       const { signal } = context;
       if (signal.aborted) {
         reject(abortError(signal));
@@ -30,10 +30,11 @@ export function customCheck(fn: CheckFunction): CheckFunction {
       }
       const onAbort = (): void => reject(abortError(signal));
       signal.addEventListener('abort', onAbort, { once: true });
-      new Promise<void>((run) => run(fn(backend, context))).then(
-        () => {
+      new Promise<unknown>((run) => run(fn(backend, context))).then(
+        (value) => {
           signal.removeEventListener('abort', onAbort);
-          resolve();
+          // Only a well-formed leaving answer says anything; any other value is a pass, as before.
+          resolve(isLeaving(value) ? { outcome: 'leaving', message: String(value.message) } : undefined);
         },
         (err: unknown) => {
           signal.removeEventListener('abort', onAbort);

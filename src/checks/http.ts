@@ -11,10 +11,37 @@ import { connect, type Socket } from 'node:net';
 import type { Backend } from '../backend.js';
 import { CheckError, InvalidArgumentError } from '../errors.js';
 import * as v from '../validate.js';
-import { abortError, type CheckContext, type CheckFunction } from './check.js';
+import type { CheckOutcome } from '../health-state.js';
+import { abortError, type CheckContext, type CheckFunction, type LeavingAnswer } from './check.js';
 import type { ConnectionSlot } from './connection-slot.js';
 import { socketError, superviseSocket, type SocketSupervision } from './socket-supervision.js';
 import { dialTls, resolveTlsOptions, tlsOptionKeys, tlsServername, type ResolvedTlsOptions, type TlsCheckOptions } from './tls.js';
+
+/**
+ * What a {@link HttpClassifier} returns: an outcome, optionally with a
+ * message for the cause (the line of the body that decided, say), or
+ * `'body'` to be called again with the body.
+ *
+ * @example
+ * ```ts
+ * const decision: HttpClassification = { outcome: 'leaving', message: '[-]shutdown failed' };
+ * ```
+ */
+export type HttpClassification = CheckOutcome | { readonly outcome: CheckOutcome; readonly message?: string | undefined } | 'body';
+
+/**
+ * Decides an HTTP check from the status and, when it asks, the body. Called
+ * first with `body` `undefined`; returning `'body'` asks for the body, read
+ * up to `maxBodyBytes` (longer fails the check) and decoded as UTF-8, and the
+ * classifier is called again with it (where `'body'` again counts as `fail`).
+ *
+ * @example
+ * ```ts
+ * const classify: HttpClassifier = (status, body) =>
+ *   status === 200 ? 'pass' : body === undefined ? 'body' : /^\[-\]shutdown/m.test(body) ? 'leaving' : 'fail';
+ * ```
+ */
+export type HttpClassifier = (status: number, body: string | undefined) => HttpClassification;
 
 /**
  * Options of the `http` and `https` checks.
@@ -49,7 +76,15 @@ export interface HttpCheckOptions {
    */
   readonly body?: ((text: string) => boolean) | undefined;
   /**
-   * Bytes of body read at most, for the `body` predicate. Reading stops there
+   * Decides the outcome, `pass`, `leaving` (answered, not ready, still
+   * serving) or `fail`, from the status and, when it asks, the body (see
+   * {@link HttpClassifier}). It decides alone: not combined with `expect` or
+   * `body`. A classifier that throws fails the check.
+   * @default `expect` and `body` decide: pass or fail
+   */
+  readonly classify?: HttpClassifier | undefined;
+  /**
+   * Bytes of body read at most, for the `body` predicate or a classifier. Reading stops there
    * and the check fails, so a huge or endless body never sits in memory.
    * @default 65536
    */
@@ -100,7 +135,7 @@ export interface HttpsCheckSpec extends HttpsCheckOptions {
   readonly type: 'https';
 }
 
-const httpOptionKeys = ['method', 'path', 'expect', 'headers', 'body', 'maxBodyBytes', 'reuseConnection'] as const;
+const httpOptionKeys = ['method', 'path', 'expect', 'headers', 'body', 'classify', 'maxBodyBytes', 'reuseConnection'] as const;
 
 interface ResolvedHttpOptions {
   readonly method: string;
@@ -111,6 +146,7 @@ interface ResolvedHttpOptions {
   /** `headers`, asking for keep-alive unless they set `Connection` themselves. */
   readonly keepAliveHeaders: OutgoingHttpHeaders;
   readonly body: ((text: string) => boolean) | undefined;
+  readonly classify: HttpClassifier | undefined;
   readonly maxBodyBytes: number;
   readonly reuseConnection: boolean;
 }
@@ -152,6 +188,10 @@ function resolveHttpOptions(options: HttpCheckOptions, name: string): ResolvedHt
     }
   }
   const body = options.body === undefined ? undefined : v.func<(text: string) => boolean>(`${name}.body`, options.body);
+  const classify = options.classify === undefined ? undefined : v.func<HttpClassifier>(`${name}.classify`, options.classify);
+  if (classify !== undefined && (options.expect !== undefined || body !== undefined)) {
+    throw new InvalidArgumentError(`Expected \`${name}.classify\` alone: it decides the outcome, so \`expect\` and \`body\` cannot be given with it`);
+  }
   const maxBodyBytes = v.integer(`${name}.maxBodyBytes`, options.maxBodyBytes ?? 65536, 0);
   const reuseConnection = v.boolean(`${name}.reuseConnection`, options.reuseConnection ?? true);
   // Without an agent Node sends `Connection: close` unless asked otherwise.
@@ -164,6 +204,7 @@ function resolveHttpOptions(options: HttpCheckOptions, name: string): ResolvedHt
     headers: Object.freeze(headers),
     keepAliveHeaders: Object.freeze(keepAliveHeaders),
     body,
+    classify,
     maxBodyBytes,
     reuseConnection,
   });
@@ -191,7 +232,7 @@ export function httpCheck(options: HttpCheckOptions = {}): CheckFunction {
   const raw = v.object('check', options);
   v.knownKeys('check', raw, httpOptionKeys);
   const http = resolveHttpOptions(options, 'check');
-  return (backend: Backend, context: CheckContext): Promise<void> => runHttpCheck(backend, context, http, undefined);
+  return (backend: Backend, context: CheckContext): Promise<void | LeavingAnswer> => runHttpCheck(backend, context, http, undefined);
 }
 
 /**
@@ -210,11 +251,14 @@ export function httpsCheck(options: HttpsCheckOptions = {}): CheckFunction {
   v.knownKeys('check', raw, [...httpOptionKeys, ...tlsOptionKeys]);
   const http = resolveHttpOptions(options, 'check');
   const tls = resolveTlsOptions(options, 'check');
-  return (backend: Backend, context: CheckContext): Promise<void> => runHttpCheck(backend, context, http, tls);
+  return (backend: Backend, context: CheckContext): Promise<void | LeavingAnswer> => runHttpCheck(backend, context, http, tls);
 }
 
-function runHttpCheck(backend: Backend, { signal, connection }: CheckContext, http: ResolvedHttpOptions, tls: ResolvedTlsOptions | undefined): Promise<void> {
+function runHttpCheck(backend: Backend, { signal, connection }: CheckContext, http: ResolvedHttpOptions, tls: ResolvedTlsOptions | undefined): Promise<void | LeavingAnswer> {
   if (signal.aborted) return Promise.reject(abortError(signal));
+  // Set by a classifier that said `leaving`: the exchange ends as a pass would
+  // (the connection may be kept), and the check resolves with the answer.
+  const answer: { leaving?: LeavingAnswer } = {};
   const slot = http.reuseConnection ? connection : undefined;
   // `http` stands for this check: a slot gives a socket back only to the check that kept it.
   const kept = slot?.take(http);
@@ -238,11 +282,14 @@ function runHttpCheck(backend: Backend, { signal, connection }: CheckContext, ht
       });
       // Parser errors (HPE_*) and hang-ups arrive here, blamed on the layer reached.
       req.on('error', (err) => supervision.finish(socketError(target, supervision.phase, err)));
-      req.on('response', (res) => onResponse(res, req, socket, http, supervision, slot));
+      req.on('response', (res) => {
+        if (http.classify === undefined) onResponse(res, req, socket, http, supervision, slot);
+        else onClassified(res, req, socket, http, supervision, slot, answer);
+      });
       req.end();
     },
     kept === undefined ? 'connect' : 'open',
-  );
+  ).then(() => answer.leaving);
 }
 
 /** The check passed: the socket goes to the slot when there is one, else it is closed. */
@@ -332,5 +379,95 @@ function onResponse(
       return;
     }
     if (pass(supervision, slot, http, socket) && slot !== undefined) settleKept(req, res, socket, slot);
+  });
+}
+
+/** A classifier's decision, normalised; `'body'` when it asks for the body. */
+function decide(classify: HttpClassifier, status: number, body: string | undefined, target: string): { outcome: CheckOutcome; message?: string | undefined } | 'body' | CheckError {
+  let decision: unknown;
+  try {
+    decision = classify(status, body);
+  } catch (err) {
+    return new CheckError('protocol', `The classifier threw on the answer of \`${target}\``, { cause: err });
+  }
+  if (decision === 'body') return body === undefined ? 'body' : { outcome: 'fail' };
+  if (decision === 'pass' || decision === 'leaving' || decision === 'fail') return { outcome: decision };
+  if (typeof decision === 'object' && decision !== null) {
+    const { outcome, message } = decision as { outcome?: unknown; message?: unknown };
+    if (outcome === 'pass' || outcome === 'leaving' || outcome === 'fail') return { outcome, message: typeof message === 'string' ? message : undefined };
+  }
+  return new CheckError('protocol', `The classifier returned no outcome for the answer of \`${target}\``);
+}
+
+/** The check is decided by a classifier: the status first, the body only when it asks. */
+function onClassified(
+  res: IncomingMessage,
+  req: ClientRequest,
+  socket: Socket,
+  http: ResolvedHttpOptions,
+  supervision: SocketSupervision,
+  slot: ConnectionSlot | undefined,
+  answer: { leaving?: LeavingAnswer },
+): void {
+  const target = supervision.target;
+  res.on('error', () => undefined);
+  const status = res.statusCode ?? 0;
+  const classify = http.classify!;
+  const conclude = (decision: ReturnType<typeof decide>, read: boolean): void => {
+    if (decision instanceof CheckError) {
+      supervision.finish(decision);
+      return;
+    }
+    if (decision === 'body') return;
+    const detail = decision.message === undefined ? '' : `: ${decision.message}`;
+    if (decision.outcome === 'fail') {
+      supervision.finish(new CheckError('protocol', `\`${target}\` answered ${status}${detail}`));
+      return;
+    }
+    if (decision.outcome === 'leaving') answer.leaving = { outcome: 'leaving', message: `\`${target}\` answered ${status}, leaving${detail}` };
+    if (!pass(supervision, slot, http, socket) || slot === undefined) return;
+    if (read) {
+      settleKept(req, res, socket, slot);
+      return;
+    }
+    // Decided on the status alone: the rest of the body is drained, bounded, before the socket is reused.
+    if (Number(res.headers['content-length']) > http.maxBodyBytes) {
+      slot.discard(socket);
+      return;
+    }
+    let drained = 0;
+    res.on('data', (chunk: Buffer) => {
+      drained += chunk.length;
+      if (drained > http.maxBodyBytes) slot.discard(socket);
+    });
+    res.on('end', () => settleKept(req, res, socket, slot));
+  };
+  const first = decide(classify, status, undefined, target);
+  if (first !== 'body') {
+    conclude(first, false);
+    return;
+  }
+  const tooLong = (): CheckError => new CheckError('protocol', `\`${target}\` sent a body longer than maxBodyBytes (${http.maxBodyBytes})`);
+  if (Number(res.headers['content-length']) > http.maxBodyBytes) {
+    supervision.finish(tooLong());
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  res.on('data', (chunk: Buffer) => {
+    if (done) return;
+    size += chunk.length;
+    if (size > http.maxBodyBytes) {
+      done = true;
+      supervision.finish(tooLong());
+      return;
+    }
+    chunks.push(chunk);
+  });
+  res.on('end', () => {
+    if (done) return;
+    done = true;
+    conclude(decide(classify, status, Buffer.concat(chunks).toString('utf8'), target), true);
   });
 }
