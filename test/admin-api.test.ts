@@ -304,7 +304,7 @@ test('POST /api/reload: 409 without a config file; the ids of what changed; 422 
   const file = join(dir, 'balancer.json');
   const write = (backend: unknown): void =>
     writeFileSync(file, JSON.stringify({ backend, listen: `${HOST}:0`, check: 'tcp', interval: 300, rise: 1, fall: 3, status: '0', 'admin-token-file': 'admin.token', 'drain-timeout': 300 }));
-  writeFileSync(join(dir, 'admin.token'), TOKEN);
+  writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
   write([`a=${HOST}:${a.port}`]);
   const { balancer, status } = await startAdminBalancer(t, [], { token: false, extra: ['--config', file], reloadable: true });
   const ok = await api(status, 'POST', '/api/reload', { token: TOKEN });
@@ -330,8 +330,8 @@ test('POST /api/reload: 409 without a config file; the ids of what changed; 422 
   writeFileSync(join(dir, 'admin.token'), 'short');
   const weak = await api(status, 'POST', '/api/reload', { token: TOKEN });
   assertError(weak, 422, 'CONFIG_INVALID');
-  assert.match(weak.json.message, /--admin-token-file .*: expected one line of 16 to 4096 printable characters/);
-  writeFileSync(join(dir, 'admin.token'), TOKEN);
+  assert.match(weak.json.message, /--admin-token-file .*: expected one line of 32 to 4096 printable characters/);
+  writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
 
   const before = snapshot(balancer.pool);
   writeFileSync(file, '{"backend": ["a=');
@@ -444,7 +444,7 @@ test('CLI: SIGHUP reloads --config; the unchanged backend keeps its connections,
   const servers = { a: await namedServer(t, 'a'), b: await namedServer(t, 'b'), c: await namedServer(t, 'c'), d: await namedServer(t, 'd') };
   const dir = tempDir(t);
   const file = join(dir, 'balancer.json');
-  writeFileSync(join(dir, 'admin.token'), TOKEN);
+  writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
   const write = (backend: unknown): void =>
     writeFileSync(
       file,

@@ -92,6 +92,13 @@ export interface BalancerConfig {
   readonly allDown: 'queue' | 'fail-open';
   /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
   readonly workers: number;
+  /** Path of a Unix socket serving the status endpoint and the admin API (mode 0600; changes need no token there); `undefined`: none. */
+  readonly adminSocket: string | undefined;
+  /**
+   * Host names the status listener answers besides IP literals and
+   * `localhost` (DNS rebinding): lower case, without port.
+   */
+  readonly statusAllowedHosts: readonly string[];
 }
 
 /** What the command line asks for. */
@@ -172,6 +179,10 @@ every connection pinned to a backend is torn down the moment it is marked down.
                              (default: interval x fall + timeout + 5000)
   --all-down POLICY          while no backend is up: queue (default) | fail-open (use the unhealthy ones)
   --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
+  --admin-socket PATH        also serve the status endpoint and the admin API on this Unix socket
+                             (mode 0600; changes need no token there)
+  --status-allowed-hosts H,H host names the status listener answers besides IP addresses and
+                             localhost (DNS rebinding guard; /livez and /readyz answer any Host)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -205,7 +216,12 @@ type Key =
   | 'no-rebalance'
   | 'write-stall-timeout'
   | 'all-down'
-  | 'workers';
+  | 'workers'
+  | 'admin-socket'
+  | 'status-allowed-hosts';
+
+/** Every setting, by its flag name (also its config file key). */
+export type ConfigKey = Key;
 
 const keys: readonly Key[] = [
   'listen',
@@ -234,7 +250,12 @@ const keys: readonly Key[] = [
   'write-stall-timeout',
   'all-down',
   'workers',
+  'admin-socket',
+  'status-allowed-hosts',
 ];
+
+/** Every setting's name, as a flag (`--NAME`) and as a config file key. */
+export const configKeys: readonly ConfigKey[] = Object.freeze([...keys]);
 
 /** Flags that take no value (`true` when given; a config file sets them to true or false). */
 const switches: readonly Key[] = ['insecure', 'no-rebalance'];
@@ -401,6 +422,27 @@ function file(given: Given): string {
   return given.baseDir !== undefined && !isAbsolute(path) ? resolvePath(given.baseDir, path) : path;
 }
 
+/** Longest Unix socket path Linux takes (`sun_path` is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+
+function socketPath(given: Given): string {
+  const path = file(given);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) fail(given, `a socket path of at most ${MAX_SOCKET_PATH} bytes`);
+  return path;
+}
+
+/** `a.example,b.example` (a flag) or `["a.example"]` (a config file): DNS names, stored lower case. */
+function hostList(given: Given): string[] {
+  const expectation = 'DNS names separated by commas';
+  let items: unknown[];
+  if (given.fromFile && Array.isArray(given.value)) items = given.value as unknown[];
+  else items = text(given, expectation).split(',');
+  return items.map((item) => {
+    if (typeof item !== 'string' || !hostnamePattern.test(item) || isIP(item) !== 0) fail(given, expectation);
+    return item.toLowerCase().replace(/\.$/, '');
+  });
+}
+
 function flag(given: Given): boolean {
   if (given.fromFile) {
     if (typeof given.value !== 'boolean') fail(given, 'true or false');
@@ -423,6 +465,8 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   rebalance: 'no-rebalance',
   writeStallTimeout: 'write-stall-timeout',
   allDown: 'all-down',
+  adminSocket: 'admin-socket',
+  statusAllowedHosts: 'status-allowed-hosts',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -632,5 +676,7 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     writeStallTimeout,
     allDown,
     workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
+    adminSocket: optional('admin-socket', socketPath),
+    statusAllowedHosts: Object.freeze(optional('status-allowed-hosts', hostList) ?? []),
   });
 }
