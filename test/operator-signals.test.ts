@@ -78,7 +78,7 @@ for (const stream of ['stdout', 'stderr'] as const) {
     const cli = await startCli(t, ['--listen', `${HOST}:0`, '--backend', `${HOST}:${backend.port}`, '--check', 'tcp', '--interval', '300', '--rise', '1', '--status', '0']);
     await echoThrough(t, cli.listen);
     // The reader goes away: the balancer's next write gets EPIPE.
-    const pipe = cli.child[stream];
+    const pipe = cli.child[stream]!;
     pipe.destroy();
     await once(pipe, 'close');
     // Log lines that now hit the closed pipe: a reload attempt (refused, logged) and the state.

@@ -108,7 +108,7 @@ class ConnectionCap {
 
 /** Marks a connection busy while `res` is being answered. */
 function trackRequest(req: IncomingMessage, res: ServerResponse): void {
-  const a = activityOf.get(req.socket as Socket);
+  const a = activityOf.get(req.socket);
   if (a === undefined) return;
   a.busy = true;
   a.since = performance.now();
@@ -401,7 +401,7 @@ async function listenUnix(server: Server, path: string): Promise<number> {
   try {
     existing = lstatSync(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`--admin-socket ${path}: cannot inspect it (${(err as NodeJS.ErrnoException).code})`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`--admin-socket ${path}: cannot inspect it (${(err as NodeJS.ErrnoException).code})`, { cause: err });
   }
   if (existing !== undefined) {
     if (!existing.isSocket()) throw new Error(`--admin-socket ${path}: exists and is not a socket; not replacing it`);
