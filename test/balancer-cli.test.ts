@@ -85,6 +85,8 @@ test('one backend and every default', () => {
     writeStallTimeout: 8000,
     allDown: 'queue',
     workers: 1,
+    adminSocket: undefined,
+    statusAllowedHosts: [],
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);

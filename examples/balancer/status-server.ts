@@ -128,10 +128,11 @@ function hostOf(header: string): string | undefined {
 /**
  * Whether a request's `Host` may reach the page and the API: an IP literal
  * (a DNS-rebinding page can only send its own name), `localhost`, or one of
- * `allowed`. A request without `Host` (HTTP/1.0) is not a browser's.
+ * `allowed`. A request without `Host` (HTTP/1.0) or with an empty one is not
+ * a browser's.
  */
 export function hostAllowed(header: string | undefined, allowed: readonly string[]): boolean {
-  if (header === undefined) return true;
+  if (header === undefined || header === '') return true;
   const host = hostOf(header);
   if (host === undefined) return false;
   return isIP(host) !== 0 || host === 'localhost' || allowed.includes(host);
