@@ -294,7 +294,7 @@ test('status endpoint: loopback by default, read-only, and it never echoes reque
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE']) {
     for (const path of ['/stats', '/metrics', '/']) {
       const body = `${marker}=1`;
-      const res = await raw(`${method} ${path}?${marker} HTTP/1.1\r\nHost: ${marker}\r\nX-${marker}: ${marker}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      const res = await raw(`${method} ${path}?${marker} HTTP/1.1\r\nHost: localhost\r\nX-${marker}: ${marker}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
       assert.match(res, /^HTTP\/1\.1 405 /, `${method} ${path}`);
       assert.match(res, /\r\nallow: GET, HEAD\r\n/i);
       assert.ok(!res.includes(marker), `${method} ${path} echoed request data: ${res}`);
