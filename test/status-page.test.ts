@@ -30,20 +30,23 @@ test('status page: both axes live, hostile names inert, drain from the page with
   // Chromium's own temporary files go inside the profile, so removing it leaves nothing in the temp directory.
   const browserTmp = join(profile, 'tmp');
   mkdirSync(browserTmp);
-  let browser: BrowserContext | undefined;
-  // One hook, in order: Chromium writes into its profile until it has exited
-  // (removing the profile first failed with ENOTEMPTY and left it behind).
-  t.after(async () => {
-    await browser?.close();
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-    assert.equal(existsSync(profile), false, 'the browser profile is removed');
-  });
-  browser = await chromium.launchPersistentContext(profile, {
+  const launching: Promise<BrowserContext> = chromium.launchPersistentContext(profile, {
     executablePath: executablePath!,
     headless: true,
     env: { ...process.env, TMPDIR: browserTmp },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  // One hook, in order: Chromium writes into its profile until it has exited
+  // (removing the profile first failed with ENOTEMPTY and left it behind).
+  t.after(async () => {
+    await launching.then(
+      (browser) => browser.close(),
+      () => undefined,
+    );
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    assert.equal(existsSync(profile), false, 'the browser profile is removed');
+  });
+  const browser = await launching;
   const page = await browser.newPage();
   const problems: string[] = [];
   page.on('console', (msg) => {
