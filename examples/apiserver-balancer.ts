@@ -16,7 +16,10 @@
  * HOST:PORT` when `--status` is given). A bad flag or config: one line on
  * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
  * signal closes what is left at once. SIGHUP: re-read `--config` and make the
- * pool match it (an invalid file is logged and changes nothing). With
+ * pool match it (an invalid file is logged and changes nothing). SIGUSR1 and
+ * SIGUSR2: log the state (never Node's inspector; see
+ * balancer/process-guards.ts). A closed stdout or stderr (EPIPE) drops log
+ * lines and changes nothing else. With
  * `--workers N` the process is a `node:cluster` primary and the same program
  * runs in each worker (see balancer/workers.ts).
  *
@@ -25,9 +28,11 @@
 import cluster from 'node:cluster';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { PoolStats } from '../src/index.js';
 import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
 import { ConfigError, parseBalancerArgs, usage, type BalancerConfig } from './balancer/config.js';
 import { packageVersion, programName } from './balancer/program-info.js';
+import { guardInspector, resilientWriter, sigusr1Disabled } from './balancer/process-guards.js';
 import { ReloadError } from './balancer/reload.js';
 import { runWorker, startWorkers } from './balancer/workers.js';
 
@@ -38,13 +43,23 @@ function die(message: string, code: number): never {
   process.exit(code);
 }
 
+/** One line: the state of every backend, for SIGUSR1 and SIGUSR2. */
+export function stateLine(stats: Pick<PoolStats, 'active' | 'waiting' | 'allDown' | 'backends'>): string {
+  const backends = stats.backends.map((b) => `${b.id} ${b.state}/${b.admin} ${b.active} active`).join(', ');
+  return `state: ${stats.active} active, ${stats.waiting} waiting${stats.allDown ? ', all down' : ''}; ${backends}`;
+}
+
 /** Runs the balancer with `argv` (without `node` and the script). */
 export async function main(argv: readonly string[]): Promise<void> {
-  const log = (line: string): void => {
-    process.stdout.write(`${line}\n`);
-  };
+  // Whatever reads stdout may go away (`| head`, a log shipper): lose lines, not the process.
+  const out = resilientWriter(process.stdout);
+  resilientWriter(process.stderr);
+  const log = (line: string): void => out(`${line}\n`);
   // A worker of `--workers N`: the primary sends it its settings.
   if (cluster.isWorker) {
+    if (!sigusr1Disabled()) guardInspector();
+    process.on('SIGUSR1', () => {});
+    process.on('SIGUSR2', () => {});
     runWorker({ log });
     return;
   }
@@ -57,18 +72,24 @@ export async function main(argv: readonly string[]): Promise<void> {
     throw err;
   }
   if (parsed.kind === 'help') {
-    process.stdout.write(usage(name));
+    out(usage(name));
     return;
   }
   if (parsed.kind === 'version') {
     const version = packageVersion();
     if (version === undefined) die('cannot tell the version: no package.json of failover-proxy above this program', 1);
-    process.stdout.write(`${version}\n`);
+    out(`${version}\n`);
     return;
   }
+  // SIGUSR1 must never open Node's inspector on this root-run process.
+  if (!sigusr1Disabled()) guardInspector();
   // Signals are handled from the start: one that arrives during the first
   // round of checks stops the balancer as soon as it is up, still with exit 0.
-  let balancer: Pick<RunningBalancer, 'address' | 'statusAddress' | 'close' | 'destroy' | 'reload'> | undefined;
+  let balancer:
+    | (Pick<RunningBalancer, 'address' | 'statusAddress' | 'close' | 'destroy' | 'reload'> & {
+        stats(): Pick<PoolStats, 'active' | 'waiting' | 'allDown' | 'backends'> | Promise<Pick<PoolStats, 'active' | 'waiting' | 'allDown' | 'backends'>>;
+      })
+    | undefined;
   let signals = 0;
   const stop = (): void => {
     if (balancer === undefined) return;
@@ -85,6 +106,16 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGUSR2 (and SIGUSR1 where Node lets a listener have it): the state, in the log.
+  const onDump = (signal: NodeJS.Signals): void => {
+    if (balancer === undefined) return;
+    Promise.resolve(balancer.stats()).then(
+      (stats) => log(`${new Date().toISOString()} ${signal} ${stateLine(stats)}`),
+      (err: unknown) => log(`${new Date().toISOString()} ${signal} state unavailable: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  };
+  process.on('SIGUSR1', onDump);
+  process.on('SIGUSR2', onDump);
   // A reload re-parses the same command line: flags still win over the file.
   const hasConfig = argv.some((arg) => arg === '--config' || arg.startsWith('--config='));
   const loadConfig = (): BalancerConfig => {
@@ -114,9 +145,9 @@ export async function main(argv: readonly string[]): Promise<void> {
     stop();
     return;
   }
-  if (balancer.statusAddress !== undefined) process.stdout.write(`status ${formatAddress(balancer.statusAddress)}\n`);
+  if (balancer.statusAddress !== undefined) out(`status ${formatAddress(balancer.statusAddress)}\n`);
   // Scripts and tests wait for exactly this line.
-  process.stdout.write(`listening ${formatAddress(balancer.address)}\n`);
+  out(`listening ${formatAddress(balancer.address)}\n`);
 }
 
 /** Whether this module is the program (also through npm's `bin` symlink). */

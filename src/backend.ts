@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isIP } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { InvalidArgumentError } from './errors.js';
 import * as v from './validate.js';
@@ -95,6 +96,23 @@ export function backendId(host: string, port: number): string {
 // brackets. A bare IPv6 literal (`::1`, `fd00::3`) has several colons and passes.
 const hostWithPort = /^(?:\[[^\]]*\]|[^:]+):\d+$/;
 
+// A DNS name: dot-separated labels of letters, digits, `-` and `_` (service
+// names carry it), none starting or ending with `-`, at most 253 characters,
+// an optional root dot. A name whose last label is all digits must be an IPv4
+// address (no top-level domain is numeric), which refuses `999.1.1.1`.
+const hostnameSyntax = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * Whether `host` is an IP address (IPv6 without brackets) or a DNS name.
+ *
+ * @internal
+ */
+export function validHost(host: string): boolean {
+  if (isIP(host) !== 0) return true;
+  if (!hostnameSyntax.test(host)) return false;
+  return !/(?:^|\.)\d+\.?$/.test(host);
+}
+
 /**
  * Validates a spec (or a `'host:port'` string) and fills in its defaults.
  * Throws `INVALID_ARGUMENT`.
@@ -108,6 +126,9 @@ export function resolveBackend(input: BackendInput, name = 'backend'): Backend {
   const host = v.string(`${name}.host`, spec.host);
   if (hostWithPort.test(host)) {
     throw v.invalid(`${name}.host`, 'a host name or IP address without a port (put the port in `port`)', host);
+  }
+  if (!validHost(host)) {
+    throw v.invalid(`${name}.host`, 'an IP address (IPv6 without brackets) or a DNS name of letters, digits, `.`, `-` and `_`', host);
   }
   const port = v.integer(`${name}.port`, spec.port, 1, 65535);
   const id = spec.id === undefined ? backendId(host, port) : v.string(`${name}.id`, spec.id);

@@ -31,7 +31,8 @@ export type ErrorCode =
   | 'PROBE_TLS_FAILED'
   | 'PROBE_BAD_RESPONSE'
   | 'PROBE_CHECK_FAILED'
-  | 'PROBE_LOCAL_ERROR';
+  | 'PROBE_LOCAL_ERROR'
+  | 'UPSTREAM_ERROR';
 
 /**
  * Base class of every error raised by failover-proxy.
@@ -239,6 +240,22 @@ export class CheckError extends FailoverProxyError {
   }
 }
 brand(CheckError, 'CheckError');
+
+/**
+ * An HTTP request placed on a backend failed there: its upstream socket
+ * errored before or while the response came (`createHttpProxy`'s `onError`).
+ * `cause` is the socket's error; `causeCode` its Node code (`ECONNRESET`...).
+ */
+export class UpstreamError extends FailoverProxyError {
+  readonly causeCode: string | undefined;
+
+  constructor(options: { cause: unknown }) {
+    const causeCode = errorCode(options.cause);
+    super('UPSTREAM_ERROR', `The upstream request failed${causeCode ? `: ${causeCode}` : ''}`, options);
+    this.causeCode = causeCode;
+  }
+}
+brand(UpstreamError, 'UpstreamError');
 
 /** Node's socket error codes, when present, without trusting the shape of `err`. */
 export function errorCode(err: unknown): string | undefined {

@@ -10,7 +10,7 @@ import http, { type ClientRequest, type IncomingMessage, type ServerResponse } f
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import createDebug from 'debug';
-import { FailoverProxyError, type ErrorCode } from './errors.js';
+import { FailoverProxyError, UpstreamError, type ErrorCode } from './errors.js';
 import { PoolAgent } from './pool-agent.js';
 import { createUpgradeHandler, type UpgradeHandlerOptions } from './upgrade.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -54,11 +54,13 @@ export interface HttpProxyOptions {
   /**
    * Told about every request that failed upstream — answered with an error
    * status, or cut short after its response started — and every refused
-   * upgrade. `error` is the pool's ({@link FailoverProxyError}, with a
-   * `code`) or the upstream socket's. A client that leaves is not an error.
-   * Also logged with `debug` (`failover-proxy:http`).
+   * upgrade. `error` always carries a stable `code`: the pool's
+   * ({@link FailoverProxyError}: `NO_HEALTHY_BACKEND`, `CONNECT_FAILED`...)
+   * or, for an upstream socket that failed, an {@link UpstreamError}
+   * (`UPSTREAM_ERROR`, the socket's error as `cause`). A client that leaves
+   * is not an error. Also logged with `debug` (`failover-proxy:http`).
    */
-  readonly onError?: ((error: Error, req: IncomingMessage) => void) | undefined;
+  readonly onError?: ((error: FailoverProxyError, req: IncomingMessage) => void) | undefined;
 }
 
 /** Defaults of {@link HttpProxyOptions}. */
@@ -74,7 +76,7 @@ export interface ResolvedHttpProxyOptions {
   readonly xForwarded: boolean;
   readonly errorFormat: 'text' | 'json';
   readonly upgrade: UpgradeHandlerOptions;
-  readonly onError: ((error: Error, req: IncomingMessage) => void) | undefined;
+  readonly onError: ((error: FailoverProxyError, req: IncomingMessage) => void) | undefined;
 }
 
 const proxyKeys = ['agent', 'xForwarded', 'errorFormat', 'upgrade', 'onError'] as const;
@@ -93,7 +95,7 @@ export function resolveHttpProxyOptions(pool: UpstreamPool, options: HttpProxyOp
     xForwarded: v.boolean('xForwarded', options.xForwarded ?? d.xForwarded),
     errorFormat: v.oneOf('errorFormat', options.errorFormat ?? d.errorFormat, ['text', 'json']),
     upgrade: upgrade === undefined ? {} : (v.object('upgrade', upgrade) as UpgradeHandlerOptions),
-    onError: options.onError === undefined ? undefined : v.func<(error: Error, req: IncomingMessage) => void>('onError', options.onError),
+    onError: options.onError === undefined ? undefined : v.func<(error: FailoverProxyError, req: IncomingMessage) => void>('onError', options.onError),
   });
 }
 
@@ -171,7 +173,7 @@ type Carrier = { [kExchange]?: Exchange };
  *
  * const pool = new UpstreamPool({ backends: [{ host: '10.0.0.1', port: 8080 }, { host: '10.0.0.2', port: 8080 }] });
  * new HealthProbe({ check: { type: 'http', path: '/readyz' } }).attach(pool);
- * const proxy = createHttpProxy(pool, { onError: (err) => console.log((err as FailoverProxyError).code) });
+ * const proxy = createHttpProxy(pool, { onError: (err) => console.log(err.code) });
  * const server = http.createServer(proxy);
  * server.on('upgrade', proxy.upgrade);
  * server.listen(8080);
@@ -261,14 +263,15 @@ function fail(exchange: Exchange, err: Error): void {
   if (exchange.failed) return;
   exchange.failed = true;
   const { req, res, state } = exchange;
+  const error = err instanceof FailoverProxyError ? err : new UpstreamError({ cause: err });
   // The client left first, or its response is complete: nothing to answer or cut.
   if (res.destroyed || res.writableEnded) return;
   if (log.enabled) log('%s %s failed: %s', req.method, req.url, err.message);
   if (res.headersSent) {
     res.destroy();
   } else {
-    const code = err instanceof FailoverProxyError ? err.code : 'UPSTREAM_ERROR';
-    const status = statusByCode[code as ErrorCode] ?? 502;
+    const code = error.code;
+    const status = statusByCode[code] ?? 502;
     const body =
       state.options.errorFormat === 'json' ? `${JSON.stringify({ status, code })}\n` : `${code}\n`;
     res.writeHead(status, {
@@ -281,7 +284,7 @@ function fail(exchange: Exchange, err: Error): void {
     });
     res.end(body);
   }
-  state.options.onError?.(err, req);
+  state.options.onError?.(error, req);
 }
 
 /** The client's response closed: finished, or the client left — then the upstream request goes too. */

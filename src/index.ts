@@ -65,6 +65,7 @@ export {
   PoolClosedError,
   ProbeClosedError,
   UnknownBackendError,
+  UpstreamError,
 } from './errors.js';
 export type { CheckLayer, ErrorCode, NoHealthyBackendReason } from './errors.js';
 export type {

@@ -88,6 +88,8 @@ test('one backend and every default', () => {
     workers: 1,
     // auto: from the descriptor limit, at start
     maxClients: undefined,
+    adminSocket: undefined,
+    statusAllowedHosts: [],
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);
@@ -558,8 +560,11 @@ test('CLI: an unreadable or weak --admin-token-file exits 2 with one line, befor
   const dir = mkdtempSync(join(tmpdir(), 'balancer-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const weak = join(dir, 'token');
-  writeFileSync(weak, 'short\n');
-  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', weak]), 'expected one line of 16 to 4096');
+  writeFileSync(weak, 'short\n', { mode: 0o600 });
+  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', weak]), 'expected one line of 32 to 4096');
+  const shared = join(dir, 'shared-token');
+  writeFileSync(shared, `${'t'.repeat(40)}\n`, { mode: 0o644 });
+  assertRefused(await runCli(t, ['--listen', '127.0.0.1:0', '--backend', '127.0.0.1:6443', '--admin-token-file', shared]), 'make it private with chmod 600');
 });
 
 test('CLI: --help prints the usage and exits 0', async (t) => {

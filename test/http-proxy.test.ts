@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { createHttpProxy, type HttpProxy, type HttpProxyOptions } from '../src/http-proxy.js';
-import { UpstreamPool, type FailoverProxyError, type UpstreamPoolOptions } from '../src/index.js';
+import { UpstreamError, UpstreamPool, type FailoverProxyError, type UpstreamPoolOptions } from '../src/index.js';
 import { closedPort, HOST, waitFor } from './helpers/net.js';
 
 interface Backend {
@@ -356,7 +356,7 @@ test('no backend up: 503 NO_HEALTHY_BACKEND, in text or JSON, reflecting nothing
   const pool = poolOf(t, [b.port], { queue: { max: 0 } });
   pool.markDown('b1', 'probe-failed');
   const errors: string[] = [];
-  const { port } = await gateway(t, pool, { onError: (err) => errors.push((err as FailoverProxyError).code) });
+  const { port } = await gateway(t, pool, { onError: (err) => errors.push(err.code) });
   const request = 'GET /%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\r\nHost: <script>\r\nX-Evil: <script>\r\nConnection: close\r\n\r\n';
   const text = parseResponse(await raw(t, port, request));
   assert.equal(text.status, 503);
@@ -421,7 +421,7 @@ test('a backend marked down mid-stream: the client\'s response is cut short, onE
   const b = await streamingBackend(t);
   const pool = poolOf(t, [b.port]);
   const errors: FailoverProxyError[] = [];
-  const { port } = await gateway(t, pool, { onError: (err) => errors.push(err as FailoverProxyError) });
+  const { port } = await gateway(t, pool, { onError: (err) => errors.push(err) });
   const req = http.get({ host: HOST, port, path: '/watch', agent: false });
   req.on('error', () => {});
   t.after(() => req.destroy());
@@ -440,10 +440,27 @@ test('a backend marked down mid-stream: the client\'s response is cut short, onE
   await waitFor(() => b.open === 0, { what: 'the backend stream to close' });
 });
 
+test('a backend that resets the request: 502 UPSTREAM_ERROR, and onError gets an UpstreamError with code and cause', async (t) => {
+  const b = await backend(t, (req) => req.socket.resetAndDestroy());
+  const pool = poolOf(t, [b.port]);
+  const errors: FailoverProxyError[] = [];
+  // `code` is typed on what onError receives: no cast.
+  const { port } = await gateway(t, pool, { onError: (err) => errors.push(err) });
+  const reply = parseResponse(await raw(t, port, 'GET / HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n'));
+  assert.equal(reply.status, 502);
+  assert.equal(reply.body, 'UPSTREAM_ERROR\n');
+  assert.equal(errors.length, 1);
+  const [error] = errors;
+  assert.ok(error instanceof UpstreamError);
+  assert.equal(error.code, 'UPSTREAM_ERROR');
+  assert.equal(error.causeCode, 'ECONNRESET');
+  assert.equal((error.cause as NodeJS.ErrnoException).code, 'ECONNRESET');
+});
+
 test('a client that leaves mid-stream takes its upstream request with it', async (t) => {
   const b = await streamingBackend(t);
   const pool = poolOf(t, [b.port]);
-  const errors: Error[] = [];
+  const errors: FailoverProxyError[] = [];
   const { port } = await gateway(t, pool, { onError: (err) => errors.push(err) });
   const req = http.get({ host: HOST, port, path: '/watch', agent: false });
   req.on('error', () => {});

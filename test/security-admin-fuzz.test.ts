@@ -166,7 +166,7 @@ function randomRequest(r: Prng, marker: string): Sent {
   const query = r.pick([`?${marker}=1`, `?after=${marker}`, `?m=${marker}#${marker}`]);
   const target = nearValid && r.chance(0.8) ? `${validPath}${query}` : randomTarget(r, marker);
   const body = nearValid && r.chance(0.7) ? Buffer.from(JSON.stringify(validBody(r))) : randomBody(r, marker);
-  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${marker}`, `User-Agent: ${marker}`, `X-${marker}: ${marker}`, 'Connection: close'];
+  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${r.chance(0.1) ? marker : '127.0.0.1'}`, `User-Agent: ${marker}`, `X-${marker}: ${marker}`, 'Connection: close'];
   const auth = nearValid && r.chance(0.8) ? `Bearer ${TOKEN}` : authorization(r, marker);
   if (auth !== undefined) lines.push(`Authorization: ${auth}`);
   if (r.chance(0.1) && auth !== undefined) lines.push(`Authorization: Bearer ${marker}`);

@@ -185,7 +185,7 @@ test('reload fuzz through the CLI: POST /api/reload and SIGHUP with random files
   const dir = tempDir(t);
   const file = join(dir, 'balancer.json');
   const tokenFile = join(dir, 'admin.token');
-  writeFileSync(tokenFile, `${TOKEN}\n`);
+  writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   writeFileSync(file, JSON.stringify({ backend: [`a=${HOST}:${ports[0]!}`], check: 'tcp', interval: 300, rise: 1, fall: 3 }));
   // The token file on the command line: flags win over the file, so a reload never locks the test out.
   const argv = ['--config', file, '--listen', `${HOST}:0`, '--status', '0', '--admin-token-file', tokenFile];

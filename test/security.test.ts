@@ -276,11 +276,11 @@ test('status endpoint: loopback by default, read-only, and it never echoes reque
     },
   });
   t.after(() => status.close());
-  assert.equal(status.address.host, '127.0.0.1');
+  assert.equal(status.address?.host, '127.0.0.1');
 
   const marker = 'EcH0mArKeR';
   const raw = async (request: string | Buffer): Promise<string> => {
-    const c = net.connect({ host: HOST, port: status.address.port });
+    const c = net.connect({ host: HOST, port: status.address!.port });
     c.on('error', () => undefined);
     t.after(() => c.destroy());
     await once(c, 'connect');
@@ -294,7 +294,7 @@ test('status endpoint: loopback by default, read-only, and it never echoes reque
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE']) {
     for (const path of ['/stats', '/metrics', '/']) {
       const body = `${marker}=1`;
-      const res = await raw(`${method} ${path}?${marker} HTTP/1.1\r\nHost: ${marker}\r\nX-${marker}: ${marker}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      const res = await raw(`${method} ${path}?${marker} HTTP/1.1\r\nHost: localhost\r\nX-${marker}: ${marker}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
       assert.match(res, /^HTTP\/1\.1 405 /, `${method} ${path}`);
       assert.match(res, /\r\nallow: GET, HEAD\r\n/i);
       assert.ok(!res.includes(marker), `${method} ${path} echoed request data: ${res}`);
@@ -304,13 +304,13 @@ test('status endpoint: loopback by default, read-only, and it never echoes reque
 
   const probes = [
     `GET /stats?${marker}=<script> HTTP/1.1\r\nHost: ${marker}\r\nConnection: close\r\n\r\n`,
-    `GET /metrics?x=${marker} HTTP/1.1\r\nHost: h\r\nUser-Agent: ${marker}\r\nCookie: a=${marker}\r\nConnection: close\r\n\r\n`,
-    `GET /${marker}%3Cscript%3E HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
-    `GET /stats/../${marker} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+    `GET /metrics?x=${marker} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: ${marker}\r\nCookie: a=${marker}\r\nConnection: close\r\n\r\n`,
+    `GET /${marker}%3Cscript%3E HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+    `GET /stats/../${marker} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
     `HEAD /stats HTTP/1.1\r\nHost: ${marker}\r\nConnection: close\r\n\r\n`,
-    `GET /stats HTTP/1.1\r\nHost: h\r\n${marker}\r\n\r\n`, // a malformed header line
+    `GET /stats HTTP/1.1\r\nHost: localhost\r\n${marker}\r\n\r\n`, // a malformed header line
     `${marker} / HTTP/1.1\r\n\r\n`, // a bogus method
-    `GET /stats HTTP/1.1\r\nHost: h\r\nX-Big: ${marker}${'a'.repeat(20_000)}\r\n\r\n`, // headers too large
+    `GET /stats HTTP/1.1\r\nHost: localhost\r\nX-Big: ${marker}${'a'.repeat(20_000)}\r\n\r\n`, // headers too large
   ];
   for (const request of probes) {
     const res = await raw(request);
@@ -323,7 +323,7 @@ test('status endpoint: loopback by default, read-only, and it never echoes reque
     const res = await raw(Buffer.concat([random.bytes(random.int(1, 512)), Buffer.from(marker)]));
     assert.ok(!res.includes(marker));
   }
-  const ok = await raw('GET /stats HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+  const ok = await raw('GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
   assert.match(ok, /^HTTP\/1\.1 200 /);
   assert.match(ok, /\r\nx-content-type-options: nosniff\r\n/i);
 });

@@ -106,7 +106,7 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
   const dir = tempDir(t);
   const file = join(dir, 'balancer.json');
   const tokenFile = join(dir, 'admin.token');
-  writeFileSync(tokenFile, `${TOKEN}\n`);
+  writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   const writeConfig = (weights: Record<Name, number>): void =>
     writeFileSync(
       file,

@@ -4,11 +4,11 @@
 // page's polling; the drain button with a token drains. Skipped, with the
 // reason, where no Chromium is installed.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { chromium, type BrowserContext } from 'playwright-core';
 import { TOKEN, startAdminBalancer } from './helpers/admin.js';
 import { HOST, listen, namedServer, waitFor } from './helpers/net.js';
 
@@ -27,13 +27,26 @@ test('status page: both axes live, hostile names inert, drain from the page with
   await waitFor(() => balancer.pool.status(hostile)?.health === 'up' && balancer.pool.status('a')?.health === 'up', { what: 'both up' });
 
   const profile = mkdtempSync(join(tmpdir(), 'status-page-chromium-'));
-  t.after(() => rmSync(profile, { recursive: true, force: true }));
-  const browser = await chromium.launchPersistentContext(profile, {
+  // Chromium's own temporary files go inside the profile, so removing it leaves nothing in the temp directory.
+  const browserTmp = join(profile, 'tmp');
+  mkdirSync(browserTmp);
+  const launching: Promise<BrowserContext> = chromium.launchPersistentContext(profile, {
     executablePath: executablePath!,
     headless: true,
+    env: { ...process.env, TMPDIR: browserTmp },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  t.after(() => browser.close());
+  // One hook, in order: Chromium writes into its profile until it has exited
+  // (removing the profile first failed with ENOTEMPTY and left it behind).
+  t.after(async () => {
+    await launching.then(
+      (browser) => browser.close(),
+      () => undefined,
+    );
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    assert.equal(existsSync(profile), false, 'the browser profile is removed');
+  });
+  const browser = await launching;
   const page = await browser.newPage();
   const problems: string[] = [];
   page.on('console', (msg) => {

@@ -134,7 +134,7 @@ test('CLI --workers 2: admin API changes and SIGHUP reloads reach every worker; 
   const at = (name: keyof typeof servers): string => `${HOST}:${servers[name].port}`;
   const dir = tempDir(t);
   const file = join(dir, 'balancer.json');
-  writeFileSync(join(dir, 'admin.token'), TOKEN);
+  writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
   const write = (backend: unknown): void =>
     writeFileSync(
       file,

@@ -25,6 +25,8 @@ export interface AdminRequest {
   readonly query: URLSearchParams;
   readonly authorization: string | undefined;
   readonly body: Buffer;
+  /** Came over the 0600 Unix socket (`--admin-socket`): its permissions stand for the token. */
+  readonly local?: boolean | undefined;
 }
 
 /** An answer: a status and a JSON document. */
@@ -79,10 +81,16 @@ export function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
 }
 
-/** A token file's content, checked: printable ASCII without spaces, 16 to 4096 characters (a trailing newline is dropped). */
+/** Fewest characters a token may have: 32 (a random 24-byte value in base64, 192 bits). */
+export const MIN_TOKEN_LENGTH = 32;
+/** Most characters a token may have. */
+export const MAX_TOKEN_LENGTH = 4096;
+const tokenPattern = new RegExp(`^[\\x21-\\x7e]{${MIN_TOKEN_LENGTH},${MAX_TOKEN_LENGTH}}$`);
+
+/** A token file's content, checked: printable ASCII without spaces, 32 to 4096 characters (a trailing newline is dropped). */
 export function parseToken(content: string): string | undefined {
   const token = content.replace(/\r?\n$/, '');
-  return /^[\x21-\x7e]{16,4096}$/.test(token) ? token : undefined;
+  return tokenPattern.test(token) ? token : undefined;
 }
 
 /** An error answer. `message` is fixed text: it never quotes the request. */
@@ -201,7 +209,7 @@ export function handleAdminRequest(target: AdminTarget, req: AdminRequest): Admi
   const methods = allow[r.kind];
   if (!methods.includes(req.method)) return errorReply(405, 'METHOD_NOT_ALLOWED', `allowed: ${methods.join(', ')}`, { allow: methods.join(', ') });
   const reading = req.method === 'GET' || req.method === 'HEAD';
-  if (!reading) {
+  if (!reading && req.local !== true) {
     const expected = target.tokenDigest();
     if (expected === undefined) return errorReply(403, 'READ_ONLY', 'the admin API is read-only: start the balancer with --admin-token-file to allow changes');
     if (!authorised(expected, req.authorization)) {

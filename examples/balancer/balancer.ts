@@ -19,7 +19,8 @@ import {
   type ReconcileResult,
   type UpstreamPoolOptions,
 } from '../../src/index.js';
-import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
+import { statSync } from 'node:fs';
+import { MAX_TOKEN_LENGTH, MIN_TOKEN_LENGTH, handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
@@ -29,7 +30,7 @@ import { classifyReadyz, isReadyz } from './readyz.js';
 import { RebalanceLog } from './rebalance-log.js';
 import { RecentEvents } from './recent-events.js';
 import { ReloadError, backendSpecs, restartNeeded, type ReloadSummary } from './reload.js';
-import { startStatusServer, type StatusServer } from './status-server.js';
+import { startStatusServer, type StatusServer, type StatusServerOptions } from './status-server.js';
 
 /** The I/O a balancer needs. */
 export interface BalancerIo {
@@ -37,6 +38,8 @@ export interface BalancerIo {
   readonly log: (line: string) => void;
   /** Reads a certificate, key or token file. */
   readonly readFile: (path: string) => Buffer;
+  /** The mode of a file (the admin token's); default `fs.statSync`. */
+  readonly statFile?: ((path: string) => { readonly mode: number }) | undefined;
   /**
    * Re-reads the settings for a reload (the same flags, the config file read
    * again); throws {@link ConfigError}. Absent: the balancer was started
@@ -146,18 +149,38 @@ export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<
   return { type: 'https', path: check.path, ...tls, ...(isReadyz(check.path) && { classify: classifyReadyz }) };
 }
 
-/** The admin token's digest, from `--admin-token-file`. */
+/**
+ * The admin token's digest, from `--admin-token-file`. Refused, as ssh
+ * refuses a private key, when group or others may read or write the file:
+ * whoever can read it can change the pool.
+ */
 export function readToken(io: BalancerIo, path: string): Buffer {
   const content = readConfiguredFile(io, '--admin-token-file', path)!;
+  let mode: number | undefined;
+  try {
+    mode = (io.statFile ?? statSync)(path).mode;
+  } catch {
+    // Read a moment ago: gone since, or a platform without modes. The content still counts.
+  }
+  if (mode !== undefined && process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new ConfigError(
+      `--admin-token-file ${path}: group or others may access it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); make it private with chmod 600`,
+    );
+  }
   const token = parseToken(content.toString('latin1'));
   if (token === undefined) {
-    throw new ConfigError(`--admin-token-file ${path}: expected one line of 16 to 4096 printable characters without spaces`);
+    throw new ConfigError(`--admin-token-file ${path}: expected one line of ${MIN_TOKEN_LENGTH} to ${MAX_TOKEN_LENGTH} printable characters without spaces`);
   }
   return tokenDigest(token);
 }
 
 function list(ids: readonly string[]): string {
   return ids.length === 0 ? '-' : ids.join(', ');
+}
+
+/** The status listener's options from the config: allowed hosts, the Unix socket. */
+export function statusOptions(config: Pick<BalancerConfig, 'statusAllowedHosts' | 'adminSocket'>): StatusServerOptions {
+  return { allowedHosts: config.statusAllowedHosts, adminSocket: config.adminSocket };
 }
 
 /** What {@link reloadConfig} works on. */
@@ -212,7 +235,7 @@ export function reloadConfig(target: ReloadTarget): ReloadSummary {
     log(
       `reload: added ${list(summary.added)}; updated ${list(summary.updated)}; draining ${list(summary.removed)}` +
         `${summary.removed.length > 0 ? ` (${next.drainTimeout} ms)` : ''}; replaced ${list(summary.replaced)}; unchanged ${list(summary.unchanged)}` +
-        `${summary.restartNeeded.length > 0 ? `; not applied until a restart: ${summary.restartNeeded.join(', ')}` : ''}`,
+        `${summary.restartNeeded.length > 0 ? `; needs a restart (running value kept): ${summary.restartNeeded.join(', ')}` : ''}`,
     );
     return summary;
   } catch (err) {
@@ -336,7 +359,13 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       `write-stall timeout ${config.writeStallTimeout === 0 ? 'off' : `${config.writeStallTimeout} ms`}; all down: ${config.allDown}`,
   );
   if (config.insecure) log.info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
-  if (token !== undefined && config.status === undefined) log.info('warning: --admin-token-file without --status: there is no admin API to unlock');
+  if (token !== undefined && config.status === undefined) {
+    log.info(
+      config.adminSocket === undefined
+        ? 'warning: --admin-token-file without --status: there is no admin API to unlock'
+        : 'warning: --admin-token-file without --status: the --admin-socket needs no token',
+    );
+  }
 
   const reload = (): ReloadSummary =>
     reloadConfig({
@@ -375,7 +404,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const ready = (): boolean => closing === undefined && pool.backends().some((b) => pool.status(b.id)?.state === 'up');
   try {
     address = await listen(server, config.listen);
-    if (config.status !== undefined) {
+    if (config.status !== undefined || config.adminSocket !== undefined) {
       status = await startStatusServer(config.status, {
         stats,
         metrics: () => renderMetrics(pool.stats(), probeStats.snapshot(), { max: cap.max, refused: cap.refused }),
@@ -385,7 +414,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
             { pool, events, tokenDigest: () => token, drainTimeout: () => drainTimeout, reload, log: (line) => log.info(line) },
             req,
           ),
-      });
+      }, statusOptions(config));
     }
   } catch (err) {
     server.close();

@@ -104,6 +104,13 @@ export interface BalancerConfig {
    * derived at start from each process's descriptor limit (see client-cap.ts).
    */
   readonly maxClients: number | undefined;
+  /** Path of a Unix socket serving the status endpoint and the admin API (mode 0600; changes need no token there); `undefined`: none. */
+  readonly adminSocket: string | undefined;
+  /**
+   * Host names the status listener answers besides IP literals and
+   * `localhost` (DNS rebinding): lower case, without port.
+   */
+  readonly statusAllowedHosts: readonly string[];
 }
 
 /** What the command line asks for. */
@@ -193,6 +200,10 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
   --max-clients N|auto       clients held at most, all workers together; more are refused at accept
                              (default auto: (descriptor limit - max(64, 5%)) / 2 per process)
+  --admin-socket PATH        also serve the status endpoint and the admin API on this Unix socket
+                             (mode 0600; changes need no token there)
+  --status-allowed-hosts H,H host names the status listener answers besides IP addresses and
+                             localhost (DNS rebinding guard; /livez and /readyz answer any Host)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -228,7 +239,12 @@ type Key =
   | 'leaving-grace'
   | 'all-down'
   | 'workers'
-  | 'max-clients';
+  | 'max-clients'
+  | 'admin-socket'
+  | 'status-allowed-hosts';
+
+/** Every setting, by its flag name (also its config file key). */
+export type ConfigKey = Key;
 
 const keys: readonly Key[] = [
   'listen',
@@ -259,7 +275,12 @@ const keys: readonly Key[] = [
   'all-down',
   'workers',
   'max-clients',
+  'admin-socket',
+  'status-allowed-hosts',
 ];
+
+/** Every setting's name, as a flag (`--NAME`) and as a config file key. */
+export const configKeys: readonly ConfigKey[] = Object.freeze([...keys]);
 
 /** Flags that take no value (`true` when given; a config file sets them to true or false). */
 const switches: readonly Key[] = ['insecure', 'no-rebalance'];
@@ -426,6 +447,27 @@ function file(given: Given): string {
   return given.baseDir !== undefined && !isAbsolute(path) ? resolvePath(given.baseDir, path) : path;
 }
 
+/** Longest Unix socket path Linux takes (`sun_path` is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+
+function socketPath(given: Given): string {
+  const path = file(given);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) fail(given, `a socket path of at most ${MAX_SOCKET_PATH} bytes`);
+  return path;
+}
+
+/** `a.example,b.example` (a flag) or `["a.example"]` (a config file): DNS names, stored lower case. */
+function hostList(given: Given): string[] {
+  const expectation = 'DNS names separated by commas';
+  let items: unknown[];
+  if (given.fromFile && Array.isArray(given.value)) items = given.value as unknown[];
+  else items = text(given, expectation).split(',');
+  return items.map((item) => {
+    if (typeof item !== 'string' || !hostnamePattern.test(item) || isIP(item) !== 0) fail(given, expectation);
+    return item.toLowerCase().replace(/\.$/, '');
+  });
+}
+
 function flag(given: Given): boolean {
   if (given.fromFile) {
     if (typeof given.value !== 'boolean') fail(given, 'true or false');
@@ -450,6 +492,8 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   leavingGrace: 'leaving-grace',
   allDown: 'all-down',
   maxClients: 'max-clients',
+  adminSocket: 'admin-socket',
+  statusAllowedHosts: 'status-allowed-hosts',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -661,5 +705,7 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     allDown,
     workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
     maxClients: optional('max-clients', (given) => (given.value === 'auto' ? undefined : integer(given, 1, MAX_CLIENTS, ' or auto'))),
+    adminSocket: optional('admin-socket', socketPath),
+    statusAllowedHosts: Object.freeze(optional('status-allowed-hosts', hostList) ?? []),
   });
 }

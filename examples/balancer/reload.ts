@@ -6,7 +6,7 @@
  * @module
  */
 import type { BackendSpec } from '../../src/index.js';
-import type { BalancerConfig } from './config.js';
+import type { BalancerConfig, ConfigKey } from './config.js';
 
 /** Why a reload was refused; the running config stays as it was. */
 export class ReloadError extends Error {
@@ -47,28 +47,62 @@ export function backendSpecs(config: Pick<BalancerConfig, 'backends'>): BackendS
   }));
 }
 
-/** Settings a running balancer cannot change, by config key. */
-const restartOnly: readonly [key: string, get: (c: BalancerConfig) => unknown][] = [
-  ['listen', (c) => c.listen],
-  ['status', (c) => c.status],
-  ['check', (c) => c.check],
-  ['ca', (c) => c.ca],
-  ['cert', (c) => c.cert],
-  ['key', (c) => c.key],
-  ['insecure', (c) => c.insecure],
-  ['servername', (c) => c.servername],
-  ['interval', (c) => c.interval],
-  ['timeout', (c) => c.timeout],
-  ['rise', (c) => c.rise],
-  ['fall', (c) => c.fall],
-  ['strategy', (c) => c.strategy],
-  ['connect-timeout', (c) => c.connectTimeout],
-  ['retries', (c) => c.retries],
-  ['queue-timeout', (c) => c.queueTimeout],
-  ['max-clients', (c) => c.maxClients],
-];
+/**
+ * What a reload does with each setting, by config key: `live` applies it to
+ * the running balancer; `restart` reports it as "not applied until a
+ * restart" in the log line and the API's answer when its value changed.
+ * Typed over every key, so a new setting cannot ship without a decision.
+ */
+export const reloadPolicy: Readonly<Record<ConfigKey, ReloadPolicy>> = Object.freeze({
+  // The pool is reconciled with the list: added, updated, drained, replaced.
+  backend: { applies: 'live', value: (c) => c.backends },
+  // The next drain (SIGTERM, reload, removal) uses the new deadline.
+  'drain-timeout': { applies: 'live', value: (c) => c.drainTimeout },
+  // The token is re-read and checked (mode, length) on every reload.
+  'admin-token-file': { applies: 'live', value: (c) => c.adminTokenFile },
+  // Bound sockets and the processes holding them.
+  listen: { applies: 'restart', value: (c) => c.listen },
+  status: { applies: 'restart', value: (c) => c.status },
+  'admin-socket': { applies: 'restart', value: (c) => c.adminSocket },
+  'status-allowed-hosts': { applies: 'restart', value: (c) => c.statusAllowedHosts },
+  workers: { applies: 'restart', value: (c) => c.workers },
+  // The probe's check and its TLS material are built once.
+  check: { applies: 'restart', value: (c) => c.check },
+  ca: { applies: 'restart', value: (c) => c.ca },
+  cert: { applies: 'restart', value: (c) => c.cert },
+  key: { applies: 'restart', value: (c) => c.key },
+  insecure: { applies: 'restart', value: (c) => c.insecure },
+  servername: { applies: 'restart', value: (c) => c.servername },
+  interval: { applies: 'restart', value: (c) => c.interval },
+  timeout: { applies: 'restart', value: (c) => c.timeout },
+  rise: { applies: 'restart', value: (c) => c.rise },
+  fall: { applies: 'restart', value: (c) => c.fall },
+  // Pool options: the library takes them at construction only.
+  strategy: { applies: 'restart', value: (c) => c.strategy },
+  'connect-timeout': { applies: 'restart', value: (c) => c.connectTimeout },
+  retries: { applies: 'restart', value: (c) => c.retries },
+  'queue-timeout': { applies: 'restart', value: (c) => c.queueTimeout },
+  'slow-start': { applies: 'restart', value: (c) => c.slowStart },
+  'write-stall-timeout': { applies: 'restart', value: (c) => c.writeStallTimeout },
+  'all-down': { applies: 'restart', value: (c) => c.allDown },
+  'leaving-grace': { applies: 'restart', value: (c) => c.leavingGrace },
+  // Each process sizes its accept cap from its descriptor limit at start.
+  'max-clients': { applies: 'restart', value: (c) => c.maxClients },
+  // The rebalancer (in every worker with --workers) is built once.
+  'no-rebalance': { applies: 'restart', value: (c) => c.rebalance },
+  'rebalance-rate': { applies: 'restart', value: (c) => c.rebalanceRate },
+  'rebalance-tolerance': { applies: 'restart', value: (c) => c.rebalanceTolerance },
+});
+
+/** How a reload treats one setting: applied `live`, or reported as needing a `restart`; `value` reads it from a config. */
+export interface ReloadPolicy {
+  readonly applies: 'live' | 'restart';
+  readonly value: (config: BalancerConfig) => unknown;
+}
 
 /** The restart-only settings whose value differs between two configs. */
 export function restartNeeded(running: BalancerConfig, next: BalancerConfig): string[] {
-  return restartOnly.filter(([, get]) => JSON.stringify(get(running)) !== JSON.stringify(get(next))).map(([key]) => key);
+  return (Object.entries(reloadPolicy) as [ConfigKey, ReloadPolicy][])
+    .filter(([, p]) => p.applies === 'restart' && JSON.stringify(p.value(running)) !== JSON.stringify(p.value(next)))
+    .map(([key]) => key);
 }

@@ -9,12 +9,24 @@
  * Built for a hostile loopback neighbour as much as for a scraper: bodies are
  * read only under `/api/` and only up to {@link MAX_BODY} bytes (413 beyond),
  * headers and the whole request have deadlines, and the number of
- * connections is capped.
+ * connections is capped without locking anyone out: a connection over the
+ * cap evicts the least recently active one (see {@link ConnectionCap}), so
+ * `/livez` and `/readyz` answer whatever keep-alive hogs, idle or slow
+ * clients do. Host headers other than an IP address, `localhost` or a
+ * configured name are refused (DNS rebinding), except on `/livez` and
+ * `/readyz`, which reveal one bit and must answer any prober.
+ *
+ * Beside the TCP listener, an optional Unix socket (`--admin-socket`, mode
+ * 0600) serves the same paths; its file permissions are the credential, so
+ * changes there need no bearer token (HAProxy's stats socket at `level
+ * admin`).
  *
  * @module
  */
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, isIP, type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { AdminReply, AdminRequest } from './admin-api.js';
 import type { HostPort } from './config.js';
@@ -24,8 +36,107 @@ import { statusPageCss, statusPageCsp, statusPageHtml, statusPageJs } from './st
 /** Largest request body the admin API reads, in bytes (16 KiB). */
 export const MAX_BODY = 16 * 1024;
 
-/** Most connections the listener holds at once; more are refused by the kernel's accept then closed. */
+/**
+ * Most connections the listener holds at once. One more evicts the least
+ * recently active (see {@link ConnectionCap}) instead of being refused, so a
+ * probe always gets in.
+ */
 export const MAX_CONNECTIONS = 64;
+
+/** The listener's own options. */
+export interface StatusServerOptions {
+  /** Host names answered besides IP literals and `localhost` (lower case, no port). Default none. */
+  readonly allowedHosts?: readonly string[] | undefined;
+  /** A Unix socket path serving the same paths, mode 0600, where changes need no token. */
+  readonly adminSocket?: string | undefined;
+  /** Connections held at once per listener. @default MAX_CONNECTIONS */
+  readonly maxConnections?: number | undefined;
+}
+
+/** What a connection was last seen doing, for eviction. */
+interface Activity {
+  /** When it connected, began its current request or finished its last answer (`performance.now()`). */
+  since: number;
+  /** A request is being answered. */
+  busy: boolean;
+}
+
+const activityOf = new WeakMap<Socket, Activity>();
+
+/**
+ * Keeps at most `max` connections by evicting, when one more arrives, the
+ * connection least recently active: idle keep-alive connections and clients
+ * that have not finished sending a request first (a hog that sent its last
+ * request 4 s ago, a slow sender stuck in its headers), then, only if every
+ * connection is being answered, the one answered the longest (a slow body or
+ * a reader that does not read). Node's own `maxConnections` would refuse the
+ * newcomer instead, which is how 64 keep-alive hogs locked every probe out.
+ */
+class ConnectionCap {
+  readonly #open = new Set<Socket>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** A connection was accepted. */
+  readonly admit = (socket: Socket): void => {
+    if (this.#open.size >= this.#max) this.#evict();
+    this.#open.add(socket);
+    activityOf.set(socket, { since: performance.now(), busy: false });
+    socket.once('close', () => this.#open.delete(socket));
+  };
+
+  #evict(): void {
+    let idle: Socket | undefined;
+    let idleSince = Infinity;
+    let busy: Socket | undefined;
+    let busySince = Infinity;
+    for (const socket of this.#open) {
+      const a = activityOf.get(socket);
+      if (a === undefined) continue;
+      if (!a.busy && a.since < idleSince) [idle, idleSince] = [socket, a.since];
+      if (a.busy && a.since < busySince) [busy, busySince] = [socket, a.since];
+    }
+    const victim = idle ?? busy;
+    if (victim === undefined) return;
+    this.#open.delete(victim);
+    victim.destroy();
+  }
+}
+
+/** Marks a connection busy while `res` is being answered. */
+function trackRequest(req: IncomingMessage, res: ServerResponse): void {
+  const a = activityOf.get(req.socket);
+  if (a === undefined) return;
+  a.busy = true;
+  a.since = performance.now();
+  res.once('close', () => {
+    a.busy = false;
+    a.since = performance.now();
+  });
+}
+
+/** The host of a `Host` header, lower case, without port or trailing dot; `undefined` when malformed. */
+function hostOf(header: string): string | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(header);
+  if (m === null) return undefined;
+  return (m[1] ?? m[2]!).toLowerCase().replace(/\.$/, '');
+}
+
+/**
+ * Whether a request's `Host` may reach the page and the API: an IP literal
+ * (a DNS-rebinding page can only send its own name), `localhost`, or one of
+ * `allowed`. A request without `Host` (HTTP/1.0) or with an empty one is not
+ * a browser's.
+ */
+export function hostAllowed(header: string | undefined, allowed: readonly string[]): boolean {
+  if (header === undefined || header === '') return true;
+  const host = hostOf(header);
+  if (host === undefined) return false;
+  return isIP(host) !== 0 || host === 'localhost' || allowed.includes(host);
+}
 
 /** What the endpoint serves, computed per request. */
 export interface StatusSources {
@@ -44,7 +155,8 @@ export interface StatusSources {
 
 /** A listening status endpoint. */
 export interface StatusServer {
-  readonly address: HostPort;
+  /** The TCP listener's address; `undefined` when only the Unix socket listens. */
+  readonly address: HostPort | undefined;
   /** Stops listening and closes every connection. Idempotent. */
   close(): Promise<void>;
 }
@@ -82,12 +194,31 @@ const staticFiles: Readonly<Record<string, readonly [type: string, body: string,
   '/status.css': ['text/css; charset=utf-8', statusPageCss, strictCsp],
 };
 
-async function handle(sources: StatusSources, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** How one listener serves: which hosts it answers, whether it is the private Unix socket. */
+interface Listener {
+  readonly allowedHosts: readonly string[];
+  /** The 0600 Unix socket: no Host check, changes without a token. */
+  readonly local: boolean;
+}
+
+const hostRefused: AdminReply = {
+  status: 421,
+  body: { error: 'HOST_NOT_ALLOWED', message: 'this Host is not served here: use an IP address, localhost or a name given to --status-allowed-hosts' },
+};
+
+async function handle(sources: StatusSources, listener: Listener, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  trackRequest(req, res);
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
+  // Probes (a kubelet, keepalived) may send any Host; these answer one bit.
+  if (!listener.local && path !== '/livez' && path !== '/readyz' && !hostAllowed(req.headers.host, listener.allowedHosts)) {
+    req.resume();
+    sendReply(req, res, hostRefused, { connection: 'close' });
+    return;
+  }
   if (sources.api !== undefined && path.startsWith('/api/')) {
-    readBody(sources.api, req, res, path, q === -1 ? '' : url.slice(q + 1));
+    readBody(sources.api, listener, req, res, path, q === -1 ? '' : url.slice(q + 1));
     return;
   }
   // Bodies are never read here; discard whatever a client sends.
@@ -163,7 +294,7 @@ function onClientError(err: Error & { code?: string }, socket: Duplex): void {
 const tooLarge: AdminReply = { status: 413, body: { error: 'PAYLOAD_TOO_LARGE', message: `the body is limited to ${MAX_BODY} bytes` } };
 
 /** Reads an `/api/` request's body (at most {@link MAX_BODY} bytes), then answers it. */
-function readBody(api: NonNullable<StatusSources['api']>, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
+function readBody(api: NonNullable<StatusSources['api']>, listener: Listener, req: IncomingMessage, res: ServerResponse, path: string, query: string): void {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_BODY) {
     // Not read: the connection cannot be reused.
@@ -194,6 +325,7 @@ function readBody(api: NonNullable<StatusSources['api']>, req: IncomingMessage, 
         query: new URLSearchParams(query),
         authorization: req.headers.authorization,
         body: Buffer.concat(chunks, size),
+        local: listener.local,
       });
     } catch {
       reply = internalError;
@@ -212,9 +344,89 @@ function readBody(api: NonNullable<StatusSources['api']>, req: IncomingMessage, 
   });
 }
 
+/** A hardened HTTP server for one listener. */
+function statusHttpServer(sources: StatusSources, listener: Listener, maxConnections: number): Server {
+  // connectionsCheckingInterval: how often the header and request deadlines
+  // are enforced; Node's default (30 s) would let a slow client hold a
+  // connection three times longer than the 10 s deadline.
+  const server: Server = createServer({ maxHeaderSize: 8192, connectionsCheckingInterval: 1000 }, (req, res) => void handle(sources, listener, req, res));
+  server.on('clientError', onClientError);
+  // Small and slow-client-proof: a request (headers and body) gets 10 s, an
+  // idle keep-alive connection 5 s, and at most maxConnections are open (the
+  // least recently active evicted for a newcomer; no `server.maxConnections`,
+  // which refuses the newcomer instead).
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  server.timeout = 30_000;
+  server.maxHeadersCount = 50;
+  server.on('connection', new ConnectionCap(maxConnections).admit);
+  return server;
+}
+
+function listenOn(server: Server, target: { port: number; host: string } | string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      resolve();
+    };
+    if (typeof target === 'string') server.listen(target, done);
+    else server.listen(target.port, target.host, done);
+  });
+}
+
+/** Whether something accepts connections on the Unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(false);
+      else reject(new Error(`--admin-socket ${path}: cannot tell whether it is in use (${err.code ?? err.message})`));
+    });
+  });
+}
+
 /**
- * Listens on `address` and serves `sources`. Rejects when it cannot listen
- * (the address is taken, not local...).
+ * Listens on a Unix socket at `path`, mode 0600 from the start (umask around
+ * the bind, then chmod). A socket file nobody answers on (left by a crash) is
+ * replaced; a live one, or a file that is not a socket, is refused and left
+ * alone. Returns the socket's inode, so close removes only its own file.
+ */
+async function listenUnix(server: Server, path: string): Promise<number> {
+  let existing;
+  try {
+    existing = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`--admin-socket ${path}: cannot inspect it (${(err as NodeJS.ErrnoException).code})`, { cause: err });
+  }
+  if (existing !== undefined) {
+    if (!existing.isSocket()) throw new Error(`--admin-socket ${path}: exists and is not a socket; not replacing it`);
+    if (await socketAnswers(path)) throw new Error(`--admin-socket ${path}: another process is listening on it`);
+    // Stale: left by a balancer that did not close.
+    unlinkSync(path);
+  }
+  const umask = process.umask(0o177);
+  let listening: Promise<void>;
+  try {
+    // The bind happens inside listen(), synchronously, under the umask.
+    listening = listenOn(server, path);
+  } finally {
+    process.umask(umask);
+  }
+  await listening;
+  chmodSync(path, 0o600);
+  return lstatSync(path).ino;
+}
+
+/**
+ * Listens on `address` (and on `options.adminSocket`) and serves `sources`.
+ * Rejects when it cannot listen (the address is taken, not local, the socket
+ * path is in use...), leaving nothing open.
  *
  * @example
  * ```ts
@@ -225,37 +437,46 @@ function readBody(api: NonNullable<StatusSources['api']>, req: IncomingMessage, 
  * await status.close();
  * ```
  */
-export async function startStatusServer(address: HostPort, sources: StatusSources): Promise<StatusServer> {
-  // connectionsCheckingInterval: how often the header and request deadlines
-  // are enforced; Node's default (30 s) would let a slow client hold a
-  // connection three times longer than the 10 s deadline.
-  const server: Server = createServer({ maxHeaderSize: 8192, connectionsCheckingInterval: 1000 }, (req, res) => void handle(sources, req, res));
-  server.on('clientError', onClientError);
-  // Small and slow-client-proof: a request (headers and body) gets 10 s, an
-  // idle keep-alive connection 5 s, and at most MAX_CONNECTIONS are open.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 10_000;
-  server.keepAliveTimeout = 5_000;
-  server.timeout = 30_000;
-  server.maxHeadersCount = 50;
-  server.maxConnections = MAX_CONNECTIONS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      resolve();
+export async function startStatusServer(address: HostPort | undefined, sources: StatusSources, options: StatusServerOptions = {}): Promise<StatusServer> {
+  const max = options.maxConnections ?? MAX_CONNECTIONS;
+  const allowedHosts = options.allowedHosts ?? [];
+  const tcp = address === undefined ? undefined : statusHttpServer(sources, { allowedHosts, local: false }, max);
+  const unix = options.adminSocket === undefined ? undefined : statusHttpServer(sources, { allowedHosts, local: true }, max);
+  let socketIno: number | undefined;
+  const closeAll = (): Promise<void> =>
+    Promise.all(
+      [tcp, unix].map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            if (server === undefined || !server.listening) return resolve();
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      ),
+    ).then(() => {
+      // libuv unlinks the path itself on close; this covers a file left otherwise, and never removes another's.
+      if (options.adminSocket === undefined || socketIno === undefined) return;
+      try {
+        if (lstatSync(options.adminSocket).ino === socketIno) unlinkSync(options.adminSocket);
+      } catch {
+        /* already gone */
+      }
     });
-  });
-  server.on('error', () => {});
-  const bound = server.address() as AddressInfo;
+  try {
+    if (tcp !== undefined && address !== undefined) await listenOn(tcp, address);
+    if (unix !== undefined && options.adminSocket !== undefined) socketIno = await listenUnix(unix, options.adminSocket);
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  tcp?.on('error', () => {});
+  unix?.on('error', () => {});
+  const bound = tcp?.address() as AddressInfo | undefined;
   let closing: Promise<void> | undefined;
   return {
-    address: { host: bound.address, port: bound.port },
+    address: bound === undefined ? undefined : { host: bound.address, port: bound.port },
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      closing ??= closeAll();
       return closing;
     },
   };

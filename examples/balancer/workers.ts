@@ -67,6 +67,7 @@ import {
   checkLabel,
   readToken,
   reloadConfig,
+  statusOptions,
   type BalancerIo,
   type BalancerStats,
 } from './balancer.js';
@@ -833,9 +834,9 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   };
 
   let status: StatusServer | undefined;
-  if (config.status !== undefined) {
+  if (config.status !== undefined || config.adminSocket !== undefined) {
     try {
-      status = await startStatusServer(config.status, { stats, metrics, api });
+      status = await startStatusServer(config.status, { stats, metrics, api }, statusOptions(config));
     } catch (err) {
       closing = stopAll(true);
       await closing;

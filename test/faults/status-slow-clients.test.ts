@@ -52,7 +52,7 @@ test('slow clients: trickled headers, half headers, an unfinished body and silen
   const { status } = await startAdminBalancer(t, [`a=${HOST}:${a.port}`]);
 
   // One byte every 250 ms: the 300-byte request would take 75 s.
-  const request = `GET /api/backends HTTP/1.1\r\nHost: x\r\n${'X-Pad: aaaaaaaaaaaaaaaa\r\n'.repeat(10)}\r\n`;
+  const request = `GET /api/backends HTTP/1.1\r\nHost: 127.0.0.1\r\n${'X-Pad: aaaaaaaaaaaaaaaa\r\n'.repeat(10)}\r\n`;
   const drip = open(status);
   let sent = 0;
   const dripTimer = setInterval(() => {
@@ -60,9 +60,9 @@ test('slow clients: trickled headers, half headers, an unfinished body and silen
   }, 250);
   t.after(() => clearInterval(dripTimer));
   const half = open(status);
-  half.socket.write('POST /api/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bea');
+  half.socket.write('POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bea');
   const body = open(status);
-  body.socket.write('POST /api/backends HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"name": "slow');
+  body.socket.write('POST /api/backends HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"name": "slow');
   const silent = open(status);
   const slow = [drip, half, body, silent];
   t.after(() => {
@@ -86,7 +86,7 @@ test('slow clients: trickled headers, half headers, an unfinished body and silen
   t.diagnostic(`closed after ${slow.map((w) => w.closedAt! - w.openedAt).join(', ')} ms (trickle, half, body, silent); ${served} good requests served meanwhile`);
 });
 
-test(`idle connections beyond the cap: never more than ${MAX_CONNECTIONS} held, the excess closed at once, the rest by the deadline, then served again`, { timeout: 120_000 }, async (t) => {
+test(`idle connections beyond the cap: never more than ${MAX_CONNECTIONS} held, the excess (the oldest, evicted by newcomers) closed at once, the rest by the deadline, then served again`, { timeout: 120_000 }, async (t) => {
   const a = await namedServer(t, 'a');
   const { status } = await startAdminBalancer(t, [`a=${HOST}:${a.port}`]);
   const N = 3 * MAX_CONNECTIONS;
@@ -95,7 +95,7 @@ test(`idle connections beyond the cap: never more than ${MAX_CONNECTIONS} held, 
     for (const w of idle) w.socket.destroy();
   });
   await Promise.all(idle.map((w) => new Promise((r) => (w.socket.connecting ? w.socket.once('connect', r).once('close', r) : r(undefined)))));
-  // The excess is accepted by the kernel, then closed by the listener without a byte.
+  // The excess is accepted, and each newcomer over the cap evicts the least recently active one, without a byte.
   await waitFor(() => idle.filter((w) => w.closedAt === undefined).length <= MAX_CONNECTIONS, { what: 'the excess closed' });
   let peak = 0;
   const excess = idle.filter((w) => w.closedAt !== undefined);

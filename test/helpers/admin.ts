@@ -11,8 +11,8 @@ import { startBalancer, type RunningBalancer } from '../../examples/balancer/bal
 import { parseBalancerArgs, type BalancerConfig } from '../../examples/balancer/config.js';
 import { HOST } from './net.js';
 
-/** A token as `--admin-token-file` wants it: 16+ printable characters. */
-export const TOKEN = 'test-admin-token-0123456789';
+/** A token as `--admin-token-file` wants it: 32+ printable characters, in a file of mode 0600. */
+export const TOKEN = 'test-admin-token-0123456789abcdefghij';
 
 /** A directory removed after the test. */
 export function tempDir(t: TestContext): string {
@@ -52,7 +52,7 @@ export async function startAdminBalancer(
   for (const b of backends) argv.push('--backend', b);
   if (token) {
     const file = join(tempDir(t), 'admin.token');
-    writeFileSync(file, `${TOKEN}\n`);
+    writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
     argv.push('--admin-token-file', file);
   }
   argv.push(...extra);
