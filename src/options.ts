@@ -196,7 +196,8 @@ export interface UpstreamPoolOptions {
   /**
    * Tear down a pinned pair whose writes toward one side have made no
    * progress for this many ms (reason `write-stalled`); a stall toward the
-   * backend also counts as a passive failure of it. Node has no
+   * backend is also emitted as `writeStalled`, on which an attached probe
+   * checks that backend at once (never a failed check by itself). Node has no
    * `TCP_USER_TIMEOUT`, so without this a write to a vanished backend queues
    * for ~15 minutes. Keep it above the probe's detection time. `0` disables it.
    * @default 15000

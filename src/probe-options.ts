@@ -86,11 +86,13 @@ export interface HealthProbeOptions {
   readonly concurrency?: number | undefined;
   /**
    * Passive health: when attached to a pool, count each failed dial the pool
-   * reports (`connectFailed`: refused, timed out) and each stalled write
-   * (`writeStalled`) as a failed check of that backend, as HAProxy's
-   * `observe layer4` does: real traffic then brings a dead backend down
-   * before the next probe round instead of sending reconnecting clients to
-   * it first. `false` counts only the probe's own checks.
+   * reports that the backend caused (`connectFailed`: refused, reset, timed
+   * out) as a failed check of that backend, as HAProxy's `observe layer4`
+   * does: real traffic then brings a dead backend down before the next probe
+   * round instead of sending reconnecting clients to it first. A dial that
+   * failed in this process (EMFILE, ENOBUFS...) never counts (`checkSkipped`),
+   * and neither does a stalled write (`writeStalled` triggers a check
+   * instead). `false` counts only the probe's own checks.
    * @default true
    */
   readonly countConnectFailures?: boolean | undefined;

@@ -268,7 +268,7 @@ export class ControlPool {
     if (backend !== undefined) this.pool.emit('connectFailed', backend, error);
   }
 
-  /** A worker's member of `id` stalled its writes (the member stays in that worker: the probe only counts). */
+  /** A worker's member of `id` stalled its writes (the worker tore it down; the probe checks `id` at once). */
   writeStalled(id: string): void {
     const backend = this.pool.get(id);
     if (backend !== undefined) (this.pool as EventEmitter<ProbeTargetEvents>).emit('writeStalled', backend, undefined);

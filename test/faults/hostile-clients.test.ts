@@ -13,9 +13,11 @@
  * see 0 cut and the pool 0 `backendDown`.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import { test } from 'node:test';
 import { HealthProbe, UpstreamPool } from '../../src/index.js';
+import { cliDist, startCli } from '../helpers/cli.js';
 import { figure } from '../helpers/faults.js';
 import { frontend, HOST, listen, waitFor } from '../helpers/net.js';
 
@@ -156,3 +158,47 @@ test('hostile clients stalling their writes behind a long request: 0 healthy str
   }
   assert.ok(ticks > ticksAfterAttack, 'the healthy streams still flow');
 });
+
+test(
+  'the same attack on the built balancer with --workers 2: 0 healthy streams cut, 0 down verdicts',
+  { skip: !existsSync(cliDist) ? 'needs the build (npm run build)' : false, timeout: 120_000 },
+  async (t) => {
+    const backends = [await goLikeBackend(t), await goLikeBackend(t)];
+    const cli = await startCli(
+      t,
+      [
+        '--listen', `${HOST}:0`,
+        '--backend', `b1=${HOST}:${backends[0]}`, '--backend', `b2=${HOST}:${backends[1]}`,
+        '--check', 'tcp', '--interval', '300', '--timeout', '200', '--fall', '2',
+        '--write-stall-timeout', String(WRITE_STALL_TIMEOUT), '--workers', '2',
+      ],
+      cliDist,
+    );
+    const healthy: Socket[] = [];
+    let cut = 0;
+    t.after(() => {
+      for (const s of healthy) s.destroy();
+    });
+    for (let i = 0; i < HEALTHY; i++) {
+      const c = net.connect({ host: HOST, port: cli.listen });
+      c.on('error', () => {});
+      c.once('close', () => cut++);
+      c.write('WATCH\n');
+      healthy.push(c);
+    }
+    const hostileSockets = new Set<Socket>();
+    t.after(() => {
+      for (const s of hostileSockets) s.destroy();
+    });
+    await Promise.all(
+      Array.from({ length: HOSTILE }, async () => {
+        for (let round = 0; round < ROUNDS; round++) await hostile(cli.listen, hostileSockets);
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 700));
+    const downs = cli.lines.filter((l) => / -> down /.test(l)).length;
+    figure(t, `--workers 2: ${HOSTILE}x${ROUNDS} hostile connections torn down; healthy streams cut ${cut}/${HEALTHY}; down verdicts ${downs}`);
+    assert.equal(downs, 0, cli.lines.join('\n'));
+    assert.equal(cut, 0);
+  },
+);
