@@ -10,7 +10,8 @@ import http, { type ClientRequest, type IncomingMessage, type ServerResponse } f
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import createDebug from 'debug';
-import { FailoverProxyError, type ErrorCode } from './errors.js';
+import { FailoverProxyError } from './errors.js';
+import { gatewayStatus } from './gateway-status.js';
 import { PoolAgent } from './pool-agent.js';
 import { createUpgradeHandler, type UpgradeHandlerOptions } from './upgrade.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -268,7 +269,7 @@ function fail(exchange: Exchange, err: Error): void {
     res.destroy();
   } else {
     const code = err instanceof FailoverProxyError ? err.code : 'UPSTREAM_ERROR';
-    const status = statusByCode[code as ErrorCode] ?? 502;
+    const status = gatewayStatus(code);
     const body =
       state.options.errorFormat === 'json' ? `${JSON.stringify({ status, code })}\n` : `${code}\n`;
     res.writeHead(status, {
@@ -291,15 +292,6 @@ function onClientClose(this: ServerResponse & Carrier): void {
   delete this[kExchange];
   if (!this.writableFinished) exchange.upstream?.destroy();
 }
-
-const statusByCode: Partial<Record<ErrorCode, number>> = {
-  NO_HEALTHY_BACKEND: 503,
-  MAX_CONNECTIONS: 503,
-  POOL_CLOSED: 503,
-  CONNECT_TIMEOUT: 504,
-  CONNECT_FAILED: 502,
-  BACKEND_DOWN: 502,
-};
 
 // ------------------------------------------------------------------- headers
 
