@@ -43,20 +43,16 @@ const MAX_COALESCE = 10;
 
 /**
  * The reason a probe passes to `markDown` when a backend crosses `fall`.
+ * Not in the root export: callers compare with the string `'probe-failed'`.
  *
- * @example
- * ```ts
- * pool.on('backendDown', (backend, change) => { if (change.reason === PROBE_FAILED) page(backend.id); });
- * ```
+ * @internal
  */
 export const PROBE_FAILED = 'probe-failed';
 /**
  * The reason a probe passes to `markUp` when a backend crosses `rise`.
+ * Not in the root export: callers compare with the string `'probe-passed'`.
  *
- * @example
- * ```ts
- * pool.on('backendUp', (backend, change) => { if (change.reason === PROBE_PASSED) resolvePage(backend.id); });
- * ```
+ * @internal
  */
 export const PROBE_PASSED = 'probe-passed';
 /**

@@ -239,11 +239,6 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
    * Closes gracefully: stops forwarding, sends FIN both ways, and emits
    * `closed` with `reason` once both peers have closed, or destroys the pair
    * at the deadline. Idempotent; a later `destroy()` cuts it short.
-   *
-   * @example
-   * ```ts
-   * conn.close('rebalanced'); // the client sees a clean end of stream and reconnects
-   * ```
    */
   close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
     if (this.#closed || this.#quiesced || this.#closeTimer !== undefined) return;

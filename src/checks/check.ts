@@ -10,11 +10,6 @@ import type { ConnectionSlot } from './connection-slot.js';
 
 /**
  * What a check is given besides the backend.
- *
- * @example
- * ```ts
- * const context: CheckContext = { signal: AbortSignal.timeout(1000) };
- * ```
  */
 export interface CheckContext {
   /**
@@ -35,14 +30,6 @@ export interface CheckContext {
  * A health check: resolves when the backend passes, rejects when it fails.
  * Built-in checks reject with a {@link CheckError} whose `layer` says where
  * the failure happened.
- *
- * @example
- * ```ts
- * const check: CheckFunction = async (backend, { signal }) => {
- *   const res = await fetch(`http://${backend.host}:${backend.port}/ping`, { signal });
- *   if (!res.ok) throw new Error(`status ${res.status}`);
- * };
- * ```
  */
 export type CheckFunction = (backend: Backend, context: CheckContext) => Promise<void>;
 

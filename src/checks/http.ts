@@ -18,11 +18,6 @@ import { dialTls, resolveTlsOptions, tlsOptionKeys, tlsServername, type Resolved
 
 /**
  * Options of the `http` and `https` checks.
- *
- * @example
- * ```ts
- * const options: HttpCheckOptions = { path: '/livez', expect: [200, 204], body: (text) => text.trim() === 'ok' };
- * ```
  */
 export interface HttpCheckOptions {
   /**
@@ -68,21 +63,11 @@ export interface HttpCheckOptions {
 
 /**
  * Options of the `https` check: the HTTP options and the TLS options.
- *
- * @example
- * ```ts
- * const options: HttpsCheckOptions = { path: '/readyz', ca: readFileSync('ca.crt'), cert, key };
- * ```
  */
 export interface HttpsCheckOptions extends HttpCheckOptions, TlsCheckOptions {}
 
 /**
  * An HTTP check as written in options.
- *
- * @example
- * ```ts
- * new HealthProbe({ check: { type: 'http', path: '/healthz', expect: 200 } });
- * ```
  */
 export interface HttpCheckSpec extends HttpCheckOptions {
   readonly type: 'http';
@@ -90,11 +75,6 @@ export interface HttpCheckSpec extends HttpCheckOptions {
 
 /**
  * An HTTPS check as written in options.
- *
- * @example
- * ```ts
- * new HealthProbe({ check: { type: 'https', path: '/readyz', ca: readFileSync('ca.crt') } });
- * ```
  */
 export interface HttpsCheckSpec extends HttpsCheckOptions {
   readonly type: 'https';
