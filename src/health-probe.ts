@@ -23,6 +23,7 @@ import {
   ProbeClosedError,
   UnknownBackendError,
 } from './errors.js';
+import { publishChecked } from './diagnostics.js';
 import type { CheckResult, HealthProbeEvents } from './events.js';
 import { HealthState, type HealthVerdict, type InitialHealth } from './health-state.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
@@ -718,6 +719,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       }
     }
     this.emit('checked', result);
+    publishChecked(this, result, transition);
     if (transition === 'down') this.emit('unhealthy', entry.backend, result);
     else if (transition === 'up') this.emit('healthy', entry.backend, result);
   }
