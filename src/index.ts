@@ -80,6 +80,13 @@ export type {
   TeardownReason,
   UpstreamPoolEvents,
 } from './events.js';
+export type {
+  BackendStateChangedMessage,
+  CheckedMessage,
+  ConnectionClosedMessage,
+  ConnectionOpenedMessage,
+  TeardownMessage,
+} from './diagnostics.js';
 export { HealthProbe } from './health-probe.js';
 export type { ProbeHealth, ProbeTarget, ProbeTargetEvents, ProbeTargetStatus } from './health-probe.js';
 export type { HealthProbeOptions } from './probe-options.js';
