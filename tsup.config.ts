@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import { defineConfig, type Options } from 'tsup';
+import ts from 'typescript';
 
 // One implementation, whichever way the package is loaded (the way ws does it):
 // dist/index.cjs is the library, and dist/index.js is a thin ESM wrapper that
@@ -10,13 +11,15 @@ import { defineConfig, type Options } from 'tsup';
 // PinnedSocket, one set of brands; with two builds, a PinnedSocket from one
 // entry was refused by a pool from the other.
 //
-// The real build is the CommonJS one because p-queue 9 is ESM-only and
-// Node 20.0–20.18 cannot require() ESM: a CommonJS wrapper around an ESM build
-// would not load there, while importing CommonJS works on every Node >= 20. So
-// the CommonJS build carries its own private copy of p-queue (and p-timeout,
-// its dependency); it is never exported, so it has no identity to split. The
-// price, a bundler cannot tree-shake the ESM entry, is small for a server
-// library whose whole root export is usually in use.
+// The real build is the CommonJS one, and it bundles nothing but the
+// library's own modules: debug, eventemitter3, p-queue and tslib are
+// require()d at run time, as package.json declares them. p-queue 9 is ESM-only;
+// a CommonJS build can require() it on every Node the package supports
+// (require(esm) is unflagged from 22.12; `engines` says so), and
+// test/package/smoke.test.ts loads the build both ways on each tested line.
+// The price of one CommonJS implementation, a bundler cannot tree-shake the
+// ESM entry, is small for a server library whose whole root export is usually
+// in use.
 
 const libraryEntry = 'src/index.ts';
 
@@ -67,12 +70,63 @@ const libraryFromPackage: EsbuildPlugin = {
   },
 };
 
+/**
+ * Compiles the library's modules with TypeScript itself, to CommonJS, before
+ * esbuild bundles them: esbuild inlines its own copies of the helpers a
+ * module-format change needs, where TypeScript with `importHelpers` takes them
+ * from tslib, one copy shared with the rest of the application. The helper that
+ * matters here is `__importDefault`: the CommonJS build `require()`s p-queue,
+ * which is ESM-only (Node >= 22.12 returns its namespace, marked `__esModule`),
+ * and esbuild's own interop in Node mode would hand the namespace over as the
+ * default export instead of the class.
+ */
+const compileWithTsc: EsbuildPlugin = {
+  name: 'compile-with-tsc',
+  setup(build) {
+    const src = resolve('src');
+    const parsed = ts.getParsedCommandLineOfConfigFile(resolve('tsconfig.build.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
+    if (parsed === undefined) throw new Error('tsconfig.build.json: could not be read');
+    const compilerOptions: ts.CompilerOptions = {
+      ...parsed.options,
+      module: ts.ModuleKind.CommonJS,
+      moduleResolution: ts.ModuleResolutionKind.Node10,
+      esModuleInterop: true,
+      importHelpers: true,
+      verbatimModuleSyntax: false,
+      declaration: false,
+      sourceMap: false,
+      inlineSourceMap: true,
+      inlineSources: true,
+      noEmit: false,
+    };
+    // Each module is loaded in a namespace of its own: in the `file` namespace
+    // esbuild would take it for ESM (package.json says "type": "module") and
+    // read its `exports.x = …` as the bundle's global `exports`.
+    build.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind !== 'entry-point' && !args.path.startsWith('.')) return undefined;
+      const target = resolve(args.resolveDir, args.path).replace(/\.js$/, '.ts');
+      if (!target.startsWith(`${src}/`) || !target.endsWith('.ts')) return undefined;
+      // Relative, so the bundle's comments and source map name no machine paths.
+      return { path: relative(process.cwd(), target), namespace: 'tsc' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'tsc' }, (args) => {
+      const file = resolve(args.path);
+      const out = ts.transpileModule(readFileSync(file, 'utf8'), { compilerOptions, fileName: file, reportDiagnostics: true });
+      const errors = (out.diagnostics ?? []).filter((d) => d.category === ts.DiagnosticCategory.Error);
+      if (errors.length > 0) return { errors: errors.map((d) => ({ text: `${args.path}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}` })) };
+      return { contents: out.outputText, loader: 'js', resolveDir: resolve(file, '..') };
+    });
+  },
+};
+
 export default defineConfig([
   {
     entry: [libraryEntry],
     format: ['cjs'],
-    noExternal: ['p-queue', 'p-timeout'],
-    target: 'node20',
+    // Every dependency is required at run time, none is bundled (tsup's default for `dependencies`).
+    external: ['debug', 'eventemitter3', 'p-queue', 'tslib'],
+    target: 'node22',
+    esbuildPlugins: [compileWithTsc],
     platform: 'node',
     sourcemap: true,
     dts: true,
@@ -89,7 +143,7 @@ export default defineConfig([
   {
     entry: { 'apiserver-balancer': 'examples/apiserver-balancer.ts' },
     format: ['esm'],
-    target: 'node20',
+    target: 'node22',
     platform: 'node',
     sourcemap: true,
     dts: false,

@@ -45,12 +45,6 @@ export type HealthSource = 'probe' | 'passive' | 'operator' | 'pool';
 /**
  * Why a backend's health is what it is: plain, JSON-safe data, not a string
  * to parse.
- *
- * @example
- * ```ts
- * const { cause } = pool.status('10.0.0.3:6443')!;
- * if (cause.source === 'probe' && cause.layer === 'timeout') page();
- * ```
  */
 export interface HealthCause {
   /** Who decided: a probe check, passive traffic (failed dials, write stalls), an operator call, or the pool itself (a new backend). */

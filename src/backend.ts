@@ -21,11 +21,6 @@ export type UpstreamTlsOptions = Pick<
 
 /**
  * A backend as the caller describes it.
- *
- * @example
- * ```ts
- * pool.add({ host: '10.0.0.3', port: 6443, id: 'apiserver-3', weight: 2 });
- * ```
  */
 export interface BackendSpec {
   /** Host name or IP address. */
@@ -188,11 +183,6 @@ function sameTls(a: Backend['tls'], b: Backend['tls']): boolean {
 
 /**
  * Parses `host:port` (or `[v6]:port`) as written on a command line.
- *
- * @example
- * ```ts
- * parseHostPort('127.0.0.1:6443'); // { host: '127.0.0.1', port: 6443 }
- * ```
  */
 export function parseHostPort(text: string, name = 'address'): { host: string; port: number } {
   if (typeof text !== 'string') throw v.invalid(name, 'a HOST:PORT string', text);

@@ -25,11 +25,6 @@ export interface DialOptions {
  * Opens a socket to `backend`: TCP, or TLS when `backend.tls` (or
  * `options.tls`) is set, resolving after the handshake. The socket is
  * half-open capable so FINs can be forwarded.
- *
- * @example
- * ```ts
- * const socket = await dialBackend(backend, { signal: AbortSignal.timeout(3000) });
- * ```
  */
 export function dialBackend(backend: Backend, options: DialOptions): Promise<Socket> {
   const { signal, preamble } = options;

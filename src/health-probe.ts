@@ -23,6 +23,7 @@ import {
   ProbeClosedError,
   UnknownBackendError,
 } from './errors.js';
+import { publishChecked } from './diagnostics.js';
 import type { CheckResult, HealthProbeEvents } from './events.js';
 import { isLeaving } from './checks/check.js';
 import { HealthState, type CheckOutcome, type HealthVerdict, type InitialHealth } from './health-state.js';
@@ -45,20 +46,16 @@ const MAX_COALESCE = 10;
 
 /**
  * The reason a probe passes to `markDown` when a backend crosses `fall`.
+ * Not in the root export: callers compare with the string `'probe-failed'`.
  *
- * @example
- * ```ts
- * pool.on('backendDown', (backend, change) => { if (change.reason === PROBE_FAILED) page(backend.id); });
- * ```
+ * @internal
  */
 export const PROBE_FAILED = 'probe-failed';
 /**
  * The reason a probe passes to `markUp` when a backend crosses `rise`.
+ * Not in the root export: callers compare with the string `'probe-passed'`.
  *
- * @example
- * ```ts
- * pool.on('backendUp', (backend, change) => { if (change.reason === PROBE_PASSED) resolvePage(backend.id); });
- * ```
+ * @internal
  */
 export const PROBE_PASSED = 'probe-passed';
 /**
@@ -833,6 +830,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       }
     }
     this.emit('checked', result);
+    publishChecked(this, result, transition);
     if (transition === 'down') this.emit('unhealthy', entry.backend, result);
     else if (transition === 'leaving') this.emit('leaving', entry.backend, result);
     else if (transition === 'up') this.emit('healthy', entry.backend, result);

@@ -10,11 +10,6 @@ import * as v from './validate.js';
 /**
  * A settled verdict: the backend passes its checks (`up`), answers that it
  * is leaving while it still serves (`leaving`), or fails them (`down`).
- *
- * @example
- * ```ts
- * const verdict: HealthVerdict | undefined = state.record(false);
- * ```
  */
 export type HealthVerdict = 'up' | 'leaving' | 'down';
 
@@ -33,21 +28,11 @@ export type CheckOutcome = 'pass' | 'leaving' | 'fail';
 /**
  * Where a {@link HealthState} starts. `'unknown'` is for a backend nobody has
  * checked yet (a pool waiting for its first probe): the first result decides.
- *
- * @example
- * ```ts
- * const initial: InitialHealth = pool.status(id)?.health ?? 'unknown';
- * ```
  */
 export type InitialHealth = HealthVerdict | 'unknown';
 
 /**
  * Options of a {@link HealthState}.
- *
- * @example
- * ```ts
- * const state = new HealthState({ rise: 2, fall: 3, initial: 'unknown' });
- * ```
  */
 export interface HealthStateOptions {
   /** Consecutive successes that bring a `down` backend `up`. An integer >= 1. */
@@ -78,15 +63,6 @@ export interface HealthStateOptions {
  *
  * No I/O, no timers, no events: {@link HealthState.record} returns the
  * transition and the caller acts on it.
- *
- * @example
- * ```ts
- * const state = new HealthState({ rise: 2, fall: 3, initial: 'up' });
- * state.record(false); // undefined: 1 failure of 3
- * state.record(false); // undefined: 2 of 3, state.changing === true
- * state.record(false); // 'down'
- * state.healthy;       // false
- * ```
  */
 export class HealthState {
   readonly #rise: number;
@@ -109,13 +85,6 @@ export class HealthState {
    * Records one check result and returns the verdict it caused, if the verdict
    * changed: `'up'`, `'leaving'`, `'down'`, or `undefined` when it did not
    * change. `true`/`false` stand for `'pass'`/`'fail'`.
-   *
-   * @example
-   * ```ts
-   * const next = state.record(ok);
-   * if (next === 'down') pool.markDown(id, 'probe-failed');
-   * state.record('leaving');
-   * ```
    */
   record(result: boolean | CheckOutcome): HealthVerdict | undefined {
     const outcome: CheckOutcome = result === true ? 'pass' : result === false ? 'fail' : result;
@@ -152,11 +121,6 @@ export class HealthState {
 
   /**
    * The current verdict; `'unknown'` until the first result when started so.
-   *
-   * @example
-   * ```ts
-   * if (state.verdict === 'unknown') console.log('not checked yet');
-   * ```
    */
   get verdict(): InitialHealth {
     return this.#verdict;
@@ -164,11 +128,6 @@ export class HealthState {
 
   /**
    * `true` only when the verdict is `up` (an unchecked backend is not healthy).
-   *
-   * @example
-   * ```ts
-   * if (!state.healthy) skip(backend);
-   * ```
    */
   get healthy(): boolean {
     return this.#verdict === 'up';
@@ -176,11 +135,6 @@ export class HealthState {
 
   /**
    * Successes in a row, up to and including the last result (0 after a failure).
-   *
-   * @example
-   * ```ts
-   * console.log(`${state.consecutiveSuccesses}/${state.rise} to rise`);
-   * ```
    */
   get consecutiveSuccesses(): number {
     return this.#successes;
@@ -188,11 +142,6 @@ export class HealthState {
 
   /**
    * Failures in a row, up to and including the last result (0 after a success).
-   *
-   * @example
-   * ```ts
-   * console.log(`${state.consecutiveFailures}/${state.fall} to fall`);
-   * ```
    */
   get consecutiveFailures(): number {
     return this.#failures;
@@ -203,11 +152,6 @@ export class HealthState {
    * that do not pass while `up`, successes while `down`, failures or
    * successes while `leaving`) but has not yet reached `fall` or `rise`. A scheduler checks more often then (HAProxy's `fastinter`), so the
    * verdict is confirmed or dismissed sooner.
-   *
-   * @example
-   * ```ts
-   * const next = state.changing ? fastInterval : state.healthy ? interval : downInterval;
-   * ```
    */
   get changing(): boolean {
     switch (this.#verdict) {
@@ -224,11 +168,6 @@ export class HealthState {
 
   /**
    * The `rise` this state was built with.
-   *
-   * @example
-   * ```ts
-   * new HealthState({ rise: 2, fall: 3 }).rise; // 2
-   * ```
    */
   get rise(): number {
     return this.#rise;
@@ -236,11 +175,6 @@ export class HealthState {
 
   /**
    * The `fall` this state was built with.
-   *
-   * @example
-   * ```ts
-   * new HealthState({ rise: 2, fall: 3 }).fall; // 3
-   * ```
    */
   get fall(): number {
     return this.#fall;

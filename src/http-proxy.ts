@@ -10,7 +10,8 @@ import http, { type ClientRequest, type IncomingMessage, type ServerResponse } f
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import createDebug from 'debug';
-import { FailoverProxyError, UpstreamError, type ErrorCode } from './errors.js';
+import { FailoverProxyError, UpstreamError } from './errors.js';
+import { gatewayStatus } from './gateway-status.js';
 import { PoolAgent } from './pool-agent.js';
 import { createUpgradeHandler, type UpgradeHandlerOptions } from './upgrade.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -271,7 +272,7 @@ function fail(exchange: Exchange, err: Error): void {
     res.destroy();
   } else {
     const code = error.code;
-    const status = statusByCode[code] ?? 502;
+    const status = gatewayStatus(code);
     const body =
       state.options.errorFormat === 'json' ? `${JSON.stringify({ status, code })}\n` : `${code}\n`;
     res.writeHead(status, {
@@ -294,15 +295,6 @@ function onClientClose(this: ServerResponse & Carrier): void {
   delete this[kExchange];
   if (!this.writableFinished) exchange.upstream?.destroy();
 }
-
-const statusByCode: Partial<Record<ErrorCode, number>> = {
-  NO_HEALTHY_BACKEND: 503,
-  MAX_CONNECTIONS: 503,
-  POOL_CLOSED: 503,
-  CONNECT_TIMEOUT: 504,
-  CONNECT_FAILED: 502,
-  BACKEND_DOWN: 502,
-};
 
 // ------------------------------------------------------------------- headers
 

@@ -11,7 +11,7 @@ export type {
   PoolConnection,
 } from './upstream-pool.js';
 export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
-export { isPoolMember } from './pool-member.js';
+export { isPoolMember, kMember as memberBrand } from './pool-member.js';
 export type { DestroyOptions, MemberCloseOptions, MemberKind, PoolMember } from './pool-member.js';
 export { PinnedConnection } from './pinned-connection.js';
 export type { PinnedConnectionInit } from './pinned-connection.js';
@@ -27,7 +27,7 @@ export { Rebalancer } from './rebalancer.js';
 export type { RebalancerEvents, RebalancerOptions, RebalancerPool } from './rebalancer.js';
 export { WriteStallDetector } from './write-stall-detector.js';
 export type { WriteStallDetectorOptions, WriteStallPool } from './write-stall-detector.js';
-export { proxyAddressesOf, proxyHeader, proxyHeaderV1, proxyHeaderV2, PROXY_V2_SIGNATURE } from './proxy-protocol.js';
+export { proxyAddressesOf, proxyHeader, proxyHeaderV1, proxyHeaderV2 } from './proxy-protocol.js';
 export type { ProxyAddresses, ProxyProtocolVersion, SocketAddresses } from './proxy-protocol.js';
 export { backendId, parseHostPort } from './backend.js';
 export type { Backend, BackendInput, BackendSpec, BackendTunables, UpstreamTlsOptions } from './backend.js';
@@ -81,6 +81,13 @@ export type {
   TeardownReason,
   UpstreamPoolEvents,
 } from './events.js';
+export type {
+  BackendStateChangedMessage,
+  CheckedMessage,
+  ConnectionClosedMessage,
+  ConnectionOpenedMessage,
+  TeardownMessage,
+} from './diagnostics.js';
 export { HealthProbe } from './health-probe.js';
 export type { ProbeHealth, ProbeTarget, ProbeTargetEvents, ProbeTargetStatus } from './health-probe.js';
 export type { HealthProbeOptions } from './probe-options.js';

@@ -19,6 +19,7 @@ import { MemberRegisteredError } from './errors.js';
 import type { ConnectionClosedInfo, TeardownReason } from './events.js';
 import { isPoolMember, kOwner, kQuiesce, type PoolMember } from './pool-member.js';
 import * as v from './validate.js';
+import { publishTeardown } from './diagnostics.js';
 
 const log = createDebug('failover-proxy:pool');
 
@@ -99,6 +100,7 @@ export class MemberRegistry {
   takeOut(entry: BackendEntry, reason: TeardownReason, reset: boolean): number {
     const n = entry.members.size;
     if (n === 0) return 0;
+    publishTeardown(entry.backend, reason, n, n > this.#slicing.syncMax);
     if (n <= this.#slicing.syncMax) {
       // Each destroy() emits `closed` synchronously and the handler deletes the
       // member from this set; deleting visited members while iterating is safe.

@@ -21,7 +21,7 @@ import {
   type PoolMember,
 } from './pool-member.js';
 import { readBufferPool, type ReadBufferPool } from './read-buffer-pool.js';
-import { readInto } from './read-into.js';
+import { readInto, readThroughStream } from './read-into.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:conn');
@@ -239,11 +239,6 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
    * Closes gracefully: stops forwarding, sends FIN both ways, and emits
    * `closed` with `reason` once both peers have closed, or destroys the pair
    * at the deadline. Idempotent; a later `destroy()` cuts it short.
-   *
-   * @example
-   * ```ts
-   * conn.close('rebalanced'); // the client sees a clean end of stream and reconnects
-   * ```
    */
   close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
     if (this.#closed || this.#quiesced || this.#closeTimer !== undefined) return;
@@ -368,6 +363,14 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
       if (conn.#closed || conn.#quiesced) return false;
       const pool = readBufferPool();
       const shift = from === 'client' ? 0 : UPSTREAM_SHIFT;
+      // The read must have landed in the buffer this connection set for `from`:
+      // its lent buffer, else the landing buffer. Anything else means Node
+      // reads differently from what read-into.ts expects, and treating a
+      // foreign buffer as ours could send one connection's bytes down another.
+      const lent = (conn.#relay & (LENT << shift)) !== 0;
+      if (data !== (lent ? (from === 'client' ? conn.#toUpstream : conn.#toClient) : pool.landing)) {
+        return fallBack(conn, pool, from, shift, data.subarray(0, nread));
+      }
       if (conn.#closeTimer !== undefined) {
         // Closing: both sinks are ended, the bytes go nowhere; read on for the FIN.
         keep(conn, pool, from, shift, false);
@@ -425,6 +428,28 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
       conn.#relay &= ~(WAITING << shift);
       if ((conn.#relay & (LENT << shift)) === 0) giveBack(conn, pool, from);
       if (!conn.#quiesced) (from === 'client' ? conn.client : conn.upstream).resume();
+    };
+    /**
+     * A read of `from` landed in a buffer the connection had not set: its bytes
+     * (`bytes`, per `onread`'s contract) are copied out at once, and `from`
+     * goes back to stream reads and `'data'` events for the rest of its life,
+     * as TLS sockets are read. Its pooled buffers go back once no write holds them.
+     */
+    const fallBack = (conn: PinnedConnection, pool: ReadBufferPool, from: Side, shift: number, bytes: Buffer): boolean => {
+      const source = from === 'client' ? conn.client : conn.upstream;
+      const sink = from === 'client' ? conn.upstream : conn.client;
+      log('%s %s: a read landed outside the buffers set for it; back to data events (and for every later socket)', conn.id, from);
+      if ((conn.#relay & (LENT << shift)) !== 0) pool.unlend();
+      conn.#relay &= ~((POOLED | LENT) << shift);
+      if ((conn.#relay & (WAITING << shift)) === 0) giveBack(conn, pool, from);
+      const chunk = Buffer.from(bytes);
+      readThroughStream(source);
+      if (conn.#closeTimer === undefined) {
+        source.on('data', from === 'client' ? onClientData : onUpstreamData);
+        sink.on('drain', from === 'client' ? onUpstreamDrain : onClientDrain);
+      }
+      // Closing: both sinks are ended; the stream flows without a listener (for the FIN) and drops the bytes.
+      return source.push(chunk);
     };
     const giveBack = (conn: PinnedConnection, pool: ReadBufferPool, from: Side): void => {
       const buffer = from === 'client' ? conn.#toUpstream : conn.#toClient;

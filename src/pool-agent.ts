@@ -168,6 +168,12 @@ export class PoolAgent extends Agent {
     super.destroy();
   }
 
+  /** `await using agent = pool.createAgent()` destroys it (and its sockets) at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.destroy();
+    return Promise.resolve();
+  }
+
   async #open(request: ClientRequestArgs): Promise<Socket> {
     const context = this.#context?.(request) ?? {};
     // The pool checks the backend and registers the socket in one step with

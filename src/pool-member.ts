@@ -78,7 +78,12 @@ export interface MemberEvents {
   closed: [info: ConnectionClosedInfo];
 }
 
-/** The brand every member carries, with its kind as the value. */
+/**
+ * The brand every member carries, with its kind as the value; exported from
+ * the package root as `memberBrand`, so a member of your own can be typed:
+ * `readonly [memberBrand] = 'h2-session' as const`. It is `Symbol.for(…)`,
+ * the same symbol in every copy of the package.
+ */
 export const kMember: unique symbol = Symbol.for('failover-proxy.member') as never;
 
 /**

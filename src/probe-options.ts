@@ -14,18 +14,6 @@ import * as v from './validate.js';
  * How a {@link HealthProbe} checks its backends. Intervals and timeouts are in
  * ms. The names follow HAProxy: `interval` is `inter`, `fastInterval` is
  * `fastinter`, `downInterval` is `downinter`.
- *
- * @example
- * ```ts
- * const options: HealthProbeOptions = {
- *   check: { type: 'https', path: '/readyz', ca: readFileSync('ca.crt') },
- *   interval: 2000,
- *   fastInterval: 500,
- *   downInterval: 5000,
- *   rise: 2,
- *   fall: 3,
- * };
- * ```
  */
 export interface HealthProbeOptions {
   /**
@@ -117,11 +105,6 @@ export interface HealthProbeOptions {
 /**
  * {@link HealthProbeOptions} validated, every field resolved: what
  * {@link resolveProbeOptions} returns.
- *
- * @example
- * ```ts
- * const { interval, timeout }: ResolvedProbeOptions = resolveProbeOptions({ interval: 500 });
- * ```
  */
 export interface ResolvedProbeOptions {
   readonly check: CheckFunction;
@@ -142,11 +125,6 @@ export interface ResolvedProbeOptions {
 /**
  * Defaults of {@link HealthProbeOptions}. `timeout`, `downInterval` and
  * `fastInterval` are derived from `interval` when not given.
- *
- * @example
- * ```ts
- * new HealthProbe({ interval: healthProbeDefaults.interval * 2 });
- * ```
  */
 export const healthProbeDefaults = Object.freeze({
   check: Object.freeze({ type: 'tcp' } as const),
@@ -182,11 +160,6 @@ const MAX_TIMER = 2 ** 31 - 1;
 /**
  * Validates probe options and fills in defaults. Throws `INVALID_ARGUMENT`
  * naming the option.
- *
- * @example
- * ```ts
- * const resolved = resolveProbeOptions({ interval: 500 }); // resolved.timeout === 500
- * ```
  */
 export function resolveProbeOptions(options: HealthProbeOptions = {}): ResolvedProbeOptions {
   const raw = v.object('options', options);

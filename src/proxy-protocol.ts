@@ -16,11 +16,6 @@ export type ProxyProtocolVersion = 'v1' | 'v2';
 /**
  * The four addresses a PROXY header carries: the client's (source) and the
  * one it connected to on the proxy (destination).
- *
- * @example
- * ```ts
- * const addresses: ProxyAddresses = { sourceAddress: '203.0.113.7', sourcePort: 51234, destinationAddress: '10.0.0.1', destinationPort: 443 };
- * ```
  */
 export interface ProxyAddresses {
   readonly sourceAddress: string;
@@ -57,11 +52,6 @@ const V1_UNKNOWN = 'PROXY UNKNOWN\r\n';
  * IPv4 clients of a dual-stack listener show up as IPv4-mapped IPv6
  * (`::ffff:192.0.2.1`); they are reported as plain IPv4, so the header says
  * `TCP4`, as it would behind an IPv4-only listener.
- *
- * @example
- * ```ts
- * server.on('connection', (socket) => console.log(proxyAddressesOf(socket)));
- * ```
  */
 export function proxyAddressesOf(socket: SocketAddresses): ProxyAddresses | undefined {
   const { remoteAddress, remotePort, localAddress, localPort } = socket;
@@ -102,12 +92,6 @@ function validPorts(addresses: ProxyAddresses): boolean {
  * A version 1 (text) header: `PROXY TCP4 <src> <dst> <sport> <dport>\r\n`,
  * `PROXY TCP6 …`, or `PROXY UNKNOWN\r\n` when `addresses` is `undefined` or
  * mixes families (as the spec asks of a proxy that cannot tell).
- *
- * @example
- * ```ts
- * proxyHeaderV1({ sourceAddress: '192.0.2.1', sourcePort: 56324, destinationAddress: '192.0.2.2', destinationPort: 443 }).toString();
- * // 'PROXY TCP4 192.0.2.1 192.0.2.2 56324 443\r\n'
- * ```
  */
 export function proxyHeaderV1(addresses: ProxyAddresses | undefined): Buffer {
   if (addresses === undefined || !validPorts(addresses)) return Buffer.from(V1_UNKNOWN, 'latin1');
@@ -124,11 +108,6 @@ export function proxyHeaderV1(addresses: ProxyAddresses | undefined): Buffer {
  * port and destination port in network byte order. When `addresses` is
  * `undefined` or mixes families it is a `LOCAL` header (`0x20`, family
  * `0x00`, length 0): the spec's way to say the connection is the proxy's own.
- *
- * @example
- * ```ts
- * proxyHeaderV2({ sourceAddress: '192.0.2.1', sourcePort: 56324, destinationAddress: '192.0.2.2', destinationPort: 443 }).length; // 28
- * ```
  */
 export function proxyHeaderV2(addresses: ProxyAddresses | undefined): Buffer {
   const family = addresses === undefined || !validPorts(addresses) ? 0 : familyOf(addresses);

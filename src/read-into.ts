@@ -45,6 +45,9 @@ interface StreamHandle {
 
 // Found once, on first use (not at import time); `null` when not found.
 let keys: OnreadKeys | null | undefined;
+// Set when a read did not land where its connection said (see readThroughStream):
+// this Node's internals are not what this module expects, so no new socket is switched.
+let distrusted = false;
 
 function probe(): OnreadKeys | null {
   const next: NextBuffer = () => undefined;
@@ -71,6 +74,7 @@ function probe(): OnreadKeys | null {
  * stream socket not already reading into a caller's buffer.
  */
 export function canReadInto(socket: Socket): boolean {
+  if (distrusted) return false;
   keys ??= probe();
   if (keys === null) return false;
   // A TLSSocket's handle decrypts; the bytes it reads are not the ones to forward.
@@ -103,4 +107,35 @@ export function readInto(socket: Socket, first: Buffer, callback: ReadCallback, 
   // read to the stream's onread; called once per socket (each call pushes one).
   (socket as unknown as { _handle: Required<StreamHandle> })._handle.useUserBuffer(first);
   return true;
+}
+
+/** Bytes per read once a socket is back on stream reads: Node's own default. */
+const STREAM_READ_SIZE = 64 * 1024;
+
+/** A read of a socket on stream reads: a copy of the bytes is pushed into the stream, which emits it as `'data'`. */
+function pushCopy(this: Socket, nread: number, buffer: Buffer): boolean {
+  return this.push(Buffer.from(buffer.subarray(0, nread)));
+}
+
+/**
+ * Takes a socket switched by {@link readInto} back to ordinary stream reads,
+ * for a caller whose read callback saw a buffer it had not set: the socket
+ * reads into a buffer of its own (not shared with any other socket) and every
+ * read is pushed into the stream as a copy, so the socket emits `'data'`
+ * again, with the stream's own backpressure. Call it from the read callback
+ * (the new buffer is taken right after it returns); from then on no socket
+ * in the process is switched by {@link readInto}.
+ *
+ * Node cannot take a read listener off a handle once `useUserBuffer()` has
+ * pushed one, so this is as close to a switch back as a socket allows: it
+ * relies only on `onread`'s documented contract (the callback's buffer holds
+ * the `nread` bytes just read), not on the shared buffers.
+ */
+export function readThroughStream(socket: Socket): void {
+  distrusted = true;
+  if (keys === null || keys === undefined) return;
+  const k = socket as unknown as Keyed;
+  const own = Buffer.allocUnsafe(STREAM_READ_SIZE);
+  k[keys.callback] = pushCopy;
+  k[keys.next] = () => own;
 }

@@ -190,6 +190,12 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
     this.#returning.length = 0;
   }
 
+  /** `await using rebalancer = new Rebalancer(pool)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+
   /** Something changed: check the balance now (a timer keeps checking while out of balance). */
   readonly #poke = (): void => {
     if (this.#closed || this.#timer !== undefined) return;

@@ -9,7 +9,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import createDebug from 'debug';
-import { ConnectError, FailoverProxyError, type ErrorCode } from './errors.js';
+import { ConnectError, FailoverProxyError } from './errors.js';
+import { gatewayStatusLine } from './gateway-status.js';
 import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
 import type { MemberFactory, PinOptions, PlaceOptions } from './placement.js';
@@ -32,7 +33,7 @@ export interface UpgradeOptions extends PinOptions {
 export interface UpgradeHandlerOptions extends UpgradeOptions {
   /**
    * Told about every upgrade that could not be placed, after the client was
-   * answered (`502`/`503`) or, when it had left, closed. Also logged with
+   * answered (`502`/`503`/`504`) or, when it had left, closed. Also logged with
    * `debug` (`failover-proxy:upgrade`).
    */
   readonly onError?: ((error: FailoverProxyError, req: IncomingMessage) => void) | undefined;
@@ -59,9 +60,9 @@ const REFUSAL_GRACE_MS = 2000;
  * PROXY protocol header (with the client's address) apply as for `pin()`.
  *
  * Never leaves the client hanging: when no upstream can be had the client
- * gets `503 Service Unavailable` (`NO_HEALTHY_BACKEND`, `MAX_CONNECTIONS`,
- * `POOL_CLOSED`, `BACKEND_DOWN`) or `502 Bad Gateway` (`CONNECT_FAILED`,
- * `CONNECT_TIMEOUT`) and is closed, and the promise rejects with that
+ * gets the status `createHttpProxy` answers for the same failure (`503`
+ * for `NO_HEALTHY_BACKEND`, `MAX_CONNECTIONS`, `POOL_CLOSED`; `504` for
+ * `CONNECT_TIMEOUT`; `502` for `CONNECT_FAILED`, `BACKEND_DOWN`) and is closed, and the promise rejects with that
  * error; a client that left first (`CLIENT_CLOSED`) is just closed.
  *
  * @example
@@ -134,17 +135,12 @@ function serializeRequestHead(req: IncomingMessage): Buffer {
   return Buffer.from(text, 'latin1');
 }
 
-const statusByCode: Partial<Record<ErrorCode, string>> = {
-  CONNECT_FAILED: '502 Bad Gateway',
-  CONNECT_TIMEOUT: '502 Bad Gateway',
-};
-
 function refuse(client: Socket, error: FailoverProxyError): void {
   if (client.destroyed || error.code === 'CLIENT_CLOSED' || !client.writable) {
     client.destroy();
     return;
   }
-  const status = statusByCode[error.code] ?? '503 Service Unavailable';
+  const status = gatewayStatusLine(error.code);
   const body = `${error.code}\n`;
   // Whatever the client still sends is discarded, so unread bytes cannot turn
   // our close into a reset that would swallow the answer.

@@ -31,6 +31,7 @@ import { snapshot, type PoolStats } from './pool-stats.js';
 import type { PoolMember } from './pool-member.js';
 import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import * as v from './validate.js';
+import { publishBackendStateChanged, publishConnectionClosed, publishConnectionOpened } from './diagnostics.js';
 
 const log = createDebug('failover-proxy:pool');
 
@@ -171,7 +172,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     const dial = o.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
     this.#registry = new MemberRegistry(
       {
-        opened: (member) => this.emit('connectionOpened', member),
+        opened: (member) => {
+          this.emit('connectionOpened', member);
+          publishConnectionOpened(this, member);
+        },
         closed: (member, entry, info) => this.#memberClosed(member, entry, info),
       },
       o.teardown,
@@ -594,6 +598,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   #changed(entry: BackendEntry, change: StateChange): void {
     const { backend } = entry;
     this.emit('backendStateChanged', backend, change);
+    publishBackendStateChanged(this, backend, change);
     if (change.axis === 'health') {
       if (change.health === 'leaving') this.#startEvacuation(entry);
       else this.#stopEvacuation(entry);
@@ -833,6 +838,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   #memberClosed(member: PoolMember, entry: BackendEntry, info: ConnectionClosedInfo): void {
     if (info.reason === 'write-stalled') entry.writeStalls++;
     this.emit('connectionClosed', member, info);
+    publishConnectionClosed(this, member, info);
     if (entry.members.size === 0 && entry.drainWaiters.length > 0) this.#stopDrain(entry);
     // A freed slot lets one waiting client through a per-backend cap.
     if (this.#placement.waiting > 0 && entry.eligible) this.#placement.wakeOne();

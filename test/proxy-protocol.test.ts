@@ -6,7 +6,6 @@ import { test, type TestContext } from 'node:test';
 import tls from 'node:tls';
 import { loadCerts } from '../examples/support/certs.js';
 import {
-  PROXY_V2_SIGNATURE,
   proxyAddressesOf,
   proxyHeader,
   proxyHeaderV1,
@@ -15,6 +14,7 @@ import {
   type FailoverProxyError,
   type UpstreamPoolOptions,
 } from '../src/index.js';
+import { PROXY_V2_SIGNATURE } from '../src/proxy-protocol.js';
 import { HOST, listen, waitFor } from './helpers/net.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');

@@ -197,6 +197,26 @@ test('a backend that refuses the connection gets the client a 502', async (t) =>
   assert.deepEqual(errors, ['CONNECT_FAILED']);
 });
 
+test('a dial that hangs gets the client a 504, the status createHttpProxy answers for it', async (t) => {
+  const pool = new UpstreamPool({
+    backends: [{ host: HOST, port: 1, id: 'hangs' }],
+    retries: 0,
+    connectTimeout: 200,
+    dial: (_backend, { signal }) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')))),
+  });
+  t.after(() => pool.destroy());
+  const errors: string[] = [];
+  const port = await gateway(t, pool, (err) => errors.push(err.code));
+  const client = await rawUpgrade(t, port);
+  let answer = '';
+  client.setEncoding('latin1');
+  client.on('data', (c: string) => (answer += c));
+  await once(client, 'end');
+  assert.match(answer, /^HTTP\/1\.1 504 Gateway Timeout\r\n/);
+  assert.match(answer, /CONNECT_TIMEOUT\n$/);
+  assert.deepEqual(errors, ['CONNECT_TIMEOUT']);
+});
+
 test('a client that leaves while waiting for a backend cancels its placement', async (t) => {
   const a = await upgradeBackend(t, 'a');
   const pool = poolOf(t, [{ port: a.port, id: 'a' }], { queue: { max: 10, timeout: 60_000 } });

@@ -10,11 +10,6 @@ import type { ConnectionSlot } from './connection-slot.js';
 
 /**
  * What a check is given besides the backend.
- *
- * @example
- * ```ts
- * const context: CheckContext = { signal: AbortSignal.timeout(1000) };
- * ```
  */
 export interface CheckContext {
   /**
@@ -33,13 +28,9 @@ export interface CheckContext {
 
 /**
  * What a check resolves with when the backend answered that it is leaving:
- * not ready, still serving (a graceful shutdown). The probe records the
- * outcome `leaving`; `message` becomes the cause's message.
- *
- * @example
- * ```ts
- * return { outcome: 'leaving', message: '[-]shutdown failed: reason withheld' };
- * ```
+ * not ready, still serving (a graceful shutdown), e.g.
+ * `{ outcome: 'leaving', message: '[-]shutdown failed: reason withheld' }`.
+ * The probe records the outcome `leaving`; `message` becomes the cause's message.
  */
 export interface LeavingAnswer {
   readonly outcome: 'leaving';
@@ -51,14 +42,6 @@ export interface LeavingAnswer {
  * a {@link LeavingAnswer} when the backend answered that it is leaving;
  * rejects when it fails. Built-in checks reject with a {@link CheckError}
  * whose `layer` says where the failure happened.
- *
- * @example
- * ```ts
- * const check: CheckFunction = async (backend, { signal }) => {
- *   const res = await fetch(`http://${backend.host}:${backend.port}/ping`, { signal });
- *   if (!res.ok) throw new Error(`status ${res.status}`);
- * };
- * ```
  */
 export type CheckFunction = (backend: Backend, context: CheckContext) => Promise<void | LeavingAnswer>;
 

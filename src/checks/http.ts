@@ -45,11 +45,6 @@ export type HttpClassifier = (status: number, body: string | undefined) => HttpC
 
 /**
  * Options of the `http` and `https` checks.
- *
- * @example
- * ```ts
- * const options: HttpCheckOptions = { path: '/livez', expect: [200, 204], body: (text) => text.trim() === 'ok' };
- * ```
  */
 export interface HttpCheckOptions {
   /**
@@ -103,21 +98,11 @@ export interface HttpCheckOptions {
 
 /**
  * Options of the `https` check: the HTTP options and the TLS options.
- *
- * @example
- * ```ts
- * const options: HttpsCheckOptions = { path: '/readyz', ca: readFileSync('ca.crt'), cert, key };
- * ```
  */
 export interface HttpsCheckOptions extends HttpCheckOptions, TlsCheckOptions {}
 
 /**
  * An HTTP check as written in options.
- *
- * @example
- * ```ts
- * new HealthProbe({ check: { type: 'http', path: '/healthz', expect: 200 } });
- * ```
  */
 export interface HttpCheckSpec extends HttpCheckOptions {
   readonly type: 'http';
@@ -125,11 +110,6 @@ export interface HttpCheckSpec extends HttpCheckOptions {
 
 /**
  * An HTTPS check as written in options.
- *
- * @example
- * ```ts
- * new HealthProbe({ check: { type: 'https', path: '/readyz', ca: readFileSync('ca.crt') } });
- * ```
  */
 export interface HttpsCheckSpec extends HttpsCheckOptions {
   readonly type: 'https';

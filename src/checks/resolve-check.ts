@@ -15,11 +15,6 @@ import { tlsCheck, type TlsCheckSpec } from './tls.js';
 
 /**
  * A check as written in options: a built-in check by `type`, or a function.
- *
- * @example
- * ```ts
- * const spec: CheckSpec = { type: 'https', path: '/readyz', ca: readFileSync('ca.crt') };
- * ```
  */
 export type CheckSpec = TcpCheckSpec | TlsCheckSpec | HttpCheckSpec | HttpsCheckSpec | CheckFunction;
 
@@ -28,12 +23,6 @@ const types = ['tcp', 'tls', 'http', 'https'] as const;
 /**
  * Validates a check spec and returns the check function it describes. Throws
  * `INVALID_ARGUMENT` naming the faulty option (`check.path`, `check.expect`…).
- *
- * @example
- * ```ts
- * const check = resolveCheck({ type: 'http', path: '/healthz', expect: [200, 204] });
- * await check(backend, { signal: AbortSignal.timeout(1000) });
- * ```
  */
 export function resolveCheck(spec: CheckSpec): CheckFunction {
   if (typeof spec === 'function') return customCheck(spec);

@@ -10,11 +10,6 @@ import { superviseSocket } from './socket-supervision.js';
 
 /**
  * The TCP check as written in options: connect, then close.
- *
- * @example
- * ```ts
- * new HealthProbe({ check: { type: 'tcp' } });
- * ```
  */
 export interface TcpCheckSpec {
   readonly type: 'tcp';

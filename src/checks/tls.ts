@@ -15,11 +15,6 @@ import { superviseSocket } from './socket-supervision.js';
 /**
  * TLS settings of the `tls` and `https` checks. Verification is on unless
  * `rejectUnauthorized: false` is given.
- *
- * @example
- * ```ts
- * const options: TlsCheckOptions = { ca: readFileSync('ca.crt'), servername: 'kubernetes.default.svc' };
- * ```
  */
 export interface TlsCheckOptions {
   /**
@@ -48,11 +43,6 @@ export interface TlsCheckOptions {
 
 /**
  * A TLS check as written in options.
- *
- * @example
- * ```ts
- * new HealthProbe({ check: { type: 'tls', ca: readFileSync('ca.crt'), servername: 'apiserver.test' } });
- * ```
  */
 export interface TlsCheckSpec extends TlsCheckOptions {
   readonly type: 'tls';

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { builtinModules } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,8 @@ interface PackageJson {
   files: string[];
   sideEffects: boolean;
   exports: Record<string, unknown>;
+  dependencies: Record<string, string>;
+  engines: Record<string, string>;
 }
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as PackageJson;
 
@@ -68,6 +71,30 @@ test('package.json: the exports map and the top-level fields have exactly this s
   assert.deepEqual(pkg.bin, { 'failover-proxy-apiserver': 'dist/apiserver-balancer.js' });
   assert.deepEqual(pkg.files, ['dist']);
   assert.equal(pkg.sideEffects, false);
+  // The lines CI tests (.ci/run); 22.12 is where require() of ESM (p-queue) needs no flag.
+  assert.deepEqual(pkg.engines, { node: '^22.12.0 || ^24.0.0 || ^26.0.0' });
+  assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['debug', 'eventemitter3', 'p-queue', 'tslib']);
+});
+
+/** The packages a built file loads at run time: its bare `require()`/`import` specifiers, Node's built-ins left out. */
+function packagesLoadedBy(file: string): string[] {
+  const code = readFileSync(join(dist, file), 'utf8');
+  const specifiers = [...code.matchAll(/\brequire\("([^"]+)"\)|^import\b[^'"]*["']([^'"]+)["'];?$/gm)].map((m) => (m[1] ?? m[2])!);
+  const builtins = new Set(builtinModules);
+  const packages = specifiers.filter((s) => !s.startsWith('.') && !s.startsWith('node:') && !builtins.has(s));
+  return [...new Set(packages)].sort();
+}
+
+test('dist uses exactly the dependencies package.json declares, loaded at run time, none bundled', { skip }, () => {
+  assert.deepEqual(packagesLoadedBy('index.cjs'), Object.keys(pkg.dependencies).sort());
+  const cjs = readFileSync(join(dist, 'index.cjs'), 'utf8');
+  // TypeScript's helpers come from tslib (importHelpers), among them the
+  // default-import interop that gets p-queue's class out of the ESM namespace.
+  assert.match(cjs, /\btslib_\d*\.__importDefault\(require\("p-queue"\)\)/);
+  // No copy of p-queue or its p-timeout in the bundle.
+  assert.doesNotMatch(cjs, /\bclass PQueue\b|\bPQueue = class\b|p-timeout|node_modules/);
+  // The program's packages are the library's too (plus the library itself, through ./index.js).
+  for (const name of packagesLoadedBy('apiserver-balancer.js')) assert.ok(name in pkg.dependencies, `the bin loads ${name}`);
 });
 
 test('every file package.json points at is built', { skip }, () => {

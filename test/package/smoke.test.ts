@@ -22,8 +22,11 @@ const probe = `
   const pool = new m.UpstreamPool({ backends: [{ host: '127.0.0.1', port: 1 }] });
   let code;
   try { new m.UpstreamPool({ retries: -1 }); } catch (e) { code = e.code + ':' + (e instanceof m.FailoverProxyError); }
+  // A probe makes its p-queue in the constructor: p-queue (ESM-only) is required at run time, not bundled.
+  const probe = new m.HealthProbe({ autoStart: false });
   console.log([typeof m.UpstreamPool, typeof m.PinnedConnection, typeof m.HealthProbe, pool.backends().length, code].join(','));
   pool.destroy();
+  probe.stop();
 `;
 
 test('dist is built (npm test runs the build first)', () => {
