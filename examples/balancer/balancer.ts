@@ -94,7 +94,7 @@ export function formatAddress(address: HostPort): string {
 }
 
 /** A file the config names (TLS, token), read now so a bad path stops the start with exit 2. */
-function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefined): Buffer | undefined {
+function readConfiguredFile(io: Pick<BalancerIo, 'readFile'>, flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
   try {
     return io.readFile(path);
@@ -104,8 +104,11 @@ function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefin
   }
 }
 
+/** What the probe needs of the config (a worker gets it too, for when its primary is silent). */
+export type ProbeSettings = Pick<BalancerConfig, 'check' | 'ca' | 'cert' | 'key' | 'insecure' | 'servername' | 'interval' | 'timeout' | 'rise' | 'fall'>;
+
 /** Builds the probe's check from the config, reading and checking the TLS files. */
-export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<HealthProbeOptions['check']> {
+export function probeCheck(config: ProbeSettings, io: Pick<BalancerIo, 'readFile'>): NonNullable<HealthProbeOptions['check']> {
   const { check } = config;
   if (check.type === 'tcp') return { type: 'tcp' };
   if (check.type === 'http') return { type: 'http', path: check.path };
@@ -243,7 +246,7 @@ export function rebalancerFor(pool: UpstreamPool, config: Pick<BalancerConfig, '
 }
 
 /** The probe's options; it is started by hand once attached. */
-export function probeOptions(config: BalancerConfig, check: NonNullable<HealthProbeOptions['check']>): HealthProbeOptions {
+export function probeOptions(config: ProbeSettings, check: NonNullable<HealthProbeOptions['check']>): HealthProbeOptions {
   return { check, interval: config.interval, timeout: config.timeout, rise: config.rise, fall: config.fall, autoStart: false };
 }
 

@@ -54,6 +54,7 @@
  * @module
  */
 import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type BackendStats, type CheckResult, type PoolStats } from '../../src/index.js';
 import { handleAdminRequest, type AdminPool, type AdminReply, type AdminRequest } from './admin-api.js';
@@ -69,6 +70,7 @@ import {
   reloadConfig,
   type BalancerIo,
   type BalancerStats,
+  type ProbeSettings,
 } from './balancer.js';
 import {
   ControlPool,
@@ -108,13 +110,16 @@ export type WorkerSettings = Pick<
   | 'rebalance'
   | 'rebalanceRate'
   | 'rebalanceTolerance'
->;
+> &
+  ProbeSettings;
 
 type ToWorker =
   | { readonly type: 'start'; readonly settings: WorkerSettings; readonly verdicts: ControlSnapshot['verdicts']; readonly replay: ControlSnapshot['replay'] }
   | HealthMessage
   | { readonly type: 'command'; readonly seq: number; readonly command: WorkerCommand }
-  | { readonly type: 'shutdown'; readonly force: boolean };
+  | { readonly type: 'shutdown'; readonly force: boolean; readonly timeout: number }
+  | { readonly type: 'tick' }
+  | { readonly type: 'verdicts'; readonly verdicts: ControlSnapshot['verdicts'] };
 
 type FromWorker =
   | { readonly type: 'ready' }
@@ -122,7 +127,9 @@ type FromWorker =
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'reply'; readonly seq: number; readonly ok: boolean; readonly result?: unknown; readonly error?: { code: string; message: string } }
   | { readonly type: 'connectFailed'; readonly id: string; readonly timeout: number | undefined; readonly code: string | undefined; readonly message: string }
-  | { readonly type: 'writeStalled'; readonly id: string };
+  | { readonly type: 'writeStalled'; readonly id: string }
+  | { readonly type: 'removed'; readonly id: string }
+  | { readonly type: 'resync' };
 
 /** How long `/stats` and `/metrics` wait for the workers' figures. */
 export const STATS_TIMEOUT = 2000;
@@ -130,6 +137,15 @@ export const STATS_TIMEOUT = 2000;
 const EXIT_GRACE = 5000;
 /** A worker that died before it listened is replaced after this long, not at once (no fork storm). */
 const RESPAWN_DELAY = 1000;
+/** How often the primary tells its workers it is alive (a `tick` message). */
+export const HEARTBEAT_INTERVAL = 1000;
+/**
+ * A worker that has heard nothing from its primary for this long (and at
+ * least three check intervals) checks the backends itself until the primary
+ * speaks again: a stopped primary (SIGSTOP, a debugger, a stall) must not
+ * freeze every worker's verdicts.
+ */
+export const PRIMARY_SILENCE = 5000;
 
 // ------------------------------------------------------------- stats merge
 
@@ -269,17 +285,22 @@ function toPrimary(message: FromWorker): void {
  * if (cluster.isWorker) runWorker({ log: (line) => process.stdout.write(`${line}\n`) });
  * ```
  */
-export function runWorker(io: Pick<BalancerIo, 'log'>): void {
+export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo, 'readFile'>>): void {
   const workerId = cluster.worker?.id ?? 0;
   // `2030-01-01T00:00:00.000Z worker 2: backend b1 up -> down ...`
   const write = (line: string): void => io.log(line.replace(/^(\S+) /, `$1 worker ${workerId}: `));
   let pool: UpstreamPool | undefined;
   let log: EventLog | undefined;
   let server: ReturnType<typeof createServer> | undefined;
+  let settings: WorkerSettings | undefined;
   let drainTimeout = 0;
   let stopping: Promise<void> | undefined;
+  /** The worker's own probe while the primary is silent. */
+  let ownProbe: HealthProbe | undefined;
+  let lastHeard = Date.now();
+  let watchdog: NodeJS.Timeout | undefined;
 
-  const shutdown = (force: boolean): void => {
+  const shutdown = (force: boolean, timeout = drainTimeout): void => {
     if (pool === undefined) process.exit(0);
     const p = pool;
     if (stopping !== undefined) {
@@ -290,10 +311,12 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
     log?.info(
       force
         ? `closing ${open} connection${open === 1 ? '' : 's'} now`
-        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
+        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${timeout} ms to finish`,
     );
     server?.close();
-    stopping = (force ? p.destroy() : p.close({ timeout: drainTimeout })).then(() => {
+    stopping = (force ? p.destroy() : p.close({ timeout })).then(async () => {
+      if (watchdog !== undefined) clearInterval(watchdog);
+      await ownProbe?.stop();
       const closedAtDeadline = p.stats().teardowns['pool-closed'] ?? 0;
       log?.close();
       log?.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
@@ -301,13 +324,39 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
     });
   };
 
+  /** The primary is silent or gone: this worker checks its backends itself, with the same check. */
+  const probeAlone = (why: string): void => {
+    if (ownProbe !== undefined || pool === undefined || settings === undefined) return;
+    try {
+      const probe = new HealthProbe(probeOptions(settings, probeCheck(settings, { readFile: io.readFile ?? ((path) => readFileSync(path)) })));
+      probe.attach(pool);
+      probe.start();
+      ownProbe = probe;
+      log?.info(`${why}: checking the backends in this worker until it answers`);
+    } catch (err) {
+      log?.info(`${why}, and this worker cannot check the backends itself: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+
+  const heard = (): void => {
+    lastHeard = Date.now();
+    if (ownProbe === undefined || stopping !== undefined) return;
+    const probe = ownProbe;
+    ownProbe = undefined;
+    void probe.stop();
+    log?.info('the primary answers again: following its verdicts');
+    // What it decided meanwhile wins over this worker's own checks.
+    toPrimary({ type: 'resync' });
+  };
+
   const start = async (message: Extract<ToWorker, { type: 'start' }>): Promise<void> => {
-    const { settings } = message;
-    drainTimeout = settings.drainTimeout;
-    const p = new UpstreamPool(poolOptions(settings));
+    settings = message.settings;
+    const current = settings;
+    drainTimeout = current.drainTimeout;
+    const p = new UpstreamPool(poolOptions(current));
     pool = p;
     // Each worker moves its own connections back to a backend that returns.
-    rebalancerFor(p, settings);
+    rebalancerFor(p, current);
     // The log first: the verdicts so far are logged as this worker's transitions.
     log = new EventLog(p, undefined, { write });
     for (const verdict of message.verdicts) applyVerdict(p, verdict);
@@ -323,27 +372,41 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
       });
     });
     p.on('writeStalled', (backend) => toPrimary({ type: 'writeStalled', id: backend.id }));
+    // A drained removal ends here: the primary stops checking the backend once every worker says so.
+    p.on('backendRemoved', (backend) => toPrimary({ type: 'removed', id: backend.id }));
+    const silence = Math.max(PRIMARY_SILENCE, 3 * current.interval);
+    watchdog = setInterval(() => {
+      if (stopping === undefined && Date.now() - lastHeard > silence) probeAlone(`no word from the primary for ${Date.now() - lastHeard} ms`);
+    }, HEARTBEAT_INTERVAL);
+    watchdog.unref();
     const s = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => p.accept(socket));
     server = s;
     try {
-      const address = await listen(s, settings.listen);
+      const address = await listen(s, current.listen);
       s.on('error', (err) => log?.info(`listener error: ${err.message}`));
       toPrimary({ type: 'listening', address });
     } catch (err) {
       toPrimary({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
+      clearInterval(watchdog);
       await p.destroy();
       process.exit(1);
     }
   };
 
   process.on('message', (message: ToWorker) => {
+    heard();
     switch (message.type) {
       case 'start':
         void start(message);
         return;
+      case 'tick':
+        return;
       case 'health':
         // Synchronously, in this tick: the teardown happens before any other I/O.
         if (pool !== undefined) applyVerdict(pool, message);
+        return;
+      case 'verdicts':
+        if (pool !== undefined) for (const verdict of message.verdicts) applyVerdict(pool, verdict);
         return;
       case 'command': {
         const { seq, command } = message;
@@ -351,6 +414,8 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
           toPrimary({ type: 'reply', seq, ok: false, error: { code: 'WORKER_STARTING', message: 'the worker has no pool yet' } });
           return;
         }
+        // A reload's drain deadline is also the one a shutdown of this worker uses.
+        if (command.op === 'reconcile' && command.drainTimeout !== undefined) drainTimeout = command.drainTimeout;
         runCommand(pool, command).then(
           (result) => toPrimary({ type: 'reply', seq, ok: true, result }),
           (err: unknown) => toPrimary({ type: 'reply', seq, ok: false, error: errorOf(err) }),
@@ -358,9 +423,18 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
         return;
       }
       case 'shutdown':
-        shutdown(message.force);
+        shutdown(message.force, message.timeout);
         return;
     }
+  });
+  // The primary died or exited (its IPC channel closed): stop accepting,
+  // so the port is free for the unit a supervisor restarts, keep checking
+  // the backends here while the connections drain, then exit 0.
+  process.on('disconnect', () => {
+    if (stopping !== undefined) return;
+    if (pool === undefined) process.exit(0);
+    probeAlone('the primary is gone');
+    shutdown(false);
   });
   // A Ctrl-C reaches the whole process group: drain like the primary asks.
   let signals = 0;
@@ -498,6 +572,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let restarts = 0;
   let closing: Promise<void> | undefined;
   const respawns = new Set<NodeJS.Timeout>();
+  let heartbeat: NodeJS.Timeout | undefined = undefined;
 
   const send = (slot: Slot, message: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
@@ -539,6 +614,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       });
       return replies;
     },
+    workers: () => [...slots.values()].filter((s) => s.started).map((s) => s.id),
   });
   const events = new RecentEvents(pool);
 
@@ -581,6 +657,16 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     rebalance: config.rebalance,
     rebalanceRate: config.rebalanceRate,
     rebalanceTolerance: config.rebalanceTolerance,
+    check: config.check,
+    ca: config.ca,
+    cert: config.cert,
+    key: config.key,
+    insecure: config.insecure,
+    servername: config.servername,
+    interval: config.interval,
+    timeout: config.timeout,
+    rise: config.rise,
+    fall: config.fall,
   };
   // Every worker accepts on the shared socket (see the module comment for
   // why); NODE_CLUSTER_SCHED_POLICY=rr still chooses Node's round robin.
@@ -634,6 +720,13 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       case 'writeStalled':
         control.writeStalled(message.id);
         return;
+      case 'removed':
+        control.workerRemoved(slot.id, message.id);
+        return;
+      case 'resync':
+        // A worker that checked alone while this process was silent takes its verdicts again.
+        send(slot, { type: 'verdicts', verdicts: control.snapshot().verdicts });
+        return;
     }
   };
 
@@ -646,6 +739,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     worker.on('error', () => {});
     worker.on('exit', (code, signal) => {
       slots.delete(slot.id);
+      control.workerExited(slot.id);
       for (const gathering of gatherings.values()) {
         if (!gathering.expect.delete(slot.id)) continue;
         gathering.replies.set(slot.id, { worker: slot.id, pid: slot.pid, ok: false, error: { code: 'WORKER_EXITED', message: `worker ${slot.id} exited` } });
@@ -676,6 +770,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   };
 
   const stopAll = async (force: boolean): Promise<void> => {
+    clearInterval(heartbeat);
     for (const timer of respawns) clearTimeout(timer);
     respawns.clear();
     const allGone = new Promise<void>((resolve) => {
@@ -684,12 +779,13 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     });
     for (const slot of slots.values()) {
       // A worker still starting has nothing to drain.
-      if (slot.started) send(slot, { type: 'shutdown', force });
+      // The drain deadline in force now (a reload may have changed it).
+      if (slot.started) send(slot, { type: 'shutdown', force, timeout: drainTimeout });
       else slot.worker.process.kill('SIGKILL');
     }
     const deadline = setTimeout(() => {
       for (const slot of slots.values()) slot.worker.process.kill('SIGKILL');
-    }, (force ? 0 : config.drainTimeout) + EXIT_GRACE);
+    }, (force ? 0 : drainTimeout) + EXIT_GRACE);
     await allGone;
     clearTimeout(deadline);
     probe.off('checked', onChecked);
@@ -708,6 +804,11 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     throw err;
   }
   startup = undefined;
+  // Workers take a long silence for a stopped primary and check alone (see PRIMARY_SILENCE).
+  heartbeat = setInterval(() => {
+    for (const slot of slots.values()) if (slot.started) send(slot, { type: 'tick' });
+  }, HEARTBEAT_INTERVAL);
+  heartbeat.unref();
 
 
   const broadcast = async (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
@@ -812,7 +913,9 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let status: StatusServer | undefined;
   if (config.status !== undefined) {
     try {
-      status = await startStatusServer(config.status, { stats, metrics, api });
+      // /readyz as in a single process: the control pool holds the verdicts every worker follows.
+      const ready = (): boolean => closing === undefined && pool.backends().some((b) => pool.status(b.id)?.state === 'up');
+      status = await startStatusServer(config.status, { stats, metrics, api, ready });
     } catch (err) {
       closing = stopAll(true);
       await closing;
@@ -830,7 +933,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     info(
       force
         ? `closing every connection now in ${slots.size} workers`
-        : `shutting down: not accepting; ${slots.size} workers draining, ${config.drainTimeout} ms to finish`,
+        : `shutting down: not accepting; ${slots.size} workers draining, ${drainTimeout} ms to finish`,
     );
     await stopAll(force);
     await status?.close();
@@ -857,7 +960,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
         return closing;
       }
       // A drain is under way: cut it short in every worker.
-      for (const slot of slots.values()) send(slot, { type: 'shutdown', force: true });
+      for (const slot of slots.values()) send(slot, { type: 'shutdown', force: true, timeout: 0 });
       return closing;
     },
   };
