@@ -287,6 +287,9 @@ function toPrimary(message: FromWorker): void {
  */
 export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo, 'readFile'>>): void {
   const workerId = cluster.worker?.id ?? 0;
+  // node:cluster exits a worker at once when its primary's channel closes,
+  // dropping every connection; this worker drains them instead (below).
+  if (cluster.worker !== undefined) cluster.worker.exitedAfterDisconnect = true;
   // `2030-01-01T00:00:00.000Z worker 2: backend b1 up -> down ...`
   const write = (line: string): void => io.log(line.replace(/^(\S+) /, `$1 worker ${workerId}: `));
   let pool: UpstreamPool | undefined;
@@ -325,14 +328,14 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
   };
 
   /** The primary is silent or gone: this worker checks its backends itself, with the same check. */
-  const probeAlone = (why: string): void => {
+  const probeAlone = (why: string, what = 'checking the backends in this worker until it answers'): void => {
     if (ownProbe !== undefined || pool === undefined || settings === undefined) return;
     try {
       const probe = new HealthProbe(probeOptions(settings, probeCheck(settings, { readFile: io.readFile ?? ((path) => readFileSync(path)) })));
       probe.attach(pool);
       probe.start();
       ownProbe = probe;
-      log?.info(`${why}: checking the backends in this worker until it answers`);
+      log?.info(`${why}: ${what}`);
     } catch (err) {
       log?.info(`${why}, and this worker cannot check the backends itself: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -433,7 +436,7 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
   process.on('disconnect', () => {
     if (stopping !== undefined) return;
     if (pool === undefined) process.exit(0);
-    probeAlone('the primary is gone');
+    probeAlone('the primary is gone', 'not accepting; checking the backends in this worker while its connections drain');
     shutdown(false);
   });
   // A Ctrl-C reaches the whole process group: drain like the primary asks.
