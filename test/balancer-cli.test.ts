@@ -85,6 +85,7 @@ test('one backend and every default', () => {
     writeStallTimeout: 8000,
     allDown: 'queue',
     workers: 1,
+    accessLog: undefined,
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);
@@ -135,6 +136,8 @@ test('every flag, in both --flag value and --flag=value forms', () => {
     '20000',
     '--all-down',
     'fail-open',
+    '--access-log',
+    '/var/log/access.log',
   ]);
   assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7443 });
   assert.deepEqual(config.backends, [
@@ -158,6 +161,8 @@ test('every flag, in both --flag value and --flag=value forms', () => {
   );
   // A bare port is served on loopback only.
   assert.deepEqual(config.status, { host: '127.0.0.1', port: 9090 });
+  assert.equal(config.accessLog, '/var/log/access.log');
+  assert.equal(parse(['--backend', 'h:1', '--access-log=-']).accessLog, '-');
 });
 
 test('rebalancing, slow start, write stalls and the all-down policy', () => {

@@ -4,7 +4,8 @@
 // API (drain, remove, re-add), a reload's drain deadline on SIGTERM, a
 // backend failing while it drains for removal, and the second signal.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -19,6 +20,14 @@ export type Mode = (typeof modes)[number];
 export function startMode(t: TestContext, mode: Mode, args: readonly string[]): Promise<RunningCli> {
   return startCli(t, mode === 'workers' ? [...args, '--workers', '2'] : args);
 }
+
+/** `promtool check metrics` on `text`: its complaints, or why it could not run. */
+function promtool(text: string): { ran: boolean; output: string } {
+  const run = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 });
+  if (run.error !== undefined) return { ran: false, output: run.error.message };
+  return { ran: true, output: `${run.status ?? ''} ${run.stdout}${run.stderr}`.trim() };
+}
+const hasPromtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' }).error === undefined;
 
 interface Stats {
   readonly backends: { id: string; state: string; admin: string; members: number }[];
@@ -168,5 +177,67 @@ for (const mode of modes) {
     const [code] = await cli.exited;
     assert.equal(code, 0, cli.stderr());
     assert.equal(cli.stderr(), '');
+  });
+
+  test(`${mode}: /metrics passes promtool with build, process, event-loop, bytes, check-latency and verdict families; the access log has one line per closed connection`, { timeout: 120_000 }, async (t) => {
+    const a = await namedServer(t, 'a');
+    const dir = tempDir(t);
+    const accessLog = join(dir, 'access.log');
+    const cli = await startMode(t, mode, [
+      '--listen', `${HOST}:0`, '--backend', `a=${HOST}:${a.port}`, '--backend', `gone=${HOST}:1`,
+      '--check', 'tcp', '--interval', '300', '--rise', '1', '--fall', '1', '--status', '0', '--access-log', accessLog,
+    ]);
+    await poll(() => stats(cli.status), (s) => s.backends.find((x) => x.id === 'a')?.state === 'up', 'a up');
+    const client = await connect(t, cli.listen);
+    assert.equal(await readLine(client), 'a');
+    client.write('hello\n');
+    assert.equal(await readLine(client), 'hello');
+    client.end();
+    await new Promise((resolve) => client.once('close', resolve));
+    const line = await poll(
+      () => {
+        try {
+          return Promise.resolve(readFileSync(accessLog, 'utf8'));
+        } catch {
+          return Promise.resolve('');
+        }
+      },
+      (text) => text.includes('\n'),
+      'the access log line',
+    );
+    const entries = line.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(entries.length, 1, line);
+    const entry = entries[0]!;
+    assert.equal(entry['backend'], 'a');
+    assert.equal(entry['address'], `${HOST}:${a.port}`);
+    assert.match(String(entry['client']), /^127\.0\.0\.1:\d+$/);
+    assert.deepEqual([entry['bytesFromClient'], entry['bytesFromUpstream']], [6, 8]);
+    assert.equal(typeof entry['durationMs'], 'number');
+    assert.equal(typeof entry['reason'], 'string');
+    assert.match(String(entry['time']), /^\d{4}-\d\d-\d\dT.*Z$/);
+    if (mode === 'workers') assert.equal(typeof entry['worker'], 'number');
+
+    const metrics = (await api(cli.status, 'GET', '/metrics')).text;
+    assert.match(metrics, /^failover_proxy_build_info\{version="[^"]+",node="v\d+\.\d+\.\d+"\} 1$/m);
+    const processes = mode === 'workers' ? ['primary', 'worker-1', 'worker-2'] : ['main'];
+    for (const p of processes) {
+      for (const family of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'process_max_fds', 'failover_proxy_event_loop_delay_max_seconds']) {
+        assert.match(metrics, new RegExp(`^${family}\\{process="${p}"\\} [0-9.e+-]+$`, 'm'), `${family} of ${p}`);
+      }
+      assert.match(metrics, new RegExp(`^failover_proxy_event_loop_delay_seconds\\{process="${p}",quantile="0.99"\\} [0-9.e+-]+$`, 'm'));
+    }
+    assert.match(metrics, /^failover_proxy_backend_sent_bytes_total\{backend="a"\} 6$/m);
+    assert.match(metrics, /^failover_proxy_backend_received_bytes_total\{backend="a"\} 8$/m);
+    assert.match(metrics, /^failover_proxy_probe_duration_seconds_bucket\{backend="a",le="\+Inf"\} [1-9]/m);
+    // Counted once (at the primary with --workers), not once per worker.
+    assert.match(metrics, /^failover_proxy_backend_verdicts_total\{backend="a",health="up",cause="probe-passed"\} 1$/m);
+    assert.match(metrics, /^failover_proxy_backend_verdicts_total\{backend="gone",health="down",cause="PROBE_CONNECT_FAILED"\} 1$/m);
+    if (!hasPromtool) {
+      t.diagnostic('promtool is not installed (Debian package prometheus): the exposition was not linted');
+      return;
+    }
+    const lint = promtool(metrics);
+    assert.ok(lint.ran, lint.output);
+    assert.equal(lint.output, '0', `promtool check metrics:\n${lint.output}`);
   });
 }

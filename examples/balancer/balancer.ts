@@ -22,7 +22,11 @@ import {
 import { handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
+import { AccessLog } from './access-log.js';
 import { renderMetrics } from './metrics.js';
+import { ProcessStats } from './process-stats.js';
+import { packageVersion } from './program-info.js';
+import { VerdictCounts } from './verdict-counts.js';
 import { ProbeStats } from './probe-stats.js';
 import { RebalanceLog } from './rebalance-log.js';
 import { RecentEvents } from './recent-events.js';
@@ -87,6 +91,20 @@ export type BalancerStats = ReturnType<UpstreamPool['stats']> & {
     readonly backends: ReturnType<ProbeStats['snapshot']>;
   };
 };
+
+/** `failover_proxy_build_info`'s labels. */
+export function buildInfo(): { version: string; node: string } {
+  return { version: packageVersion() ?? 'unknown', node: process.version };
+}
+
+/** The access log of a pool when the config asks for one; its write errors are logged once, never thrown. */
+export function accessLogFor(pool: UpstreamPool, config: Pick<BalancerConfig, 'accessLog'>, log: (line: string) => void, fields?: Record<string, number>): AccessLog | undefined {
+  if (config.accessLog === undefined) return undefined;
+  return new AccessLog(pool, config.accessLog, {
+    fields,
+    onError: (err) => log(`access log ${config.accessLog}: ${err.message}; no more lines are written (SIGHUP does not reopen it; restart to resume)`),
+  });
+}
 
 /** Formats `host:port`, brackets around IPv6. */
 export function formatAddress(address: HostPort): string {
@@ -313,6 +331,10 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
   const log = new EventLog(pool, probe, { write: io.log });
+  const proc = new ProcessStats('main');
+  const verdicts = new VerdictCounts(pool);
+  const access = accessLogFor(pool, config, (line) => log.info(line));
+  const build = buildInfo();
   const events = new RecentEvents(pool);
   const rebalanceLog = rebalancer && new RebalanceLog(pool, rebalancer, (line) => log.info(line));
   const stats = (): BalancerStats => ({ ...pool.stats(), probe: probeSummary(config, probeStats) });
@@ -363,7 +385,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     if (config.status !== undefined) {
       status = await startStatusServer(config.status, {
         stats,
-        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot()),
+        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot(), { build, processes: [proc.snapshot()], verdicts: verdicts.snapshot() }),
         ready,
         api: (req) =>
           handleAdminRequest(
@@ -379,8 +401,11 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     rebalancer?.close();
     log.close();
     probeStats.detach();
+    proc.close();
+    verdicts.close();
     await probe.stop();
     await pool.destroy();
+    await access?.close();
     throw err;
   }
   // Accept errors (EMFILE) must not kill the balancer; the pool reports its own.
@@ -410,6 +435,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     await status?.close();
     const closedAtDeadline = pool.stats().teardowns['pool-closed'] ?? 0;
     events.close();
+    proc.close();
+    verdicts.close();
+    await access?.close();
     log.close();
     log.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
   };

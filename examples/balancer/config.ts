@@ -92,6 +92,8 @@ export interface BalancerConfig {
   readonly allDown: 'queue' | 'fail-open';
   /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
   readonly workers: number;
+  /** Where the access log goes (one JSON line per closed connection): a file appended to, or `-` for stdout; `undefined`: off. */
+  readonly accessLog: string | undefined;
 }
 
 /** What the command line asks for. */
@@ -172,6 +174,7 @@ every connection pinned to a backend is torn down the moment it is marked down.
                              (default: interval x fall + timeout + 5000)
   --all-down POLICY          while no backend is up: queue (default) | fail-open (use the unhealthy ones)
   --workers N|auto           processes accepting clients (default 1; auto: one per CPU)
+  --access-log PATH|-        one JSON line per closed connection, appended to PATH or on stdout (default: off)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -205,7 +208,8 @@ type Key =
   | 'no-rebalance'
   | 'write-stall-timeout'
   | 'all-down'
-  | 'workers';
+  | 'workers'
+  | 'access-log';
 
 const keys: readonly Key[] = [
   'listen',
@@ -234,6 +238,7 @@ const keys: readonly Key[] = [
   'write-stall-timeout',
   'all-down',
   'workers',
+  'access-log',
 ];
 
 /** Flags that take no value (`true` when given; a config file sets them to true or false). */
@@ -423,6 +428,7 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   rebalance: 'no-rebalance',
   writeStallTimeout: 'write-stall-timeout',
   allDown: 'all-down',
+  accessLog: 'access-log',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -632,5 +638,6 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     writeStallTimeout,
     allDown,
     workers: optional('workers', (given) => (given.value === 'auto' ? availableParallelism() : integer(given, 1, MAX_WORKERS, ' or auto'))) ?? d.workers,
+    accessLog: optional('access-log', (given) => (given.value === '-' ? '-' : file(given))),
   });
 }

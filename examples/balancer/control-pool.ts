@@ -41,6 +41,7 @@ export type CommandTunables = Pick<BackendTunables, 'weight' | 'maxConnections'>
  */
 export type WorkerCommand =
   | { readonly op: 'stats' }
+  | { readonly op: 'process' }
   | { readonly op: 'drain'; readonly id: string; readonly timeout?: number | undefined }
   | { readonly op: 'maintenance'; readonly id: string; readonly reason?: string | undefined }
   | { readonly op: 'ready'; readonly id: string; readonly reason?: string | undefined }
@@ -49,8 +50,8 @@ export type WorkerCommand =
   | { readonly op: 'remove'; readonly id: string; readonly drain: boolean; readonly timeout?: number | undefined }
   | { readonly op: 'reconcile'; readonly specs: readonly BackendInput[]; readonly drainTimeout?: number | undefined };
 
-/** An admin command: every {@link WorkerCommand} but `stats`. */
-export type AdminCommand = Exclude<WorkerCommand, { readonly op: 'stats' }>;
+/** An admin command: every {@link WorkerCommand} but the reads (`stats`, `process`). */
+export type AdminCommand = Exclude<WorkerCommand, { readonly op: 'stats' } | { readonly op: 'process' }>;
 
 /** One worker's answer to a command. */
 export type WorkerReply =

@@ -51,6 +51,7 @@ export function backendSpecs(config: Pick<BalancerConfig, 'backends'>): BackendS
 const restartOnly: readonly [key: string, get: (c: BalancerConfig) => unknown][] = [
   ['listen', (c) => c.listen],
   ['status', (c) => c.status],
+  ['access-log', (c) => c.accessLog],
   ['check', (c) => c.check],
   ['ca', (c) => c.ca],
   ['cert', (c) => c.cert],

@@ -68,6 +68,8 @@ import {
   checkLabel,
   readToken,
   reloadConfig,
+  accessLogFor,
+  buildInfo,
   type BalancerIo,
   type BalancerStats,
   type ProbeSettings,
@@ -85,7 +87,10 @@ import {
 import type { ReloadSummary } from './reload.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { describeCheck, EventLog } from './event-log.js';
+import type { AccessLog } from './access-log.js';
 import { renderMetrics } from './metrics.js';
+import { ProcessStats, type ProcessFigures } from './process-stats.js';
+import { VerdictCounts } from './verdict-counts.js';
 import { ProbeStats } from './probe-stats.js';
 import { RecentEvents } from './recent-events.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
@@ -110,6 +115,7 @@ export type WorkerSettings = Pick<
   | 'rebalance'
   | 'rebalanceRate'
   | 'rebalanceTolerance'
+  | 'accessLog'
 > &
   ProbeSettings;
 
@@ -221,10 +227,12 @@ async function begun(done: Promise<void>): Promise<void> {
  * does (`UNKNOWN_BACKEND`…) and resolve once they have taken effect: a drain,
  * or a drained removal, goes on after that until this worker's deadline.
  */
-export async function runCommand(pool: UpstreamPool, command: WorkerCommand): Promise<unknown> {
+export async function runCommand(pool: UpstreamPool, command: WorkerCommand, proc?: ProcessStats): Promise<unknown> {
   switch (command.op) {
     case 'stats':
       return pool.stats();
+    case 'process':
+      return proc?.snapshot();
     case 'drain':
       await begun(pool.drain(command.id, command.timeout === undefined ? {} : { timeout: command.timeout }));
       return pool.status(command.id);
@@ -302,6 +310,8 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
   let ownProbe: HealthProbe | undefined;
   let lastHeard = Date.now();
   let watchdog: NodeJS.Timeout | undefined;
+  const proc = new ProcessStats(`worker-${workerId}`);
+  let access: AccessLog | undefined;
 
   const shutdown = (force: boolean, timeout = drainTimeout): void => {
     if (pool === undefined) process.exit(0);
@@ -320,6 +330,8 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
     stopping = (force ? p.destroy() : p.close({ timeout })).then(async () => {
       if (watchdog !== undefined) clearInterval(watchdog);
       await ownProbe?.stop();
+      await access?.close();
+      proc.close();
       const closedAtDeadline = p.stats().teardowns['pool-closed'] ?? 0;
       log?.close();
       log?.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
@@ -362,6 +374,7 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
     rebalancerFor(p, current);
     // The log first: the verdicts so far are logged as this worker's transitions.
     log = new EventLog(p, undefined, { write });
+    access = accessLogFor(p, current, (line) => log?.info(line), { worker: workerId });
     for (const verdict of message.verdicts) applyVerdict(p, verdict);
     for (const command of message.replay) runCommand(p, command).catch(() => {});
     p.on('connectFailed', (backend, error) => {
@@ -419,7 +432,7 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
         }
         // A reload's drain deadline is also the one a shutdown of this worker uses.
         if (command.op === 'reconcile' && command.drainTimeout !== undefined) drainTimeout = command.drainTimeout;
-        runCommand(pool, command).then(
+        runCommand(pool, command, proc).then(
           (result) => toPrimary({ type: 'reply', seq, ok: true, result }),
           (err: unknown) => toPrimary({ type: 'reply', seq, ok: false, error: errorOf(err) }),
         );
@@ -620,6 +633,10 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     workers: () => [...slots.values()].filter((s) => s.started).map((s) => s.id),
   });
   const events = new RecentEvents(pool);
+  // Verdicts are made here (the workers apply them): counted once, here.
+  const verdictCounts = new VerdictCounts(pool);
+  const proc = new ProcessStats('primary');
+  const build = buildInfo();
 
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
@@ -660,6 +677,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     rebalance: config.rebalance,
     rebalanceRate: config.rebalanceRate,
     rebalanceTolerance: config.rebalanceTolerance,
+    accessLog: config.accessLog,
     check: config.check,
     ca: config.ca,
     cert: config.cert,
@@ -795,6 +813,8 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     await probe.stop();
     probeStats.detach();
     events.close();
+    verdictCounts.close();
+    proc.close();
     await control.close();
   };
 
@@ -815,7 +835,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
 
 
   const broadcast = async (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
-    if (command.op === 'stats') return sendToWorkers(command, timeout);
+    if (command.op === 'stats' || command.op === 'process') return sendToWorkers(command, timeout);
     try {
       return await control.apply(command);
     } catch (err) {
@@ -855,10 +875,11 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   };
 
   const metrics = async (): Promise<string> => {
-    const { merged, replies } = await gather();
+    const [{ merged, replies }, procs] = await Promise.all([gather(), sendToWorkers({ op: 'process' })]);
+    const processes: ProcessFigures[] = [proc.snapshot(), ...procs.flatMap((r) => (r.ok && r.result !== undefined ? [r.result as ProcessFigures] : []))];
     const p = 'failover_proxy_';
     return (
-      renderMetrics(merged, probeStats.snapshot()) +
+      renderMetrics(merged, probeStats.snapshot(), { build, processes, verdicts: verdictCounts.snapshot() }) +
       [
         `# HELP ${p}workers Worker processes: running, and those whose figures are in this scrape.`,
         `# TYPE ${p}workers gauge`,
