@@ -25,8 +25,20 @@
  * Messages are structured clones (`serialization: 'advanced'`, so `Infinity`
  * survives), primary → worker: `start` (settings, verdicts, replay), `health`
  * (`{ type: 'health', id, health: 'up' | 'down', reason, cause }`), `command`,
- * `shutdown`; worker → primary: `ready`, `listening`, `failed`, `reply`,
- * `connectFailed`, `writeStalled`.
+ * `shutdown` (with the drain deadline in force), `tick` (a heartbeat each
+ * {@link HEARTBEAT_INTERVAL} ms), `verdicts` (all of them, after a `resync`);
+ * worker → primary: `ready`, `listening`, `failed`, `reply`,
+ * `connectFailed`, `writeStalled`, `removed` (a backend left its pool: a
+ * drained removal waits for every worker's), `resync`.
+ *
+ * **When the primary stops or dies**, the workers never serve on frozen
+ * verdicts. After {@link PRIMARY_SILENCE} ms without a message (a stopped
+ * primary), a worker runs its own probe with the same check until the
+ * primary speaks again, then asks for its verdicts (`resync`). When the IPC
+ * channel closes (the primary died), a worker stops accepting (freeing the
+ * port for the unit a supervisor restarts), checks alone while its
+ * connections drain for `drain-timeout`, and exits 0; `node:cluster`'s own
+ * habit, exiting at once, would drop every connection.
  *
  * **Fan-out of admin commands** (the {@link ControlPool}, and
  * {@link RunningWorkers.broadcast} for a program): a command such as
