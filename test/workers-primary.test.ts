@@ -92,6 +92,9 @@ test('--workers 2: the primary stopped, the workers check alone and tear down a 
   a.server.close();
   await torn;
   assert.match(cli.lines.join('\n'), / worker \d: backend a up -> down \(probe-failed/);
+  // The workers serve on meanwhile: a new client lands on b.
+  const fresh = await connect(t, cli.listen);
+  assert.equal(await readLine(fresh), 'b');
 
   process.kill(primary, 'SIGCONT');
   await waitFor(() => cli.lines.filter((l) => / worker \d: the primary answers again: following its verdicts/.test(l)).length === 2, { timeout: 30_000, interval: 50, what: 'both workers following the primary' });

@@ -370,6 +370,8 @@ export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo,
     if (ownProbe === undefined || stopping !== undefined) return;
     const probe = ownProbe;
     ownProbe = undefined;
+    // No more verdicts from it, nor counting of this worker's failed dials.
+    probe.detach();
     void probe.stop();
     log?.info('the primary answers again: following its verdicts');
     // What it decided meanwhile wins over this worker's own checks.
@@ -830,6 +832,13 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     await control.close();
   };
 
+  // Workers take a long silence for a stopped primary and check alone (see
+  // PRIMARY_SILENCE): the heartbeat starts before the first fork, so a worker
+  // waiting for the others to listen is never left without word.
+  heartbeat = setInterval(() => {
+    for (const slot of slots.values()) if (slot.started) send(slot, { type: 'tick' });
+  }, HEARTBEAT_INTERVAL);
+  heartbeat.unref();
   for (let i = 0; i < config.workers; i++) fork();
   try {
     await started;
@@ -839,11 +848,6 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     throw err;
   }
   startup = undefined;
-  // Workers take a long silence for a stopped primary and check alone (see PRIMARY_SILENCE).
-  heartbeat = setInterval(() => {
-    for (const slot of slots.values()) if (slot.started) send(slot, { type: 'tick' });
-  }, HEARTBEAT_INTERVAL);
-  heartbeat.unref();
 
 
   const broadcast = async (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
