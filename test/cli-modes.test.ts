@@ -121,6 +121,7 @@ for (const mode of modes) {
     assert.doesNotMatch(text, /60000 ms to finish/);
     // Far below the 60 s deadline of the start (a bound, not a speed claim).
     assert.ok(took < 30_000, `stopped ${took} ms after SIGTERM`);
+    t.diagnostic(`${mode}: stopped ${took} ms after SIGTERM (reloaded drain-timeout 400 ms, started with 60000)`);
   });
 
   test(`${mode}: a backend draining for removal is still checked; re-adding it waits for the removal; the second SIGTERM closes at once`, { timeout: 180_000 }, async (t) => {
@@ -158,6 +159,7 @@ for (const mode of modes) {
     await torn;
     const after = Date.now() - failed;
     assert.ok(after < 30_000, `clients of the failed draining backend closed ${after} ms after it failed`);
+    t.diagnostic(`${mode}: ${onA.length} clients of the failed draining backend closed ${after} ms after its listener closed`);
     await waitFor(() => cli.lines.some((l) => / backend a draining -> down \(probe-failed/.test(l)), { what: 'the down line' });
     // Drained (nothing left): removed everywhere.
     await poll(() => api(cli.status, 'GET', '/api/backends/a'), (r) => r.status === 404, 'a removed once drained');
