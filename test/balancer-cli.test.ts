@@ -90,6 +90,7 @@ test('one backend and every default', () => {
     maxClients: undefined,
     adminSocket: undefined,
     statusAllowedHosts: [],
+    accessLog: undefined,
   });
   assert.ok(Object.isFrozen(config));
   assert.equal(balancerDefaults.interval, 1000);
@@ -154,6 +155,8 @@ test('every flag, in both --flag value and --flag=value forms', () => {
     '20000',
     '--all-down',
     'fail-open',
+    '--access-log',
+    '/var/log/access.log',
   ]);
   assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7443 });
   assert.deepEqual(config.backends, [
@@ -177,6 +180,8 @@ test('every flag, in both --flag value and --flag=value forms', () => {
   );
   // A bare port is served on loopback only.
   assert.deepEqual(config.status, { host: '127.0.0.1', port: 9090 });
+  assert.equal(config.accessLog, '/var/log/access.log');
+  assert.equal(parse(['--backend', 'h:1', '--access-log=-']).accessLog, '-');
 });
 
 test('rebalancing, slow start, write stalls and the all-down policy', () => {

@@ -52,6 +52,7 @@ const changes: Readonly<Record<ConfigKey, readonly string[]>> = {
   'status-allowed-hosts': ['--status-allowed-hosts', 'lb.example'],
   'leaving-grace': ['--leaving-grace', '5000'],
   'max-clients': ['--max-clients', '100'],
+  'access-log': ['--access-log', '-'],
 };
 
 /** A config with `extra` flags; a base flag that `extra` gives again is dropped. */

@@ -1,8 +1,11 @@
 // The status page in a real browser: the system's headless Chromium, driven by
 // playwright-core, against the balancer on loopback. A backend named like an
 // HTML payload renders as text; a backend cut off shows as down within the
-// page's polling; the drain button with a token drains. Skipped, with the
-// reason, where no Chromium is installed.
+// page's polling; the drain button with a token asks first, then drains; the
+// page shows time in state, bytes, check latency, dated events with their
+// UTC offset and what each changed. Skipped, with the reason, where no
+// Chromium is installed. With STATUS_PAGE_SCREENSHOT=FILE it also saves a
+// screenshot (the one in docs/img).
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { TOKEN, startAdminBalancer } from './helpers/admin.js';
-import { HOST, listen, namedServer, waitFor } from './helpers/net.js';
+import { HOST, connect, listen, namedServer, readLine, waitFor } from './helpers/net.js';
 
 const executablePath = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 const skip = executablePath === undefined ? 'no Chromium binary (/usr/bin/chromium); install the chromium package to run the status page test' : false;
@@ -25,6 +28,12 @@ test('status page: both axes live, hostile names inert, drain from the page with
   const evil = await listen(t, (socket) => socket.pipe(socket));
   balancer.pool.add({ id: hostile, host: HOST, port: evil.port });
   await waitFor(() => balancer.pool.status(hostile)?.health === 'up' && balancer.pool.status('a')?.health === 'up', { what: 'both up' });
+
+  // Some bytes through a: the page shows them.
+  const client = await connect(t, balancer.address.port);
+  assert.equal(await readLine(client), 'a');
+  client.write('hello\n');
+  assert.equal(await readLine(client), 'hello');
 
   const profile = mkdtempSync(join(tmpdir(), 'status-page-chromium-'));
   // Chromium's own temporary files go inside the profile, so removing it leaves nothing in the temp directory.
@@ -73,20 +82,48 @@ test('status page: both axes live, hostile names inert, drain from the page with
   assert.equal(await rowA.locator('td.weight').textContent(), '1');
   // Without a token the buttons are disabled.
   assert.equal(await rowA.locator('button[data-action="drain"]').isDisabled(), true);
+  // Time in state, bytes each way, the checks' latency.
+  assert.match((await rowA.locator('td.since').textContent()) ?? '', /^\d+ (s|min \d+ s)$/);
+  assert.match((await rowA.locator('td.since').getAttribute('title')) ?? '', /^since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC[+-]\d\d:\d\d$/);
+  await rowA.locator('td.bytes', { hasText: '6 B / 8 B' }).waitFor({ timeout: 30_000 });
+  await rowA.locator('td.check', { hasText: /^\d+ ms \(mean \d+ ms\)$/ }).waitFor({ timeout: 30_000 });
 
   // Cut the hostile backend off: the probe takes it down, the page shows it.
   for (const socket of evil.sockets) socket.destroy();
   await new Promise<void>((resolve) => evil.server.close(() => resolve()));
   await rowEvil.locator('td.health', { hasText: 'down' }).waitFor({ timeout: 30_000 });
   assert.match((await rowEvil.locator('td.cause').textContent()) ?? '', /^PROBE_CONNECT_FAILED/);
-  await page.locator('#events tbody tr', { hasText: 'up -> down' }).filter({ hasText: 'onerror' }).first().waitFor({ timeout: 30_000 });
+  const downEvent = page.locator('#events tbody tr', { hasText: 'up -> down' }).filter({ hasText: 'onerror' }).first();
+  await downEvent.waitFor({ timeout: 30_000 });
+  // Dated, with the zone's offset; says which axis changed and to what.
+  assert.match((await downEvent.locator('td').first().textContent()) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC[+-]\d\d:\d\d$/);
+  assert.equal(await downEvent.locator('td.changed').textContent(), 'health -> down');
+  assert.match((await page.locator('#zone').textContent()) ?? '', /local time .*offset from UTC/);
 
   // A token typed into the page unlocks the buttons; drain goes through the API.
   await page.fill('#token', TOKEN);
   await page.click('#token-use');
   assert.equal(await page.inputValue('#token'), '', 'the field is cleared once the token is taken');
+  // Maintenance asks first; cancelled, nothing changes.
+  await rowA.locator('button[data-action="maintenance"]').click();
+  assert.match((await page.locator('#confirm-text').textContent()) ?? '', /^Put a in maintenance\? Every connection on it is closed now/);
+  await page.click('#confirm-no');
+  await page.locator('#message', { hasText: 'maintenance a: cancelled' }).waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator('#confirm').isVisible(), false);
+  assert.equal(balancer.pool.status('a')?.admin, 'active');
+  // Drain asks too; nothing happens until the second click.
   await rowA.locator('button[data-action="drain"]').click();
+  await page.locator('#confirm-yes', { hasText: 'drain a' }).waitFor({ timeout: 30_000 });
+  assert.equal(balancer.pool.status('a')?.admin, 'active', 'nothing drained before the confirmation');
+  const screenshot = process.env['STATUS_PAGE_SCREENSHOT'];
+  if (screenshot !== undefined) {
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.screenshot({ path: screenshot, fullPage: true });
+  }
+  await page.click('#confirm-yes');
   await rowA.locator('td.admin', { hasText: 'draining' }).waitFor({ timeout: 30_000 });
+  assert.equal(await rowA.locator('td.admin').textContent(), 'draining');
+  await page.locator('#events tbody tr td.changed', { hasText: 'admin -> draining' }).first().waitFor({ timeout: 30_000 });
   assert.equal(balancer.pool.status('a')?.admin, 'draining');
   await page.locator('#message', { hasText: 'drain a: draining' }).waitFor({ timeout: 30_000 });
   // Nothing kept the token: no storage, no cookie.

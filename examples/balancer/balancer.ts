@@ -24,7 +24,11 @@ import { MAX_TOKEN_LENGTH, MIN_TOKEN_LENGTH, handleAdminRequest, parseToken, tok
 import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { EventLog } from './event-log.js';
+import { AccessLog } from './access-log.js';
 import { renderMetrics } from './metrics.js';
+import { ProcessStats } from './process-stats.js';
+import { packageVersion } from './program-info.js';
+import { VerdictCounts } from './verdict-counts.js';
 import { ProbeStats } from './probe-stats.js';
 import { classifyReadyz, isReadyz } from './readyz.js';
 import { RebalanceLog } from './rebalance-log.js';
@@ -95,13 +99,27 @@ export type BalancerStats = ReturnType<UpstreamPool['stats']> & {
   };
 };
 
+/** `failover_proxy_build_info`'s labels. */
+export function buildInfo(): { version: string; node: string } {
+  return { version: packageVersion() ?? 'unknown', node: process.version };
+}
+
+/** The access log of a pool when the config asks for one; its write errors are logged once, never thrown. */
+export function accessLogFor(pool: UpstreamPool, config: Pick<BalancerConfig, 'accessLog'>, log: (line: string) => void, fields?: Record<string, number>): AccessLog | undefined {
+  if (config.accessLog === undefined) return undefined;
+  return new AccessLog(pool, config.accessLog, {
+    fields,
+    onError: (err) => log(`access log ${config.accessLog}: ${err.message}; no more lines are written (SIGHUP does not reopen it; restart to resume)`),
+  });
+}
+
 /** Formats `host:port`, brackets around IPv6. */
 export function formatAddress(address: HostPort): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
 /** A file the config names (TLS, token), read now so a bad path stops the start with exit 2. */
-function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefined): Buffer | undefined {
+function readConfiguredFile(io: Pick<BalancerIo, 'readFile'>, flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
   try {
     return io.readFile(path);
@@ -111,8 +129,11 @@ function readConfiguredFile(io: BalancerIo, flag: string, path: string | undefin
   }
 }
 
+/** What the probe needs of the config (a worker gets it too, for when its primary is silent). */
+export type ProbeSettings = Pick<BalancerConfig, 'check' | 'ca' | 'cert' | 'key' | 'insecure' | 'servername' | 'interval' | 'timeout' | 'rise' | 'fall'>;
+
 /** Builds the probe's check from the config, reading and checking the TLS files. */
-export function probeCheck(config: BalancerConfig, io: BalancerIo): NonNullable<HealthProbeOptions['check']> {
+export function probeCheck(config: ProbeSettings, io: Pick<BalancerIo, 'readFile'>): NonNullable<HealthProbeOptions['check']> {
   const { check } = config;
   if (check.type === 'tcp') return { type: 'tcp' };
   if (check.type === 'http') return { type: 'http', path: check.path, ...(isReadyz(check.path) && { classify: classifyReadyz }) };
@@ -278,7 +299,7 @@ export function rebalancerFor(pool: UpstreamPool, config: Pick<BalancerConfig, '
 }
 
 /** The probe's options; it is started by hand once attached. */
-export function probeOptions(config: BalancerConfig, check: NonNullable<HealthProbeOptions['check']>): HealthProbeOptions {
+export function probeOptions(config: ProbeSettings, check: NonNullable<HealthProbeOptions['check']>): HealthProbeOptions {
   return { check, interval: config.interval, timeout: config.timeout, rise: config.rise, fall: config.fall, autoStart: false };
 }
 
@@ -345,6 +366,10 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
   const log = new EventLog(pool, probe, { write: io.log });
+  const proc = new ProcessStats('main');
+  const verdicts = new VerdictCounts(pool);
+  const access = accessLogFor(pool, config, (line) => log.info(line));
+  const build = buildInfo();
   const events = new RecentEvents(pool);
   const rebalanceLog = rebalancer && new RebalanceLog(pool, rebalancer, (line) => log.info(line));
   let stats = (): BalancerStats => ({ ...pool.stats(), probe: probeSummary(config, probeStats) });
@@ -407,7 +432,8 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     if (config.status !== undefined || config.adminSocket !== undefined) {
       status = await startStatusServer(config.status, {
         stats,
-        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot(), { max: cap.max, refused: cap.refused }),
+        metrics: () =>
+          renderMetrics(pool.stats(), probeStats.snapshot(), { clients: { max: cap.max, refused: cap.refused }, build, processes: [proc.snapshot()], verdicts: verdicts.snapshot() }),
         ready,
         api: (req) =>
           handleAdminRequest(
@@ -423,8 +449,11 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     rebalancer?.close();
     log.close();
     probeStats.detach();
+    proc.close();
+    verdicts.close();
     await probe.stop();
     await pool.destroy();
+    await access?.close();
     throw err;
   }
   // Accept errors (EMFILE) must not kill the balancer; the pool reports its own.
@@ -454,6 +483,9 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     await status?.close();
     const closedAtDeadline = pool.stats().teardowns['pool-closed'] ?? 0;
     events.close();
+    proc.close();
+    verdicts.close();
+    await access?.close();
     log.close();
     log.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
   };

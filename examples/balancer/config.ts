@@ -111,6 +111,8 @@ export interface BalancerConfig {
    * `localhost` (DNS rebinding): lower case, without port.
    */
   readonly statusAllowedHosts: readonly string[];
+  /** Where the access log goes (one JSON line per closed connection): a file appended to, or `-` for stdout; `undefined`: off. */
+  readonly accessLog: string | undefined;
 }
 
 /** What the command line asks for. */
@@ -204,6 +206,7 @@ every connection pinned to a backend is torn down the moment it is marked down.
                              (mode 0600; changes need no token there)
   --status-allowed-hosts H,H host names the status listener answers besides IP addresses and
                              localhost (DNS rebinding guard; /livez and /readyz answer any Host)
+  --access-log PATH|-        one JSON line per closed connection, appended to PATH or on stdout (default: off)
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -241,7 +244,8 @@ type Key =
   | 'workers'
   | 'max-clients'
   | 'admin-socket'
-  | 'status-allowed-hosts';
+  | 'status-allowed-hosts'
+  | 'access-log';
 
 /** Every setting, by its flag name (also its config file key). */
 export type ConfigKey = Key;
@@ -277,6 +281,7 @@ const keys: readonly Key[] = [
   'max-clients',
   'admin-socket',
   'status-allowed-hosts',
+  'access-log',
 ];
 
 /** Every setting's name, as a flag (`--NAME`) and as a config file key. */
@@ -494,6 +499,7 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   maxClients: 'max-clients',
   adminSocket: 'admin-socket',
   statusAllowedHosts: 'status-allowed-hosts',
+  accessLog: 'access-log',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -707,5 +713,6 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     maxClients: optional('max-clients', (given) => (given.value === 'auto' ? undefined : integer(given, 1, MAX_CLIENTS, ' or auto'))),
     adminSocket: optional('admin-socket', socketPath),
     statusAllowedHosts: Object.freeze(optional('status-allowed-hosts', hostList) ?? []),
+    accessLog: optional('access-log', (given) => (given.value === '-' ? '-' : file(given))),
   });
 }

@@ -17,6 +17,7 @@
  * @module
  */
 import type { EventEmitter } from 'eventemitter3';
+import { backendId } from '../../src/index.js';
 import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
 import type { BackendAddress } from './config.js';
 
@@ -40,6 +41,7 @@ export type CommandTunables = Pick<BackendTunables, 'weight' | 'maxConnections'>
  */
 export type WorkerCommand =
   | { readonly op: 'stats' }
+  | { readonly op: 'process' }
   | { readonly op: 'drain'; readonly id: string; readonly timeout?: number | undefined }
   | { readonly op: 'maintenance'; readonly id: string; readonly reason?: string | undefined }
   | { readonly op: 'ready'; readonly id: string; readonly reason?: string | undefined }
@@ -48,8 +50,8 @@ export type WorkerCommand =
   | { readonly op: 'remove'; readonly id: string; readonly drain: boolean; readonly timeout?: number | undefined }
   | { readonly op: 'reconcile'; readonly specs: readonly BackendInput[]; readonly drainTimeout?: number | undefined };
 
-/** An admin command: every {@link WorkerCommand} but `stats`. */
-export type AdminCommand = Exclude<WorkerCommand, { readonly op: 'stats' }>;
+/** An admin command: every {@link WorkerCommand} but the reads (`stats`, `process`). */
+export type AdminCommand = Exclude<WorkerCommand, { readonly op: 'stats' } | { readonly op: 'process' }>;
 
 /** One worker's answer to a command. */
 export type WorkerReply =
@@ -62,6 +64,25 @@ export interface ControlPoolLinks {
   readonly verdict: (verdict: HealthMessage) => void;
   /** Runs a command in every started worker; resolves with each one's reply. */
   readonly command: (command: AdminCommand) => Promise<WorkerReply[]>;
+  /**
+   * The ids of the workers now started: those a drained removal waits for.
+   * @default () => [] (a removal then ends at its deadline)
+   */
+  readonly workers?: (() => readonly number[]) | undefined;
+}
+
+/** After a drained removal's deadline, how long the control pool waits for the workers' word before it removes the backend anyway. */
+export const REMOVAL_GRACE = 5000;
+
+/** The pool's default drain deadline, for a removal given none. */
+const DEFAULT_DRAIN = 30_000;
+
+/** A drained removal under way: the workers that still hold the backend. */
+interface Removal {
+  readonly waiting: Set<number>;
+  readonly timer: NodeJS.Timeout;
+  readonly done: Promise<void>;
+  readonly finish: () => void;
 }
 
 /** Where a new worker starts from: the backends with their tunables, the verdicts, the admin states. */
@@ -79,6 +100,12 @@ const MAX_TIMER = 2 ** 31 - 1;
 
 function specOf(b: Backend): BackendSpec {
   return { id: b.id, host: b.host, port: b.port, weight: b.weight, maxConnections: b.maxConnections };
+}
+
+/** A spec's id as the pool gives it (the balancer always names its backends). */
+function idOf(spec: BackendInput): string {
+  if (typeof spec === 'string') return spec;
+  return spec.id ?? backendId(spec.host, spec.port);
 }
 
 function validTimeout(timeout: number | undefined): boolean {
@@ -105,6 +132,15 @@ export class ControlPool {
   readonly pool: UpstreamPool;
   readonly #links: ControlPoolLinks;
   readonly #verdicts = new Map<string, HealthMessage>();
+  /**
+   * Drained removals under way. This pool holds no connection, so its own
+   * drain would end at once and the probe would stop checking a backend the
+   * workers still hold connections to (a backend that fails while draining
+   * would then keep them until the deadline). It stays here, `draining` and
+   * checked, until every worker removed it or its deadline (plus
+   * {@link REMOVAL_GRACE}) passed, as in a single process.
+   */
+  readonly #removals = new Map<string, Removal>();
   #captured: Promise<WorkerReply[]>[] | undefined;
   readonly #onHealth = (backend: Backend, change: StateChange): void => {
     if (change.health === 'unknown') return;
@@ -143,13 +179,15 @@ export class ControlPool {
     const backends: BackendAddress[] = [];
     const replay: AdminCommand[] = [];
     for (const b of this.pool.backends()) {
+      // Being removed: a new worker holds nothing of it, so it never has it.
+      if (this.#removals.has(b.id)) continue;
       backends.push({ id: b.id, host: b.host, port: b.port, weight: b.weight, maxConnections: b.maxConnections });
       // A new worker holds nothing: its drain has nothing to wait for, the deadline does not matter.
       const admin = this.pool.status(b.id)?.admin;
       if (admin === 'draining') replay.push({ op: 'drain', id: b.id });
       else if (admin === 'maintenance') replay.push({ op: 'maintenance', id: b.id, reason: 'maintenance' });
     }
-    const verdicts = [...this.#verdicts.values()].filter((v) => this.pool.has(v.id));
+    const verdicts = [...this.#verdicts.values()].filter((v) => this.pool.has(v.id) && !this.#removals.has(v.id));
     return { backends, verdicts, replay };
   }
 
@@ -187,25 +225,116 @@ export class ControlPool {
 
   markReady(id: string, reason?: string): void {
     this.pool.markReady(id, reason);
+    // As in a single process: ready calls a drained removal off.
+    this.#cancelRemoval(id);
     this.#fanOut({ op: 'ready', id, reason });
   }
 
-  /** Removed here at once (nothing to drain); each worker drains first when `drain`, until its own deadline. */
+  /**
+   * Without `drain`: removed here and in every worker at once. With `drain`:
+   * `draining` here (still checked) until every worker has drained and
+   * removed it, or its deadline passed; each worker closes what is left at
+   * its own deadline. The promise settles when it is gone from this pool.
+   */
   remove(id: string, options: RemoveOptions = {}): Promise<void> {
-    const known = this.pool.has(id);
-    const done = this.pool.remove(id, options);
     const drain = options.drain === true;
-    const applied = known && validTimeout(options.timeout) && (drain ? this.pool.status(id)?.admin === 'draining' : !this.pool.has(id));
-    if (applied) this.#fanOut({ op: 'remove', id, drain, timeout: options.timeout });
+    if (!drain || !this.pool.has(id) || !validTimeout(options.timeout) || this.pool.status(id) === undefined) {
+      const known = this.pool.has(id);
+      const done = this.pool.remove(id, options);
+      if (known && !this.pool.has(id)) {
+        this.#cancelRemoval(id);
+        this.#fanOut({ op: 'remove', id, drain: false, timeout: options.timeout });
+      }
+      return done;
+    }
+    const done = this.#beginRemoval(id, options.timeout);
+    this.#fanOut({ op: 'remove', id, drain: true, timeout: options.timeout });
     return done;
   }
 
-  /** The reload: sent to every worker as one `reconcile` of the same list. */
+  /** Worker `worker` no longer has backend `id` (its pool emitted `backendRemoved`). */
+  workerRemoved(worker: number, id: string): void {
+    const removal = this.#removals.get(id);
+    if (removal === undefined) return;
+    removal.waiting.delete(worker);
+    if (removal.waiting.size === 0) removal.finish();
+  }
+
+  /** Worker `worker` exited: no removal waits for it any more. */
+  workerExited(worker: number): void {
+    for (const removal of [...this.#removals.values()]) {
+      removal.waiting.delete(worker);
+      if (removal.waiting.size === 0) removal.finish();
+    }
+  }
+
+  /** The ids being drained for removal. */
+  removing(): string[] {
+    return [...this.#removals.keys()];
+  }
+
+  #beginRemoval(id: string, timeout: number | undefined): Promise<void> {
+    const existing = this.#removals.get(id);
+    if (existing !== undefined) return existing.done;
+    // Draining here: no placement (there is none), the probe goes on.
+    this.pool.drain(id, {}).catch(() => {});
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => {
+      finish = () => {
+        const current = this.#removals.get(id);
+        if (current?.done !== done) return;
+        clearTimeout(current.timer);
+        this.#removals.delete(id);
+        // Nothing to drain here: removed at once (the workers have done theirs).
+        if (this.pool.has(id) && !this.pool.closed) this.pool.remove(id).catch(() => {});
+        resolve();
+      };
+    });
+    const waiting = new Set(this.#links.workers?.() ?? []);
+    const timer = setTimeout(() => finish(), (timeout ?? DEFAULT_DRAIN) + REMOVAL_GRACE);
+    timer.unref();
+    this.#removals.set(id, { waiting, timer, done, finish });
+    if (waiting.size === 0) queueMicrotask(finish);
+    return done;
+  }
+
+  #cancelRemoval(id: string): void {
+    const removal = this.#removals.get(id);
+    if (removal === undefined) return;
+    clearTimeout(removal.timer);
+    this.#removals.delete(id);
+  }
+
+  /**
+   * The reload: sent to every worker as one `reconcile` of the same list.
+   * Here, a backend no longer listed is kept (draining, checked) until the
+   * workers have removed it, as {@link ControlPool.remove} with `drain`; one
+   * listed again while it drains is kept and made active, as the pool does.
+   */
   reconcile(specs: readonly BackendInput[], options: ReconcileOptions = {}): ReconcileResult {
-    const result = this.pool.reconcile(specs, options);
-    // The list as given: this pool still lists the backends it is about to remove.
+    const wanted = new Set(specs.map(idOf));
+    const leaving = this.pool.backends().filter((b) => !wanted.has(b.id));
+    // Listed to the pool so it keeps them; validates every spec before any change.
+    const result = this.pool.reconcile([...specs, ...leaving.map(specOf)], options);
+    const relisted: string[] = [];
+    for (const id of wanted) {
+      if (!this.#removals.has(id)) continue;
+      this.#cancelRemoval(id);
+      if (this.pool.status(id)?.admin === 'draining') this.pool.markReady(id, 'relisted');
+      relisted.push(id);
+    }
+    const drains = leaving.map((b) => this.#beginRemoval(b.id, options.drainTimeout));
+    const gone = new Set(leaving.map((b) => b.id));
+    // The list as given: the workers drain the backends it leaves out.
     this.#fanOut({ op: 'reconcile', specs, drainTimeout: options.drainTimeout });
-    return result;
+    return {
+      added: result.added,
+      updated: [...result.updated.filter((id) => !relisted.includes(id)), ...relisted.filter((id) => !result.updated.includes(id))],
+      removed: [...gone],
+      replaced: result.replaced,
+      unchanged: result.unchanged.filter((id) => !gone.has(id) && !relisted.includes(id)),
+      settled: Promise.all([result.settled, ...drains]).then(() => {}),
+    };
   }
 
   /**
@@ -276,6 +405,8 @@ export class ControlPool {
 
   /** Stops following the pool's health events. */
   close(): Promise<void> {
+    for (const removal of this.#removals.values()) clearTimeout(removal.timer);
+    this.#removals.clear();
     this.pool.off('backendUp', this.#onHealth);
     this.pool.off('backendDown', this.#onHealth);
     this.pool.off('backendRemoved', this.#onRemoved);

@@ -7,6 +7,20 @@
 import type { AdminState, BackendHealth, BackendState, PoolStats } from '../../src/index.js';
 import type { ClientCapStats } from './client-cap.js';
 import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
+import type { ProcessFigures } from './process-stats.js';
+import type { VerdictCountsSnapshot } from './verdict-counts.js';
+
+/** What `/metrics` adds to the pool and probe figures. */
+export interface MetricsExtras {
+  /** `failover_proxy_build_info`: the package version (`unknown` when it cannot be told) and Node's. */
+  readonly build?: { readonly version: string; readonly node: string } | undefined;
+  /** One entry per process (the one process, or the primary and each worker). */
+  readonly processes?: readonly ProcessFigures[] | undefined;
+  /** Health verdicts per backend by cause code. */
+  readonly verdicts?: VerdictCountsSnapshot | undefined;
+  /** The accept cap (`--max-clients`) and the clients it refused, all processes together. */
+  readonly clients?: ClientCapStats | undefined;
+}
 
 /** The content type of {@link renderMetrics}' output. */
 export const metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
@@ -31,7 +45,7 @@ function num(n: number): string {
 class Writer {
   readonly lines: string[] = [];
 
-  family(name: string, type: 'gauge' | 'counter' | 'histogram', help: string): void {
+  family(name: string, type: 'gauge' | 'counter' | 'histogram' | 'summary', help: string): void {
     this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   }
 
@@ -51,9 +65,14 @@ class Writer {
  * res.end(renderMetrics(pool.stats(), probeStats.snapshot()));
  * ```
  */
-export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>, clients?: ClientCapStats): string {
+export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>, extras: MetricsExtras = {}): string {
   const w = new Writer();
   const p = 'failover_proxy_';
+
+  if (extras.build !== undefined) {
+    w.family(`${p}build_info`, 'gauge', 'Always 1: the version of failover-proxy and of Node.js serving.');
+    w.sample(`${p}build_info`, { version: extras.build.version, node: extras.build.node }, 1);
+  }
 
   w.family(`${p}backend_up`, 'gauge', '1 when the backend is up (picked for new connections), else 0.');
   for (const b of pool.backends) w.sample(`${p}backend_up`, { backend: b.id }, b.state === 'up' ? 1 : 0);
@@ -108,6 +127,7 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
   for (const [code, n] of Object.entries(pool.pinFailures)) w.sample(`${p}pin_failures_total`, { code }, n);
   w.family(`${p}local_dial_errors_total`, 'counter', 'Dials that failed in this process (EMFILE, ENOBUFS, EADDRNOTAVAIL...), counted against no backend.');
   w.sample(`${p}local_dial_errors_total`, {}, pool.localDialErrors ?? 0);
+  const clients = extras.clients;
   if (clients !== undefined) {
     w.family(`${p}max_clients`, 'gauge', 'Clients held at most (--max-clients, all workers); more are refused at accept.');
     w.sample(`${p}max_clients`, {}, clients.max);
@@ -131,6 +151,38 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
     w.sample(`${p}probe_duration_seconds_bucket`, { backend: id, le: '+Inf' }, s.latencyCount);
     w.sample(`${p}probe_duration_seconds_sum`, { backend: id }, s.latencySumSeconds);
     w.sample(`${p}probe_duration_seconds_count`, { backend: id }, s.latencyCount);
+  }
+
+  if (extras.verdicts !== undefined) {
+    w.family(`${p}backend_verdicts_total`, 'counter', 'Health verdicts (transitions of the health axis) of the backend, by the health set and the cause code that decided it.');
+    for (const [id, list] of Object.entries(extras.verdicts)) {
+      for (const v of list) w.sample(`${p}backend_verdicts_total`, { backend: id, health: v.health, cause: v.cause }, v.count);
+    }
+  }
+
+  const procs = extras.processes ?? [];
+  if (procs.length > 0) {
+    // The usual names of Prometheus' client libraries, so existing dashboards read them; a `process` label per process.
+    w.family('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds.');
+    for (const x of procs) w.sample('process_cpu_seconds_total', { process: x.process }, x.cpuSeconds);
+    w.family('process_resident_memory_bytes', 'gauge', 'Resident memory size, in bytes.');
+    for (const x of procs) w.sample('process_resident_memory_bytes', { process: x.process }, x.residentBytes);
+    w.family('process_open_fds', 'gauge', 'Open file descriptors.');
+    for (const x of procs) if (x.openFds !== undefined) w.sample('process_open_fds', { process: x.process }, x.openFds);
+    w.family('process_max_fds', 'gauge', 'The limit on open file descriptors (soft).');
+    for (const x of procs) if (x.maxFds !== undefined) w.sample('process_max_fds', { process: x.process }, x.maxFds);
+    w.family('process_start_time_seconds', 'gauge', 'Start time of the process, Unix time in seconds.');
+    for (const x of procs) w.sample('process_start_time_seconds', { process: x.process }, x.startTimeSeconds);
+    w.family(`${p}event_loop_delay_seconds`, 'summary', 'Event-loop delay since the process started (perf_hooks monitorEventLoopDelay, 20 ms resolution).');
+    for (const x of procs) {
+      for (const [q, v] of [['0.5', x.loopDelay.p50], ['0.9', x.loopDelay.p90], ['0.99', x.loopDelay.p99]] as const) {
+        w.sample(`${p}event_loop_delay_seconds`, { process: x.process, quantile: q }, v);
+      }
+      w.sample(`${p}event_loop_delay_seconds_sum`, { process: x.process }, x.loopDelay.sum);
+      w.sample(`${p}event_loop_delay_seconds_count`, { process: x.process }, x.loopDelay.count);
+    }
+    w.family(`${p}event_loop_delay_max_seconds`, 'gauge', 'The longest event-loop delay seen since the process started.');
+    for (const x of procs) w.sample(`${p}event_loop_delay_max_seconds`, { process: x.process }, x.loopDelay.max);
   }
 
   return `${w.lines.join('\n')}\n`;

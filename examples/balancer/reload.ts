@@ -63,6 +63,8 @@ export const reloadPolicy: Readonly<Record<ConfigKey, ReloadPolicy>> = Object.fr
   // Bound sockets and the processes holding them.
   listen: { applies: 'restart', value: (c) => c.listen },
   status: { applies: 'restart', value: (c) => c.status },
+  // The log file is opened once, at start.
+  'access-log': { applies: 'restart', value: (c) => c.accessLog },
   'admin-socket': { applies: 'restart', value: (c) => c.adminSocket },
   'status-allowed-hosts': { applies: 'restart', value: (c) => c.statusAllowedHosts },
   workers: { applies: 'restart', value: (c) => c.workers },

@@ -25,8 +25,20 @@
  * Messages are structured clones (`serialization: 'advanced'`, so `Infinity`
  * survives), primary → worker: `start` (settings, verdicts, replay), `health`
  * (`{ type: 'health', id, health: 'up' | 'leaving' | 'down', reason, cause }`), `command`,
- * `shutdown`; worker → primary: `ready`, `listening`, `failed`, `reply`,
- * `connectFailed`, `writeStalled`.
+ * `shutdown` (with the drain deadline in force), `tick` (a heartbeat each
+ * {@link HEARTBEAT_INTERVAL} ms), `verdicts` (all of them, after a `resync`);
+ * worker → primary: `ready`, `listening`, `failed`, `reply`,
+ * `connectFailed`, `writeStalled`, `removed` (a backend left its pool: a
+ * drained removal waits for every worker's), `resync`.
+ *
+ * **When the primary stops or dies**, the workers never serve on frozen
+ * verdicts. After {@link PRIMARY_SILENCE} ms without a message (a stopped
+ * primary), a worker runs its own probe with the same check until the
+ * primary speaks again, then asks for its verdicts (`resync`). When the IPC
+ * channel closes (the primary died), a worker stops accepting (freeing the
+ * port for the unit a supervisor restarts), checks alone while its
+ * connections drain for `drain-timeout`, and exits 0; `node:cluster`'s own
+ * habit, exiting at once, would drop every connection.
  *
  * **Fan-out of admin commands** (the {@link ControlPool}, and
  * {@link RunningWorkers.broadcast} for a program): a command such as
@@ -54,6 +66,7 @@
  * @module
  */
 import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type BackendStats, type CheckResult, type PoolStats } from '../../src/index.js';
 import { handleAdminRequest, type AdminPool, type AdminReply, type AdminRequest } from './admin-api.js';
@@ -68,8 +81,11 @@ import {
   readToken,
   reloadConfig,
   statusOptions,
+  accessLogFor,
+  buildInfo,
   type BalancerIo,
   type BalancerStats,
+  type ProbeSettings,
 } from './balancer.js';
 import {
   ControlPool,
@@ -85,7 +101,10 @@ import type { ReloadSummary } from './reload.js';
 import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
 import { describeCheck, EventLog } from './event-log.js';
 import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
+import type { AccessLog } from './access-log.js';
 import { renderMetrics } from './metrics.js';
+import { ProcessStats, type ProcessFigures } from './process-stats.js';
+import { VerdictCounts } from './verdict-counts.js';
 import { ProbeStats } from './probe-stats.js';
 import { RecentEvents } from './recent-events.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
@@ -113,13 +132,17 @@ export type WorkerSettings = Pick<
   | 'rebalanceTolerance'
   | 'maxClients'
   | 'workers'
->;
+  | 'accessLog'
+> &
+  ProbeSettings;
 
 type ToWorker =
   | { readonly type: 'start'; readonly settings: WorkerSettings; readonly verdicts: ControlSnapshot['verdicts']; readonly replay: ControlSnapshot['replay'] }
   | HealthMessage
   | { readonly type: 'command'; readonly seq: number; readonly command: WorkerCommand }
-  | { readonly type: 'shutdown'; readonly force: boolean };
+  | { readonly type: 'shutdown'; readonly force: boolean; readonly timeout: number }
+  | { readonly type: 'tick' }
+  | { readonly type: 'verdicts'; readonly verdicts: ControlSnapshot['verdicts'] };
 
 type FromWorker =
   | { readonly type: 'ready' }
@@ -127,7 +150,9 @@ type FromWorker =
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'reply'; readonly seq: number; readonly ok: boolean; readonly result?: unknown; readonly error?: { code: string; message: string } }
   | { readonly type: 'connectFailed'; readonly id: string; readonly timeout: number | undefined; readonly code: string | undefined; readonly message: string }
-  | { readonly type: 'writeStalled'; readonly id: string };
+  | { readonly type: 'writeStalled'; readonly id: string }
+  | { readonly type: 'removed'; readonly id: string }
+  | { readonly type: 'resync' };
 
 /** How long `/stats` and `/metrics` wait for the workers' figures. */
 export const STATS_TIMEOUT = 2000;
@@ -135,6 +160,15 @@ export const STATS_TIMEOUT = 2000;
 const EXIT_GRACE = 5000;
 /** A worker that died before it listened is replaced after this long, not at once (no fork storm). */
 const RESPAWN_DELAY = 1000;
+/** How often the primary tells its workers it is alive (a `tick` message). */
+export const HEARTBEAT_INTERVAL = 1000;
+/**
+ * A worker that has heard nothing from its primary for this long (and at
+ * least three check intervals) checks the backends itself until the primary
+ * speaks again: a stopped primary (SIGSTOP, a debugger, a stall) must not
+ * freeze every worker's verdicts.
+ */
+export const PRIMARY_SILENCE = 5000;
 
 // ------------------------------------------------------------- stats merge
 
@@ -213,10 +247,12 @@ async function begun(done: Promise<void>): Promise<void> {
  * does (`UNKNOWN_BACKEND`…) and resolve once they have taken effect: a drain,
  * or a drained removal, goes on after that until this worker's deadline.
  */
-export async function runCommand(pool: UpstreamPool, command: WorkerCommand): Promise<unknown> {
+export async function runCommand(pool: UpstreamPool, command: WorkerCommand, proc?: ProcessStats): Promise<unknown> {
   switch (command.op) {
     case 'stats':
       return pool.stats();
+    case 'process':
+      return proc?.snapshot();
     case 'drain':
       await begun(pool.drain(command.id, command.timeout === undefined ? {} : { timeout: command.timeout }));
       return pool.status(command.id);
@@ -278,18 +314,28 @@ function toPrimary(message: FromWorker): void {
  * if (cluster.isWorker) runWorker({ log: (line) => process.stdout.write(`${line}\n`) });
  * ```
  */
-export function runWorker(io: Pick<BalancerIo, 'log'>): void {
+export function runWorker(io: Pick<BalancerIo, 'log'> & Partial<Pick<BalancerIo, 'readFile'>>): void {
   const workerId = cluster.worker?.id ?? 0;
+  // node:cluster exits a worker at once when its primary's channel closes,
+  // dropping every connection; this worker drains them instead (below).
+  if (cluster.worker !== undefined) cluster.worker.exitedAfterDisconnect = true;
   // `2030-01-01T00:00:00.000Z worker 2: backend b1 up -> down ...`
   const write = (line: string): void => io.log(line.replace(/^(\S+) /, `$1 worker ${workerId}: `));
   let pool: UpstreamPool | undefined;
   let log: EventLog | undefined;
   let server: ReturnType<typeof createServer> | undefined;
   let cap: ClientCap | undefined;
+  let settings: WorkerSettings | undefined;
   let drainTimeout = 0;
   let stopping: Promise<void> | undefined;
+  /** The worker's own probe while the primary is silent. */
+  let ownProbe: HealthProbe | undefined;
+  let lastHeard = Date.now();
+  let watchdog: NodeJS.Timeout | undefined;
+  const proc = new ProcessStats(`worker-${workerId}`);
+  let access: AccessLog | undefined;
 
-  const shutdown = (force: boolean): void => {
+  const shutdown = (force: boolean, timeout = drainTimeout): void => {
     if (pool === undefined) process.exit(0);
     const p = pool;
     if (stopping !== undefined) {
@@ -300,10 +346,14 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
     log?.info(
       force
         ? `closing ${open} connection${open === 1 ? '' : 's'} now`
-        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
+        : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${timeout} ms to finish`,
     );
     server?.close();
-    stopping = (force ? p.destroy() : p.close({ timeout: drainTimeout })).then(() => {
+    stopping = (force ? p.destroy() : p.close({ timeout })).then(async () => {
+      if (watchdog !== undefined) clearInterval(watchdog);
+      await ownProbe?.stop();
+      await access?.close();
+      proc.close();
       const closedAtDeadline = p.stats().teardowns['pool-closed'] ?? 0;
       log?.close();
       log?.info(`stopped${closedAtDeadline > 0 ? ` (${closedAtDeadline} connection${closedAtDeadline === 1 ? '' : 's'} closed at the deadline)` : ''}`);
@@ -311,15 +361,44 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
     });
   };
 
+  /** The primary is silent or gone: this worker checks its backends itself, with the same check. */
+  const probeAlone = (why: string, what = 'checking the backends in this worker until it answers'): void => {
+    if (ownProbe !== undefined || pool === undefined || settings === undefined) return;
+    try {
+      const probe = new HealthProbe(probeOptions(settings, probeCheck(settings, { readFile: io.readFile ?? ((path) => readFileSync(path)) })));
+      probe.attach(pool);
+      probe.start();
+      ownProbe = probe;
+      log?.info(`${why}: ${what}`);
+    } catch (err) {
+      log?.info(`${why}, and this worker cannot check the backends itself: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+
+  const heard = (): void => {
+    lastHeard = Date.now();
+    if (ownProbe === undefined || stopping !== undefined) return;
+    const probe = ownProbe;
+    ownProbe = undefined;
+    // No more verdicts from it, nor counting of this worker's failed dials.
+    probe.detach();
+    void probe.stop();
+    log?.info('the primary answers again: following its verdicts');
+    // What it decided meanwhile wins over this worker's own checks.
+    toPrimary({ type: 'resync' });
+  };
+
   const start = async (message: Extract<ToWorker, { type: 'start' }>): Promise<void> => {
-    const { settings } = message;
-    drainTimeout = settings.drainTimeout;
-    const p = new UpstreamPool(poolOptions(settings));
+    settings = message.settings;
+    const current = settings;
+    drainTimeout = current.drainTimeout;
+    const p = new UpstreamPool(poolOptions(current));
     pool = p;
     // Each worker moves its own connections back to a backend that returns.
-    rebalancerFor(p, settings);
+    rebalancerFor(p, current);
     // The log first: the verdicts so far are logged as this worker's transitions.
     log = new EventLog(p, undefined, { write });
+    access = accessLogFor(p, current, (line) => log?.info(line), { worker: workerId });
     for (const verdict of message.verdicts) applyVerdict(p, verdict);
     for (const command of message.replay) runCommand(p, command).catch(() => {});
     p.on('connectFailed', (backend, error) => {
@@ -333,6 +412,13 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
       });
     });
     p.on('writeStalled', (backend) => toPrimary({ type: 'writeStalled', id: backend.id }));
+    // A drained removal ends here: the primary stops checking the backend once every worker says so.
+    p.on('backendRemoved', (backend) => toPrimary({ type: 'removed', id: backend.id }));
+    const silence = Math.max(PRIMARY_SILENCE, 3 * current.interval);
+    watchdog = setInterval(() => {
+      if (stopping === undefined && Date.now() - lastHeard > silence) probeAlone(`no word from the primary for ${Date.now() - lastHeard} ms`);
+    }, HEARTBEAT_INTERVAL);
+    watchdog.unref();
     const s = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => p.accept(socket));
     server = s;
     // Each worker has its own descriptors: its share of the cap, or its own default.
@@ -340,24 +426,31 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
     cap = new ClientCap(s, clientShare(settings.maxClients, settings.workers, limit), (line) => log?.info(line));
     log.info(`max clients ${cap.max}${settings.maxClients === undefined ? ` (from the descriptor limit ${limit})` : ` (a share of ${settings.maxClients})`}`);
     try {
-      const address = await listen(s, settings.listen);
+      const address = await listen(s, current.listen);
       s.on('error', (err) => log?.info(`listener error: ${err.message}`));
       toPrimary({ type: 'listening', address });
     } catch (err) {
       toPrimary({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
+      clearInterval(watchdog);
       await p.destroy();
       process.exit(1);
     }
   };
 
   process.on('message', (message: ToWorker) => {
+    heard();
     switch (message.type) {
       case 'start':
         void start(message);
         return;
+      case 'tick':
+        return;
       case 'health':
         // Synchronously, in this tick: the teardown happens before any other I/O.
         if (pool !== undefined) applyVerdict(pool, message);
+        return;
+      case 'verdicts':
+        if (pool !== undefined) for (const verdict of message.verdicts) applyVerdict(pool, verdict);
         return;
       case 'command': {
         const { seq, command } = message;
@@ -365,7 +458,9 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
           toPrimary({ type: 'reply', seq, ok: false, error: { code: 'WORKER_STARTING', message: 'the worker has no pool yet' } });
           return;
         }
-        runCommand(pool, command).then(
+        // A reload's drain deadline is also the one a shutdown of this worker uses.
+        if (command.op === 'reconcile' && command.drainTimeout !== undefined) drainTimeout = command.drainTimeout;
+        runCommand(pool, command, proc).then(
           // Stats carry this worker's client cap beside its pool's figures.
           (result) => toPrimary({ type: 'reply', seq, ok: true, result: command.op === 'stats' && cap !== undefined ? { ...(result as PoolStats), clients: { max: cap.max, refused: cap.refused } } : result }),
           (err: unknown) => toPrimary({ type: 'reply', seq, ok: false, error: errorOf(err) }),
@@ -373,9 +468,18 @@ export function runWorker(io: Pick<BalancerIo, 'log'>): void {
         return;
       }
       case 'shutdown':
-        shutdown(message.force);
+        shutdown(message.force, message.timeout);
         return;
     }
+  });
+  // The primary died or exited (its IPC channel closed): stop accepting,
+  // so the port is free for the unit a supervisor restarts, keep checking
+  // the backends here while the connections drain, then exit 0.
+  process.on('disconnect', () => {
+    if (stopping !== undefined) return;
+    if (pool === undefined) process.exit(0);
+    probeAlone('the primary is gone', 'not accepting; checking the backends in this worker while its connections drain');
+    shutdown(false);
   });
   // A Ctrl-C reaches the whole process group: drain like the primary asks.
   let signals = 0;
@@ -513,6 +617,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let restarts = 0;
   let closing: Promise<void> | undefined;
   const respawns = new Set<NodeJS.Timeout>();
+  let heartbeat: NodeJS.Timeout | undefined = undefined;
 
   const send = (slot: Slot, message: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
@@ -554,8 +659,13 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       });
       return replies;
     },
+    workers: () => [...slots.values()].filter((s) => s.started).map((s) => s.id),
   });
   const events = new RecentEvents(pool);
+  // Verdicts are made here (the workers apply them): counted once, here.
+  const verdictCounts = new VerdictCounts(pool);
+  const proc = new ProcessStats('primary');
+  const build = buildInfo();
 
   const probeStats = new ProbeStats();
   probeStats.attach(probe);
@@ -599,6 +709,17 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     rebalanceTolerance: config.rebalanceTolerance,
     maxClients: config.maxClients,
     workers: config.workers,
+    accessLog: config.accessLog,
+    check: config.check,
+    ca: config.ca,
+    cert: config.cert,
+    key: config.key,
+    insecure: config.insecure,
+    servername: config.servername,
+    interval: config.interval,
+    timeout: config.timeout,
+    rise: config.rise,
+    fall: config.fall,
   };
   // Every worker accepts on the shared socket (see the module comment for
   // why); NODE_CLUSTER_SCHED_POLICY=rr still chooses Node's round robin.
@@ -652,6 +773,13 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       case 'writeStalled':
         control.writeStalled(message.id);
         return;
+      case 'removed':
+        control.workerRemoved(slot.id, message.id);
+        return;
+      case 'resync':
+        // A worker that checked alone while this process was silent takes its verdicts again.
+        send(slot, { type: 'verdicts', verdicts: control.snapshot().verdicts });
+        return;
     }
   };
 
@@ -664,6 +792,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     worker.on('error', () => {});
     worker.on('exit', (code, signal) => {
       slots.delete(slot.id);
+      control.workerExited(slot.id);
       for (const gathering of gatherings.values()) {
         if (!gathering.expect.delete(slot.id)) continue;
         gathering.replies.set(slot.id, { worker: slot.id, pid: slot.pid, ok: false, error: { code: 'WORKER_EXITED', message: `worker ${slot.id} exited` } });
@@ -694,6 +823,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   };
 
   const stopAll = async (force: boolean): Promise<void> => {
+    clearInterval(heartbeat);
     for (const timer of respawns) clearTimeout(timer);
     respawns.clear();
     const allGone = new Promise<void>((resolve) => {
@@ -702,21 +832,31 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     });
     for (const slot of slots.values()) {
       // A worker still starting has nothing to drain.
-      if (slot.started) send(slot, { type: 'shutdown', force });
+      // The drain deadline in force now (a reload may have changed it).
+      if (slot.started) send(slot, { type: 'shutdown', force, timeout: drainTimeout });
       else slot.worker.process.kill('SIGKILL');
     }
     const deadline = setTimeout(() => {
       for (const slot of slots.values()) slot.worker.process.kill('SIGKILL');
-    }, (force ? 0 : config.drainTimeout) + EXIT_GRACE);
+    }, (force ? 0 : drainTimeout) + EXIT_GRACE);
     await allGone;
     clearTimeout(deadline);
     probe.off('checked', onChecked);
     await probe.stop();
     probeStats.detach();
     events.close();
+    verdictCounts.close();
+    proc.close();
     await control.close();
   };
 
+  // Workers take a long silence for a stopped primary and check alone (see
+  // PRIMARY_SILENCE): the heartbeat starts before the first fork, so a worker
+  // waiting for the others to listen is never left without word.
+  heartbeat = setInterval(() => {
+    for (const slot of slots.values()) if (slot.started) send(slot, { type: 'tick' });
+  }, HEARTBEAT_INTERVAL);
+  heartbeat.unref();
   for (let i = 0; i < config.workers; i++) fork();
   try {
     await started;
@@ -729,7 +869,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
 
 
   const broadcast = async (command: WorkerCommand, { timeout = STATS_TIMEOUT }: { readonly timeout?: number | undefined } = {}): Promise<WorkerReply[]> => {
-    if (command.op === 'stats') return sendToWorkers(command, timeout);
+    if (command.op === 'stats' || command.op === 'process') return sendToWorkers(command, timeout);
     try {
       return await control.apply(command);
     } catch (err) {
@@ -775,10 +915,11 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   };
 
   const metrics = async (): Promise<string> => {
-    const { merged, replies, clients } = await gather();
+    const [{ merged, replies, clients }, procs] = await Promise.all([gather(), sendToWorkers({ op: 'process' })]);
+    const processes: ProcessFigures[] = [proc.snapshot(), ...procs.flatMap((r) => (r.ok && r.result !== undefined ? [r.result as ProcessFigures] : []))];
     const p = 'failover_proxy_';
     return (
-      renderMetrics(merged, probeStats.snapshot(), clients) +
+      renderMetrics(merged, probeStats.snapshot(), { clients, build, processes, verdicts: verdictCounts.snapshot() }) +
       [
         `# HELP ${p}workers Worker processes: running, and those whose figures are in this scrape.`,
         `# TYPE ${p}workers gauge`,
@@ -836,7 +977,9 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let status: StatusServer | undefined;
   if (config.status !== undefined || config.adminSocket !== undefined) {
     try {
-      status = await startStatusServer(config.status, { stats, metrics, api }, statusOptions(config));
+      // /readyz as in a single process: the control pool holds the verdicts every worker follows.
+      const ready = (): boolean => closing === undefined && pool.backends().some((b) => pool.status(b.id)?.state === 'up');
+      status = await startStatusServer(config.status, { stats, metrics, api, ready }, statusOptions(config));
     } catch (err) {
       closing = stopAll(true);
       await closing;
@@ -854,7 +997,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     info(
       force
         ? `closing every connection now in ${slots.size} workers`
-        : `shutting down: not accepting; ${slots.size} workers draining, ${config.drainTimeout} ms to finish`,
+        : `shutting down: not accepting; ${slots.size} workers draining, ${drainTimeout} ms to finish`,
     );
     await stopAll(force);
     await status?.close();
@@ -881,7 +1024,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
         return closing;
       }
       // A drain is under way: cut it short in every worker.
-      for (const slot of slots.values()) send(slot, { type: 'shutdown', force: true });
+      for (const slot of slots.values()) send(slot, { type: 'shutdown', force: true, timeout: 0 });
       return closing;
     },
   };
