@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { spawnSync } from 'node:child_process';
+import { netnsMissing } from '../examples/support/nft-cut.js';
 import { roundsFor, type BenchContext } from './lib/context.js';
 import type { FailoverContender, ScenarioInput, Trial } from './lib/failover-scenario.js';
 import { isMain, runStandalone } from './lib/main.js';
@@ -39,17 +39,6 @@ const labels: Readonly<Record<FailoverContender, string>> = {
   nginx: 'nginx stream, least_conn',
   naive: 'naive pipe',
 };
-
-/** `undefined` when the scenario can run here, else what is missing. */
-function missingPrerequisites(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (for unshare -n and nft)';
-  for (const cmd of ['unshare', 'ip', 'nft']) {
-    if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) return `needs \`${cmd}\` on PATH (apt-get install ${cmd === 'nft' ? 'nftables' : cmd === 'ip' ? 'iproute2' : 'util-linux'})`;
-  }
-  const probe = spawnSync('unshare', ['-n', '--', 'nft', 'list', 'ruleset'], { encoding: 'utf8', timeout: 10_000 });
-  if (probe.status !== 0) return `needs a network namespace with nftables: \`unshare -n -- nft list ruleset\` failed (${(probe.stderr || `exit ${probe.status}`).trim()})`;
-  return undefined;
-}
 
 /** Runs the failover bench. */
 export async function run(ctx: BenchContext): Promise<BenchReport> {
@@ -81,7 +70,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   };
   const title = 'Failover after a silent cut (nftables drop, both ways)';
 
-  const missing = missingPrerequisites();
+  const missing = netnsMissing();
   if (missing !== undefined) {
     return {
       name: 'failover',

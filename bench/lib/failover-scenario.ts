@@ -16,20 +16,17 @@
  *
  * @module
  */
-import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { promisify } from 'node:util';
 import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
 import { certPaths, loadCerts } from '../../examples/support/certs.js';
-import { NFT_CUT_TABLE, nftCutRuleset } from '../../examples/support/nft-cut.js';
+import { applyNftRuleset, liftNftFault, nftCutRuleset, setUpLoopback } from '../../examples/support/nft-cut.js';
 import { WatchFleet, type WatchClient } from '../../examples/support/watch-client.js';
 import { startNodeProxy } from './contenders.js';
 import { benchContext } from './context.js';
 import { startPeer, waitForPort } from './peers.js';
 import { freePort, nodeTs, sleep, startChild, type Child } from './proc.js';
 
-const run = promisify(execFile);
 
 /** The contenders of the failover bench. */
 export type FailoverContender = 'balancer' | 'haproxy' | 'haproxy-noshutdown' | 'nginx' | 'naive';
@@ -76,23 +73,8 @@ const cutRuleset = nftCutRuleset(victim.host);
 
 const ctx = benchContext();
 
-async function nft(args: readonly string[], stdin?: string): Promise<void> {
-  const child = execFile('nft', [...args]);
-  const done = new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nft ${args.join(' ')} exited ${code}`))));
-  });
-  child.stdin!.end(stdin ?? '');
-  await done;
-}
-
 async function setUpNetwork(): Promise<void> {
-  await run('ip', ['link', 'set', 'lo', 'up']);
-  for (const b of backends) {
-    await run('ip', ['addr', 'add', `${b.host}/32`, 'dev', 'lo']).catch(() => undefined);
-  }
-  const { stdout } = await run('nft', ['list', 'ruleset']);
-  if (stdout.trim() !== '') throw new Error(`expected an empty ruleset in a fresh namespace (is this really a private one?), got: ${stdout.trim()}`);
+  await setUpLoopback(backends.map((b) => b.host));
 }
 
 /** GET `url` over HTTPS (fixture CA) or HTTP; resolves with the status, rejects on error or after `timeoutMs`. */
@@ -200,7 +182,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
         }
       });
     }
-    await nft(['-f', '-'], cutRuleset);
+    await applyNftRuleset(cutRuleset);
     cut = true;
     faultAt = Date.now();
     ctx.log(`failover ${name} ${size} round ${round + 1}: cut ${victim.host} with ${victims.size} streams on it`);
@@ -218,7 +200,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
   } finally {
     await fleet?.stop();
     await proxy.stop();
-    if (cut) await nft(['delete', 'table', 'inet', NFT_CUT_TABLE]);
+    if (cut) await liftNftFault();
     // The cut backend must serve again before the next trial.
     await until(`${victim.host} ready again`, 10_000, async () => (await get(`https://${victim.host}:${BACKEND_PORT}/readyz`, 1000)).status === 200);
   }
