@@ -70,6 +70,8 @@ async function serveBackend(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  // The RST fault: every connection reset from this side (the nftables rule refuses new ones).
+  process.on('SIGUSR1', () => backend.resetConnections());
 }
 
 /** `__scenario MODE DIR OPTIONS-JSON`: the scenario, its result as one line on stdout. */

@@ -211,6 +211,10 @@ export async function runScenario(ctx: ScenarioContext, result: VerifyResult): P
         async apply(fault) {
           if (fault === 'blackhole') victimProc.signal('SIGSTOP');
           else await applyNftRuleset(fault === 'cut' ? nftCutRuleset(host) : nftResetRuleset(host));
+          // A watch stream only carries data from the backend, so nothing the
+          // balancer sends would meet the rule's reset: the backend resets its
+          // connections itself, once new ones are refused.
+          if (fault === 'rst') victimProc.signal('SIGUSR1');
         },
         async heal(fault) {
           if (fault === 'blackhole') victimProc.signal('SIGCONT');
