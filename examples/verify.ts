@@ -71,7 +71,7 @@ async function serveBackend(argv: readonly string[]): Promise<void> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   // The RST fault: every connection reset from this side (the nftables rule refuses new ones).
-  process.on('SIGUSR1', () => backend.resetConnections());
+  process.on('SIGUSR1', () => process.stdout.write(`reset ${backend.resetConnections()}\n`));
 }
 
 /** `__scenario MODE DIR OPTIONS-JSON`: the scenario, its result as one line on stdout. */

@@ -44,10 +44,12 @@ table inet ${NFT_CUT_TABLE} {
 }
 
 /**
- * An `nft -f -` ruleset answering every TCP packet to or from `host` with an
- * RST (new connections are refused, open ones reset on their next packet),
- * and dropping anything else. The resets themselves must pass: the kernel
- * sends them through the output hook with the cut address as their source.
+ * An `nft -f -` ruleset answering every TCP packet sent to `host` with an RST
+ * (new connections are refused, an open one is reset when its peer next
+ * sends on it) and dropping everything `host` sends except resets, so the
+ * host's own sockets are not reset by the rule: a test can then reset them
+ * from that side, which the peers see. The resets must pass the output hook,
+ * where the kernel sends them.
  */
 export function nftResetRuleset(host: string): string {
   return `
@@ -56,7 +58,6 @@ table inet ${NFT_CUT_TABLE} {
     type filter hook output priority 0; policy accept;
     tcp flags & rst == rst accept
     ip daddr ${host} meta l4proto tcp reject with tcp reset
-    ip saddr ${host} meta l4proto tcp reject with tcp reset
     ip daddr ${host} drop
     ip saddr ${host} drop
   }

@@ -214,7 +214,10 @@ export async function runScenario(ctx: ScenarioContext, result: VerifyResult): P
           // A watch stream only carries data from the backend, so nothing the
           // balancer sends would meet the rule's reset: the backend resets its
           // connections itself, once new ones are refused.
-          if (fault === 'rst') victimProc.signal('SIGUSR1');
+          if (fault === 'rst') {
+            victimProc.signal('SIGUSR1');
+            await victimProc.waitForLine(/^reset \d+$/, 5000);
+          }
         },
         async heal(fault) {
           if (fault === 'blackhole') victimProc.signal('SIGCONT');
