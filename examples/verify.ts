@@ -62,7 +62,10 @@ async function serveBackend(argv: readonly string[]): Promise<void> {
     tls: { cert: readFileSync(cert), key: readFileSync(key) },
   });
   process.stdout.write(`listening ${backend.host}:${backend.port}\n`);
+  // Alive until SIGTERM, even while not listening (the RST fault).
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   const stop = (): void => {
+    clearInterval(keepAlive);
     backend.close().then(
       () => process.exit(0),
       () => process.exit(1),
@@ -70,8 +73,21 @@ async function serveBackend(argv: readonly string[]): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  // The RST fault: every connection reset from this side (the nftables rule refuses new ones).
-  process.on('SIGUSR1', () => process.stdout.write(`reset ${backend.resetConnections()}\n`));
+  // The RST fault: no listener (new connections refused) and every open one
+  // reset, from the backend's own kernel, so every sequence number is right;
+  // SIGUSR2 heals it.
+  process.on('SIGUSR1', () => {
+    backend.refuseAndReset().then(
+      (n) => process.stdout.write(`reset ${n}\n`),
+      (err: unknown) => process.stdout.write(`reset failed: ${String(err)}\n`),
+    );
+  });
+  process.on('SIGUSR2', () => {
+    backend.listenAgain().then(
+      () => process.stdout.write('listening again\n'),
+      (err: unknown) => process.stdout.write(`listen again failed: ${String(err)}\n`),
+    );
+  });
 }
 
 /** `__scenario MODE DIR OPTIONS-JSON`: the scenario, its result as one line on stdout. */

@@ -212,6 +212,7 @@ export class ApiserverBackend {
   readonly #sockets = new Set<Socket>();
   #ready = true;
   #closing: Promise<void> | undefined;
+  #listenedOn: { host: string; port: number } | undefined;
 
   private constructor(name: string, tls: ApiserverTlsOptions | false, intervalMs: number) {
     this.#name = name;
@@ -374,6 +375,41 @@ export class ApiserverBackend {
     }
     debug('%s: reset %d connection(s)', this.#name, n);
     return n;
+  }
+
+  /**
+   * Stops accepting (new connections are refused by the kernel: no listener)
+   * and resets every open connection: an apiserver that crashed, seen from
+   * its peers. {@link ApiserverBackend.listenAgain} undoes it. Returns how
+   * many connections were reset.
+   *
+   * @example
+   * ```ts
+   * await b1.refuseAndReset();
+   * await b1.listenAgain();
+   * ```
+   */
+  async refuseAndReset(): Promise<number> {
+    const { address, port } = this.#server.address() as { address: string; port: number };
+    this.#listenedOn = { host: address, port };
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const n = this.resetConnections();
+    await closed;
+    return n;
+  }
+
+  /** Listens again on the address {@link ApiserverBackend.refuseAndReset} stopped. */
+  async listenAgain(): Promise<void> {
+    const at = this.#listenedOn;
+    if (at === undefined) return;
+    this.#listenedOn = undefined;
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(at.port, at.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
   }
 
   /**

@@ -43,28 +43,6 @@ table inet ${NFT_CUT_TABLE} {
 `;
 }
 
-/**
- * An `nft -f -` ruleset answering every TCP packet sent to `host` with an RST
- * (new connections are refused, an open one is reset when its peer next
- * sends on it) and dropping everything `host` sends except resets, so the
- * host's own sockets are not reset by the rule: a test can then reset them
- * from that side, which the peers see. The resets must pass the output hook,
- * where the kernel sends them.
- */
-export function nftResetRuleset(host: string): string {
-  return `
-table inet ${NFT_CUT_TABLE} {
-  chain output {
-    type filter hook output priority 0; policy accept;
-    tcp flags & rst == rst accept
-    ip daddr ${host} meta l4proto tcp reject with tcp reset
-    ip daddr ${host} drop
-    ip saddr ${host} drop
-  }
-}
-`;
-}
-
 /** Applies a ruleset with `nft -f -`. */
 export async function applyNftRuleset(ruleset: string): Promise<void> {
   const child = execFile('nft', ['-f', '-']);

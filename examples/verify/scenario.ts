@@ -13,7 +13,7 @@ import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { WatchEvent } from '../support/apiserver-backend.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { applyNftRuleset, liftNftFault, nftCutRuleset, nftResetRuleset, setUpLoopback } from '../support/nft-cut.js';
+import { applyNftRuleset, liftNftFault, nftCutRuleset, setUpLoopback } from '../support/nft-cut.js';
 import { WatchFleet, type WatchClient } from '../support/watch-client.js';
 import { makeThrowawayCerts, type ScenarioCerts } from './certs.js';
 import type { FaultName, VerifyOptions } from './options.js';
@@ -210,18 +210,24 @@ export async function runScenario(ctx: ScenarioContext, result: VerifyResult): P
       driver = {
         async apply(fault) {
           if (fault === 'blackhole') victimProc.signal('SIGSTOP');
-          else await applyNftRuleset(fault === 'cut' ? nftCutRuleset(host) : nftResetRuleset(host));
-          // A watch stream only carries data from the backend, so nothing the
-          // balancer sends would meet the rule's reset: the backend resets its
-          // connections itself, once new ones are refused.
-          if (fault === 'rst') {
+          else if (fault === 'cut') await applyNftRuleset(nftCutRuleset(host));
+          else {
+            // A crashed backend: its kernel refuses new connections and
+            // resets the open ones. Done by the backend process itself, so
+            // the resets carry the right sequence numbers (resets forged by
+            // a firewall rule after dropped data are out of window, and a
+            // watch carries nothing towards the backend to be rejected).
             victimProc.signal('SIGUSR1');
             await victimProc.waitForLine(/^reset \d+$/, 5000);
           }
         },
         async heal(fault) {
           if (fault === 'blackhole') victimProc.signal('SIGCONT');
-          else await liftNftFault();
+          else if (fault === 'cut') await liftNftFault();
+          else {
+            victimProc.signal('SIGUSR2');
+            await victimProc.waitForLine(/^listening again$/, 5000);
+          }
         },
       };
     } else {
