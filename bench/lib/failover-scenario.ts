@@ -29,7 +29,7 @@ import { freePort, nodeTs, sleep, startChild, type Child } from './proc.js';
 
 
 /** The contenders of the failover bench. */
-export type FailoverContender = 'balancer' | 'haproxy' | 'haproxy-noshutdown' | 'nginx' | 'naive';
+export type FailoverContender = 'balancer' | 'balancer-workers2' | 'haproxy' | 'haproxy-noshutdown' | 'nginx' | 'naive' | 'direct';
 
 /** What the outer bench asks for. */
 export interface ScenarioInput {
@@ -58,6 +58,8 @@ export interface Trial {
   readonly stuck: number;
   /** Every stream (victims or not) that had received nothing for 2 s when the trial ended. */
   readonly stalledAtEnd: number;
+  /** The balancer's: ms from the cut to its `up -> down` line for the cut backend (detection); the rest of a stream's recovery comes after it. */
+  readonly downAfterMs?: number | undefined;
   readonly error?: string | undefined;
 }
 
@@ -108,12 +110,14 @@ async function until(what: string, timeoutMs: number, fn: () => Promise<boolean>
 interface Running {
   readonly port: number;
   stop(): Promise<void>;
+  /** Resolves when the balancer logs the cut backend down (this package's balancer only). */
+  markedDown?: ((timeoutMs: number) => Promise<void>) | undefined;
 }
 
 async function startContender(name: FailoverContender, input: ScenarioInput): Promise<Running> {
   const upstreams = backends.map((b) => ({ host: b.host, port: BACKEND_PORT }));
   const { interval, timeout, fall, rise } = input.probe;
-  if (name === 'balancer') {
+  if (name === 'balancer' || name === 'balancer-workers2') {
     const port = await freePort();
     const status = await freePort();
     const [cmd, args] = nodeTs('examples/apiserver-balancer.ts', [
@@ -127,15 +131,18 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
       '--rise', String(rise),
       '--connect-timeout', String(input.connectTimeout),
       '--status', `127.0.0.1:${status}`,
+      ...(name === 'balancer-workers2' ? ['--workers', '2'] : []),
     ]);
-    const child = startChild(cmd, args);
+    // detached: with --workers the primary's workers go with it.
+    const child = startChild(cmd, args, { detached: name === 'balancer-workers2' });
     await child.waitForLine(/^listening /, 20_000);
     await until('every backend up in the balancer', 15_000, async () => {
       const { body } = await get(`http://127.0.0.1:${status}/stats`, 2000);
       const stats = JSON.parse(body) as { backends: { state: string }[] };
       return stats.backends.length === 3 && stats.backends.every((b) => b.state === 'up');
     });
-    return { port, stop: () => child.stop() };
+    const down = new RegExp(`backend ${victim.host.replaceAll('.', '\\.')}:${BACKEND_PORT} up -> down`);
+    return { port, stop: () => child.stop(), markedDown: (timeoutMs) => child.waitForLine(down, timeoutMs).then(() => undefined) };
   }
   if (name === 'naive') {
     const child: Child = await startNodeProxy(ctx, 'naive', upstreams);
@@ -157,14 +164,57 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
   return { port: peer.port, stop: () => peer.stop() };
 }
 
+/**
+ * The reconnect floor: no balancer. The streams the cut would move (a third)
+ * open at one instant straight to the two surviving backends, while the other
+ * two thirds stream from them as before; the time from that instant to each
+ * one's first event is what reconnecting costs by itself (TLS handshakes and
+ * the backends' accept loops under a storm). A balancer's recovery cannot
+ * beat detection plus this.
+ */
+async function floorTrial(size: number, round: number, input: ScenarioInput): Promise<Trial> {
+  const live = backends.filter((b) => b !== victim);
+  const moving = Math.round(size / backends.length);
+  const fleets: WatchFleet[] = [];
+  try {
+    for (const [i, b] of live.entries()) {
+      const n = Math.floor((size - moving) / live.length) + (i < (size - moving) % live.length ? 1 : 0);
+      fleets.push(new WatchFleet({ size: n, host: b.host, port: BACKEND_PORT, backoffMs: 50, idPrefix: `direct-${b.name}` }));
+    }
+    await Promise.all(fleets.map((f) => f.waitFor((x) => x.clients.every((c) => c.lastEventAt !== undefined), Math.max(30_000, 20 * size))));
+    await sleep(1000);
+    const firstAt = new Map<WatchClient, number>();
+    const startedAt = Date.now();
+    let onAll: () => void = () => {};
+    const all = new Promise<void>((resolve) => (onAll = resolve));
+    const movers = live.map(
+      (b, i) => new WatchFleet({ size: Math.floor(moving / live.length) + (i < moving % live.length ? 1 : 0), host: b.host, port: BACKEND_PORT, backoffMs: 50, idPrefix: `direct-move-${b.name}` }),
+    );
+    fleets.push(...movers);
+    for (const c of movers.flatMap((m) => m.clients)) {
+      c.once('received', () => {
+        firstAt.set(c, Date.now());
+        if (firstAt.size === moving) onAll();
+      });
+    }
+    ctx.log(`failover direct ${size} round ${round + 1}: ${moving} streams reconnect at once straight to the two live backends`);
+    await Promise.race([all, sleep(input.windowMs)]);
+    const recoveryMs = Array.from(firstAt.values(), (at) => at - startedAt).sort((a, b) => a - b);
+    return { contender: 'direct', size, round, victims: moving, recoveryMs, stuck: moving - firstAt.size, stalledAtEnd: 0 };
+  } finally {
+    await Promise.all(fleets.map((f) => f.stop()));
+  }
+}
+
 async function trial(name: FailoverContender, size: number, round: number, input: ScenarioInput): Promise<Trial> {
+  if (name === 'direct') return floorTrial(size, round, input);
   const proxy = await startContender(name, input);
   let fleet: WatchFleet | undefined;
   let cut = false;
   try {
     fleet = new WatchFleet({ size, host: '127.0.0.1', port: proxy.port, backoffMs: 50, idPrefix: `${name}-${size}` });
     const f = fleet;
-    await f.waitFor((x) => x.connectedCount === size && x.clients.every((c) => c.lastEventAt !== undefined), 30_000);
+    await f.waitFor((x) => x.connectedCount === size && x.clients.every((c) => c.lastEventAt !== undefined), Math.max(30_000, 20 * size));
     if (!backends.every((b) => (f.byBackend()[b.name] ?? 0) > 0)) throw new Error(`streams not spread over every backend: ${JSON.stringify(f.byBackend())}`);
     // Let checks and streams settle before the fault.
     await sleep(1000);
@@ -185,6 +235,11 @@ async function trial(name: FailoverContender, size: number, round: number, input
     await applyNftRuleset(cutRuleset);
     cut = true;
     faultAt = Date.now();
+    let downAt: number | undefined;
+    proxy.markedDown?.(input.windowMs).then(
+      () => (downAt = Date.now()),
+      () => undefined,
+    );
     ctx.log(`failover ${name} ${size} round ${round + 1}: cut ${victim.host} with ${victims.size} streams on it`);
     await Promise.race([all, sleep(input.windowMs)]);
     const recoveryMs = Array.from(recoveredAt.values(), (at) => at - faultAt).sort((a, b) => a - b);
@@ -196,6 +251,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
       recoveryMs,
       stuck: victims.size - recoveredAt.size,
       stalledAtEnd: f.stalled(2000).length,
+      downAfterMs: downAt === undefined ? undefined : downAt - faultAt,
     };
   } finally {
     await fleet?.stop();
