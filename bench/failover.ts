@@ -102,7 +102,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   });
   if (process.env['BENCH_VERBOSE'] === '1') child.process.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
   // Opening thousands of TLS streams takes a while on two shared cores.
-  const perTrial = windowMs + 8000 + 20 * Math.max(...sizes);
+  const perTrial = windowMs + 8000 + 60 * Math.max(...sizes);
   const trials = sizes.length * contenders.reduce((n, c) => n + (firstRoundOnly.includes(c) ? 1 : rounds), 0);
   const budget = trials * perTrial + 30_000;
   let result: { trials: Trial[]; error?: string };
