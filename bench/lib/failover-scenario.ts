@@ -290,7 +290,12 @@ async function main(): Promise<void> {
   try {
     for (const b of backends) {
       // node itself (not the tsx wrapper), so signals reach the server.
-      const [cmd, args] = nodeTs('examples/support/apiserver-backend.ts', ['--name', b.name, '--listen', `${b.host}:${BACKEND_PORT}`]);
+      // Thousands of streams each ticking every 200 ms kept two loaded cores
+      // busy with events alone (batches of 250 stopped connecting past
+      // ~1,500 streams): large runs tick once a second. The first event of a
+      // watch is sent at once either way, so recovery is measured alike.
+      const tick = Math.max(...input.sizes) >= 1000 ? '1000' : '200';
+      const [cmd, args] = nodeTs('examples/support/apiserver-backend.ts', ['--name', b.name, '--listen', `${b.host}:${BACKEND_PORT}`, '--watch-interval-ms', tick]);
       const child = startChild(cmd, args);
       procs.push(child);
       await child.waitForLine(/^listening /, 20_000);
