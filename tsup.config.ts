@@ -138,11 +138,15 @@ export default defineConfig([
       return Promise.resolve();
     },
   },
-  // The reference balancer as a program (`npx failover-proxy-apiserver …`):
-  // the example code only, the library imported from ./index.js.
+  // The reference balancer as a program (`npx failover-proxy-apiserver …`) and
+  // the verify tool: the example code only, the library imported from ./index.js.
   {
-    entry: { 'apiserver-balancer': 'examples/apiserver-balancer.ts' },
+    // `failover-proxy-verify`: the silent-partition scenario against any
+    // balancer (docs/verify.md). One file, like the balancer's program.
+    entry: { 'apiserver-balancer': 'examples/apiserver-balancer.ts', verify: 'examples/verify.ts' },
     format: ['esm'],
+    // Each program one self-contained file, no shared chunk between them.
+    splitting: false,
     target: 'node22',
     platform: 'node',
     sourcemap: true,

@@ -16,23 +16,20 @@
  *
  * @module
  */
-import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { promisify } from 'node:util';
 import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
 import { certPaths, loadCerts } from '../../examples/support/certs.js';
-import { NFT_CUT_TABLE, nftCutRuleset } from '../../examples/support/nft-cut.js';
+import { applyNftRuleset, liftNftFault, nftCutRuleset, setUpLoopback } from '../../examples/support/nft-cut.js';
 import { WatchFleet, type WatchClient } from '../../examples/support/watch-client.js';
 import { startNodeProxy } from './contenders.js';
 import { benchContext } from './context.js';
 import { startPeer, waitForPort } from './peers.js';
 import { freePort, nodeTs, sleep, startChild, type Child } from './proc.js';
 
-const run = promisify(execFile);
 
 /** The contenders of the failover bench. */
-export type FailoverContender = 'balancer' | 'haproxy' | 'haproxy-noshutdown' | 'nginx' | 'naive';
+export type FailoverContender = 'balancer' | 'balancer-workers2' | 'haproxy' | 'haproxy-noshutdown' | 'nginx' | 'naive' | 'direct';
 
 /** What the outer bench asks for. */
 export interface ScenarioInput {
@@ -61,6 +58,8 @@ export interface Trial {
   readonly stuck: number;
   /** Every stream (victims or not) that had received nothing for 2 s when the trial ended. */
   readonly stalledAtEnd: number;
+  /** The balancer's: ms from the cut to its `up -> down` line for the cut backend (detection); the rest of a stream's recovery comes after it. */
+  readonly downAfterMs?: number | undefined;
   readonly error?: string | undefined;
 }
 
@@ -71,28 +70,15 @@ const backends = [
 ] as const;
 const victim = backends[2];
 const BACKEND_PORT = 6443;
+/** Streams opened at once while setting a trial up. */
+const OPEN_BATCH = 250;
 
 const cutRuleset = nftCutRuleset(victim.host);
 
 const ctx = benchContext();
 
-async function nft(args: readonly string[], stdin?: string): Promise<void> {
-  const child = execFile('nft', [...args]);
-  const done = new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nft ${args.join(' ')} exited ${code}`))));
-  });
-  child.stdin!.end(stdin ?? '');
-  await done;
-}
-
 async function setUpNetwork(): Promise<void> {
-  await run('ip', ['link', 'set', 'lo', 'up']);
-  for (const b of backends) {
-    await run('ip', ['addr', 'add', `${b.host}/32`, 'dev', 'lo']).catch(() => undefined);
-  }
-  const { stdout } = await run('nft', ['list', 'ruleset']);
-  if (stdout.trim() !== '') throw new Error(`expected an empty ruleset in a fresh namespace (is this really a private one?), got: ${stdout.trim()}`);
+  await setUpLoopback(backends.map((b) => b.host));
 }
 
 /** GET `url` over HTTPS (fixture CA) or HTTP; resolves with the status, rejects on error or after `timeoutMs`. */
@@ -126,12 +112,14 @@ async function until(what: string, timeoutMs: number, fn: () => Promise<boolean>
 interface Running {
   readonly port: number;
   stop(): Promise<void>;
+  /** Resolves when the balancer logs the cut backend down (this package's balancer only). */
+  markedDown?: ((timeoutMs: number) => Promise<void>) | undefined;
 }
 
 async function startContender(name: FailoverContender, input: ScenarioInput): Promise<Running> {
   const upstreams = backends.map((b) => ({ host: b.host, port: BACKEND_PORT }));
   const { interval, timeout, fall, rise } = input.probe;
-  if (name === 'balancer') {
+  if (name === 'balancer' || name === 'balancer-workers2') {
     const port = await freePort();
     const status = await freePort();
     const [cmd, args] = nodeTs('examples/apiserver-balancer.ts', [
@@ -145,15 +133,18 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
       '--rise', String(rise),
       '--connect-timeout', String(input.connectTimeout),
       '--status', `127.0.0.1:${status}`,
+      ...(name === 'balancer-workers2' ? ['--workers', '2'] : []),
     ]);
-    const child = startChild(cmd, args);
+    // detached: with --workers the primary's workers go with it.
+    const child = startChild(cmd, args, { detached: name === 'balancer-workers2' });
     await child.waitForLine(/^listening /, 20_000);
     await until('every backend up in the balancer', 15_000, async () => {
       const { body } = await get(`http://127.0.0.1:${status}/stats`, 2000);
       const stats = JSON.parse(body) as { backends: { state: string }[] };
       return stats.backends.length === 3 && stats.backends.every((b) => b.state === 'up');
     });
-    return { port, stop: () => child.stop() };
+    const down = new RegExp(`backend ${victim.host.replaceAll('.', '\\.')}:${BACKEND_PORT} up -> down`);
+    return { port, stop: () => child.stop(), markedDown: (timeoutMs) => child.waitForLine(down, timeoutMs).then(() => undefined) };
   }
   if (name === 'naive') {
     const child: Child = await startNodeProxy(ctx, 'naive', upstreams);
@@ -175,14 +166,75 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
   return { port: peer.port, stop: () => peer.stop() };
 }
 
+/**
+ * The reconnect floor: no balancer. The streams the cut would move (a third)
+ * open at one instant straight to the two surviving backends, while the other
+ * two thirds stream from them as before; the time from that instant to each
+ * one's first event is what reconnecting costs by itself (TLS handshakes and
+ * the backends' accept loops under a storm). A balancer's recovery cannot
+ * beat detection plus this.
+ */
+async function floorTrial(size: number, round: number, input: ScenarioInput): Promise<Trial> {
+  const live = backends.filter((b) => b !== victim);
+  const moving = Math.round(size / backends.length);
+  const fleets: WatchFleet[] = [];
+  try {
+    for (const [i, b] of live.entries()) {
+      const total = Math.floor((size - moving) / live.length) + (i < (size - moving) % live.length ? 1 : 0);
+      for (let opened = 0; opened < total; opened += OPEN_BATCH) {
+        const n = Math.min(OPEN_BATCH, total - opened);
+        const batch = new WatchFleet({ size: n, host: b.host, port: BACKEND_PORT, backoffMs: 50, idPrefix: `direct-${b.name}-${opened}` });
+        fleets.push(batch);
+        await batch.waitFor((x) => x.clients.every((c) => c.lastEventAt !== undefined), 60_000);
+      }
+    }
+    await sleep(1000);
+    const firstAt = new Map<WatchClient, number>();
+    const startedAt = Date.now();
+    let onAll: () => void = () => {};
+    const all = new Promise<void>((resolve) => (onAll = resolve));
+    const movers = live.map(
+      (b, i) => new WatchFleet({ size: Math.floor(moving / live.length) + (i < moving % live.length ? 1 : 0), host: b.host, port: BACKEND_PORT, backoffMs: 50, idPrefix: `direct-move-${b.name}` }),
+    );
+    fleets.push(...movers);
+    for (const c of movers.flatMap((m) => m.clients)) {
+      c.once('received', () => {
+        firstAt.set(c, Date.now());
+        if (firstAt.size === moving) onAll();
+      });
+    }
+    ctx.log(`failover direct ${size} round ${round + 1}: ${moving} streams reconnect at once straight to the two live backends`);
+    await Promise.race([all, sleep(input.windowMs)]);
+    const recoveryMs = Array.from(firstAt.values(), (at) => at - startedAt).sort((a, b) => a - b);
+    return { contender: 'direct', size, round, victims: moving, recoveryMs, stuck: moving - firstAt.size, stalledAtEnd: 0 };
+  } finally {
+    await Promise.all(fleets.map((f) => f.stop()));
+  }
+}
+
 async function trial(name: FailoverContender, size: number, round: number, input: ScenarioInput): Promise<Trial> {
+  if (name === 'direct') return floorTrial(size, round, input);
   const proxy = await startContender(name, input);
-  let fleet: WatchFleet | undefined;
+  const fleets: WatchFleet[] = [];
   let cut = false;
   try {
-    fleet = new WatchFleet({ size, host: '127.0.0.1', port: proxy.port, backoffMs: 50, idPrefix: `${name}-${size}` });
-    const f = fleet;
-    await f.waitFor((x) => x.connectedCount === size && x.clients.every((c) => c.lastEventAt !== undefined), 30_000);
+    // Opened in batches of 250: 3,000 TLS handshakes started at one instant
+    // on two loaded cores all progress together and none completes for
+    // minutes (0 of 3,000 after 60 s); batches make the setup bounded.
+    for (let opened = 0; opened < size; opened += OPEN_BATCH) {
+      const n = Math.min(OPEN_BATCH, size - opened);
+      const batch = new WatchFleet({ size: n, host: '127.0.0.1', port: proxy.port, backoffMs: 50, idPrefix: `${name}-${size}-${opened}` });
+      fleets.push(batch);
+      await batch.waitFor((x) => x.connectedCount === n && x.clients.every((c) => c.lastEventAt !== undefined), 60_000);
+    }
+    const clients = fleets.flatMap((x) => x.clients);
+    const byBackend = (): Record<string, number> => {
+      const counts: Record<string, number> = {};
+      for (const x of fleets) for (const [k, v] of Object.entries(x.byBackend())) counts[k] = (counts[k] ?? 0) + v;
+      return counts;
+    };
+    const stalled = (ms: number): number => fleets.reduce((n, x) => n + x.stalled(ms).length, 0);
+    const f = { clients, byBackend };
     if (!backends.every((b) => (f.byBackend()[b.name] ?? 0) > 0)) throw new Error(`streams not spread over every backend: ${JSON.stringify(f.byBackend())}`);
     // Let checks and streams settle before the fault.
     await sleep(1000);
@@ -200,9 +252,14 @@ async function trial(name: FailoverContender, size: number, round: number, input
         }
       });
     }
-    await nft(['-f', '-'], cutRuleset);
+    await applyNftRuleset(cutRuleset);
     cut = true;
     faultAt = Date.now();
+    let downAt: number | undefined;
+    proxy.markedDown?.(input.windowMs).then(
+      () => (downAt = Date.now()),
+      () => undefined,
+    );
     ctx.log(`failover ${name} ${size} round ${round + 1}: cut ${victim.host} with ${victims.size} streams on it`);
     await Promise.race([all, sleep(input.windowMs)]);
     const recoveryMs = Array.from(recoveredAt.values(), (at) => at - faultAt).sort((a, b) => a - b);
@@ -213,12 +270,13 @@ async function trial(name: FailoverContender, size: number, round: number, input
       victims: victims.size,
       recoveryMs,
       stuck: victims.size - recoveredAt.size,
-      stalledAtEnd: f.stalled(2000).length,
+      stalledAtEnd: stalled(2000),
+      downAfterMs: downAt === undefined ? undefined : downAt - faultAt,
     };
   } finally {
-    await fleet?.stop();
+    await Promise.all(fleets.map((x) => x.stop()));
     await proxy.stop();
-    if (cut) await nft(['delete', 'table', 'inet', NFT_CUT_TABLE]);
+    if (cut) await liftNftFault();
     // The cut backend must serve again before the next trial.
     await until(`${victim.host} ready again`, 10_000, async () => (await get(`https://${victim.host}:${BACKEND_PORT}/readyz`, 1000)).status === 200);
   }
@@ -232,7 +290,12 @@ async function main(): Promise<void> {
   try {
     for (const b of backends) {
       // node itself (not the tsx wrapper), so signals reach the server.
-      const [cmd, args] = nodeTs('examples/support/apiserver-backend.ts', ['--name', b.name, '--listen', `${b.host}:${BACKEND_PORT}`]);
+      // Thousands of streams each ticking every 200 ms kept two loaded cores
+      // busy with events alone (batches of 250 stopped connecting past
+      // ~1,500 streams): large runs tick once a second. The first event of a
+      // watch is sent at once either way, so recovery is measured alike.
+      const tick = Math.max(...input.sizes) >= 1000 ? '1000' : '200';
+      const [cmd, args] = nodeTs('examples/support/apiserver-backend.ts', ['--name', b.name, '--listen', `${b.host}:${BACKEND_PORT}`, '--watch-interval-ms', tick]);
       const child = startChild(cmd, args);
       procs.push(child);
       await child.waitForLine(/^listening /, 20_000);

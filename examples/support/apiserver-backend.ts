@@ -24,7 +24,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { resolve as resolvePath } from 'node:path';
+import { basename, resolve as resolvePath } from 'node:path';
 import { pipeline } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -219,6 +219,7 @@ export class ApiserverBackend {
   #shuttingDown: Promise<void> | undefined;
   #shutdownTimers = new Set<NodeJS.Timeout>();
   #closing: Promise<void> | undefined;
+  #listenedOn: { host: string; port: number } | undefined;
 
   private constructor(name: string, tls: ApiserverTlsOptions | false, intervalMs: number) {
     this.#name = name;
@@ -414,6 +415,63 @@ export class ApiserverBackend {
   }
 
   /**
+   * Resets every open connection (an RST, not a FIN: `resetAndDestroy()`),
+   * as a host that lost its connection state answers; the server keeps
+   * listening. Returns how many were reset.
+   *
+   * @example
+   * ```ts
+   * b1.resetConnections(); // every client of b1 sees ECONNRESET
+   * ```
+   */
+  resetConnections(): number {
+    let n = 0;
+    for (const socket of this.#sockets) {
+      if (socket.destroyed) continue;
+      n++;
+      if (socket.connecting) socket.destroy();
+      else socket.resetAndDestroy();
+    }
+    debug('%s: reset %d connection(s)', this.#name, n);
+    return n;
+  }
+
+  /**
+   * Stops accepting (new connections are refused by the kernel: no listener)
+   * and resets every open connection: an apiserver that crashed, seen from
+   * its peers. {@link ApiserverBackend.listenAgain} undoes it. Returns how
+   * many connections were reset.
+   *
+   * @example
+   * ```ts
+   * await b1.refuseAndReset();
+   * await b1.listenAgain();
+   * ```
+   */
+  async refuseAndReset(): Promise<number> {
+    const { address, port } = this.#server.address() as { address: string; port: number };
+    this.#listenedOn = { host: address, port };
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const n = this.resetConnections();
+    await closed;
+    return n;
+  }
+
+  /** Listens again on the address {@link ApiserverBackend.refuseAndReset} stopped. */
+  async listenAgain(): Promise<void> {
+    const at = this.#listenedOn;
+    if (at === undefined) return;
+    this.#listenedOn = undefined;
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(at.port, at.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /**
    * Stops listening and destroys every socket, open watches included (they
    * end without a terminating chunk, as when an apiserver dies). Idempotent:
    * later calls return the same promise, which resolves with no handle left.
@@ -558,7 +616,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 // Only when run as a program: importing this module must have no side effects.
-if (process.argv[1] !== undefined && resolvePath(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// The name check keeps a bundle that includes this module (dist/verify.js, where
+// import.meta.url is the bundle's own file) from running this CLI instead.
+const self = fileURLToPath(import.meta.url);
+if (process.argv[1] !== undefined && /^apiserver-backend\.[cm]?[jt]s$/.test(basename(self)) && resolvePath(process.argv[1]) === self) {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`apiserver-backend: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);

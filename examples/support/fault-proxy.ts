@@ -47,7 +47,7 @@ export interface FaultProxyOptions {
 }
 
 /** What the proxy does with new connections. */
-export type FaultMode = 'forwarding' | 'cut';
+export type FaultMode = 'forwarding' | 'cut' | 'refusing';
 
 // Listeners are module-level functions that find their pair through this
 // back-reference, so accepting a connection allocates no closures.
@@ -246,7 +246,7 @@ export class FaultProxy {
     return this.#target;
   }
 
-  /** `'cut'` between {@link FaultProxy.cut} and {@link FaultProxy.restore}. */
+  /** `'cut'` between {@link FaultProxy.cut} and {@link FaultProxy.restore}, `'refusing'` after {@link FaultProxy.refuse}. */
   get mode(): FaultMode {
     return this.#mode;
   }
@@ -303,6 +303,23 @@ export class FaultProxy {
   restore(): void {
     this.#mode = 'forwarding';
     debug('restored');
+  }
+
+  /**
+   * New connections are refused: each is reset (RST) as soon as it is
+   * accepted, the way a host without a listener (or that lost its connection
+   * state) answers. Open connections are left as they are; {@link FaultProxy.reset}
+   * resets them. {@link FaultProxy.restore} forwards new connections again.
+   *
+   * @example
+   * ```ts
+   * proxy.refuse();
+   * proxy.reset(); // a rebooted host: every connection reset, new ones refused
+   * ```
+   */
+  refuse(): void {
+    this.#mode = 'refusing';
+    debug('refusing new connections');
   }
 
   /**
@@ -367,6 +384,11 @@ export class FaultProxy {
     const pair = new Pair(client, this.#registry);
     this.#registry.pairs.add(pair);
     tag(client, pair);
+    if (this.#mode === 'refusing' && this.#closing === undefined) {
+      pair.silent = true;
+      client.resetAndDestroy();
+      return;
+    }
     if (this.#mode === 'cut' || this.#closing !== undefined) {
       // Accepted by the kernel, then silence: thanks to pauseOnConnect nothing
       // is ever read, so the client's bytes pile up in kernel buffers.

@@ -21,19 +21,17 @@
  *
  * @module
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
 import { certPaths } from '../../examples/support/certs.js';
-import { NFT_CUT_TABLE, nftCutRuleset } from '../../examples/support/nft-cut.js';
+import { applyNftRuleset, liftNftFault, nftCutRuleset, setUpLoopback } from '../../examples/support/nft-cut.js';
 import { WatchFleet, type WatchClient } from '../../examples/support/watch-client.js';
 import { healBoundMs, healSpread, probeSettings, recoveryBoundMs, scenarioCases, type ScenarioCase } from './partition-settings.js';
 
-const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 const STREAMS = 60;
@@ -215,31 +213,17 @@ async function waitForStats(predicate: (stats: Stats) => boolean, timeoutMs: num
 
 const cutRuleset = nftCutRuleset(victim.host);
 
-/** Drops every packet to and from the victim. On loopback a packet crosses both hooks, so both drop: nothing leaks either way. */
+/** Drops every packet to and from the victim. */
 async function cut(): Promise<void> {
-  const child = execFile('nft', ['-f', '-']);
-  const done = new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nft -f - exited ${code}`))));
-  });
-  child.stdin!.end(cutRuleset);
-  await done;
+  await applyNftRuleset(cutRuleset);
 }
 
 async function uncut(): Promise<void> {
-  await run('nft', ['delete', 'table', 'inet', NFT_CUT_TABLE]);
+  await liftNftFault();
 }
 
 async function setUpNetwork(): Promise<void> {
-  await run('ip', ['link', 'set', 'lo', 'up']);
-  for (const b of backends) {
-    // 127.0.0.0/8 is routed to lo once lo is up; the /32s make the addresses explicit.
-    await run('ip', ['addr', 'add', `${b.host}/32`, 'dev', 'lo']).catch(() => undefined);
-    const { stdout } = await run('ip', ['route', 'get', b.host]);
-    if (!stdout.startsWith('local ')) throw new Error(`${b.host} is not local in this namespace: ${stdout.trim()}`);
-  }
-  const { stdout } = await run('nft', ['list', 'ruleset']);
-  if (stdout.trim() !== '') throw new Error(`expected an empty ruleset in a fresh namespace, got: ${stdout.trim()}`);
+  await setUpLoopback(backends.map((b) => b.host));
 }
 
 function percentile(sorted: readonly number[], p: number): number | undefined {

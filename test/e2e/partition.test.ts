@@ -3,47 +3,19 @@
 // runs it, in a fresh network namespace. Needs root, unshare, ip and nft; skips
 // saying which is missing otherwise.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { netnsMissing } from '../../examples/support/nft-cut.js';
 import type { ScenarioResult } from './partition-scenario.js';
 import { healBoundMs, healSpread, probeSettings, recoveryBoundMs, type ScenarioCase } from './partition-settings.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scenarioScript = join(root, 'test/e2e/partition-scenario.ts');
 
-function onPath(command: string): boolean {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    try {
-      accessSync(join(dir, command), constants.X_OK);
-      return true;
-    } catch {
-      // Not in this one.
-    }
-  }
-  return false;
-}
-
-/** `undefined` when the test can run, else exactly what is missing. */
-function missingPrerequisites(): string | undefined {
-  const missing: string[] = [];
-  const uid = process.getuid?.();
-  if (uid !== 0) missing.push(`root (running as uid ${uid ?? 'unknown'})`);
-  for (const command of ['unshare', 'ip', 'nft']) if (!onPath(command)) missing.push(`\`${command}\` on PATH`);
-  if (missing.length > 0) return `needs ${missing.join(', ')}`;
-  // Root in a container may still lack CAP_SYS_ADMIN / CAP_NET_ADMIN.
-  const probe = spawnSync('unshare', ['-n', '--', 'nft', 'list', 'ruleset'], { encoding: 'utf8', timeout: 10_000 });
-  if (probe.status !== 0) {
-    return `needs a network namespace with nftables: \`unshare -n -- nft list ruleset\` failed (${(probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()})`;
-  }
-  return undefined;
-}
-
-const missing = missingPrerequisites();
+const missing = netnsMissing();
 
 /** Runs one case in its own namespace; resolves with its result line. Kills the whole process group it started on the way out. */
 async function runScenario(t: TestContext, which: ScenarioCase): Promise<ScenarioResult> {

@@ -42,7 +42,7 @@ const exportsMap = {
 };
 
 /** Every file the package.json points a user at. */
-const entryFiles = ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'apiserver-balancer.js'];
+const entryFiles = ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'apiserver-balancer.js', 'verify.js'];
 
 /** A definition of the class, however esbuild spells it (`class X` or `var X = class`). */
 const upstreamPoolClass = /\bclass UpstreamPool\b|\bUpstreamPool = class\b/g;
@@ -68,7 +68,7 @@ test('package.json: the exports map and the top-level fields have exactly this s
   assert.equal(pkg.module, './dist/index.js', 'module is the import entry');
   assert.equal(pkg.types, './dist/index.d.cts', 'types matches main, for resolvers that ignore exports');
   // npm's own spelling (`npm pkg fix` drops the `./`; publish would rewrite it and warn).
-  assert.deepEqual(pkg.bin, { 'failover-proxy-apiserver': 'dist/apiserver-balancer.js' });
+  assert.deepEqual(pkg.bin, { 'failover-proxy-apiserver': 'dist/apiserver-balancer.js', 'failover-proxy-verify': 'dist/verify.js' });
   assert.deepEqual(pkg.files, ['dist']);
   assert.equal(pkg.sideEffects, false);
   // The lines CI tests (.ci/run); 22.12 is where require() of ESM (p-queue) needs no flag.
@@ -221,6 +221,6 @@ test('the bin is a program that imports the library instead of containing it', {
 test('npm pack publishes exactly the built entries, their maps, README, LICENSE and package.json', { skip }, async () => {
   const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, timeout: 120_000 });
   const [{ files }] = JSON.parse(stdout) as [{ files: { path: string }[] }];
-  const expected = ['LICENSE', 'README.md', 'package.json', ...entryFiles.map((f) => `dist/${f}`), 'dist/index.cjs.map', 'dist/apiserver-balancer.js.map'];
+  const expected = ['LICENSE', 'README.md', 'package.json', ...entryFiles.map((f) => `dist/${f}`), 'dist/index.cjs.map', 'dist/apiserver-balancer.js.map', 'dist/verify.js.map'];
   assert.deepEqual(files.map((f) => f.path).sort(), expected.sort());
 });
