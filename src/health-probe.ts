@@ -745,6 +745,15 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       return;
     }
     const at = clock.now();
+    // A leaving backend that closes its listener (kube-apiserver does once its
+    // --shutdown-delay-duration is over) refuses the check while it is still
+    // ending the watches it holds: it said it was going, and a refusal is an
+    // answer, not silence. It stays leaving, so its streams stay its own to
+    // end (and the grace's); a timeout or a reset still makes it down.
+    if (error !== undefined && entry.health.verdict === 'leaving' && error.layer === 'connect' && refused(error)) {
+      leaving = `stopped listening while leaving: ${error.message}`;
+      error = undefined;
+    }
     const outcome: CheckOutcome = error !== undefined ? 'fail' : leaving !== undefined ? 'leaving' : 'pass';
     const result: CheckResult = {
       backend: entry.backend,
@@ -864,4 +873,14 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     const base = h.changing ? fastInterval : h.verdict === 'down' ? downInterval : interval;
     return Math.min(MAX_TIMER, Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1)))));
   }
+}
+
+/** Whether a check failed because the backend refused the connection (ECONNREFUSED, anywhere in the cause chain). */
+function refused(error: Error): boolean {
+  let cause: unknown = error;
+  for (let depth = 0; depth < 4 && typeof cause === 'object' && cause !== null; depth++) {
+    if ((cause as { code?: unknown }).code === 'ECONNREFUSED') return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return false;
 }

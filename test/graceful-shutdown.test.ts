@@ -33,9 +33,8 @@ test('a graceful apiserver shutdown: 0 streams closed by the balancer, none plac
   });
   t.diagnostic(JSON.stringify(figures));
   assert.ok(figures.onVictim >= 10, `the victim served ${figures.onVictim} streams`);
-  assert.match(figures.transitions[0] ?? '', /^up -> leaving \(probe-leaving, 0 torn down\)$/);
-  // Once it stopped listening its checks fail: down, with nothing left to tear down.
-  assert.match(figures.transitions[1] ?? '', /^leaving -> down \(probe-failed, 0 torn down\)$/);
+  // Once it stopped listening its checks are refused: an answer, so it stays leaving (never down).
+  assert.deepEqual(figures.transitions, ['up -> leaving (probe-leaving, 0 torn down)']);
   assert.equal(figures.closedByBalancer, 0, 'no stream of the leaving backend was cut by the balancer');
   assert.equal(figures.endedByBackend, figures.onVictim, 'the backend ended every one of its streams itself');
   assert.equal(byBalancer(figures.teardowns), 0, `teardowns of the victim: ${JSON.stringify(figures.teardowns)}`);
@@ -63,5 +62,27 @@ test('readyz failing with [-]etcd failed: down, and every stream torn down by th
   assert.equal(figures.closedByBalancer, figures.onVictim);
   assert.equal(figures.placedAfterVerdict, 0);
   assert.equal(figures.connected, 30);
+  assert.deepEqual(figures.othersChanged, []);
+});
+
+test("kube-apiserver's own order (the listener closes after the delay, watches still ending): stays leaving, 0 streams closed by the balancer", async (t) => {
+  const figures = await gracefulShutdown(t, lib, {
+    clients: 60,
+    delayMs: 1500,
+    graceMs: 2500,
+    listenerClosesFirst: true,
+    pool: { leavingGrace: 60_000 },
+    classify: classifyReadyz,
+    log: (line) => t.diagnostic(line),
+  });
+  t.diagnostic(JSON.stringify(figures));
+  assert.ok(figures.onVictim >= 10, `the victim served ${figures.onVictim} streams`);
+  // Refused checks after the listener closed are an answer: no `-> down`, nothing torn down.
+  assert.deepEqual(figures.transitions, ['up -> leaving (probe-leaving, 0 torn down)']);
+  assert.equal(figures.closedByBalancer, 0, 'no stream of the leaving backend was cut by the balancer');
+  assert.equal(figures.endedByBackend, figures.onVictim, 'the backend ended every one of its streams itself');
+  assert.equal(byBalancer(figures.teardowns), 0, `teardowns of the victim: ${JSON.stringify(figures.teardowns)}`);
+  assert.equal(figures.placedAfterVerdict, 0);
+  assert.equal(figures.connected, 60);
   assert.deepEqual(figures.othersChanged, []);
 });

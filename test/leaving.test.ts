@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { HealthProbe, UpstreamPool, type CheckFunction, type StateChange } from '../src/index.js';
+import { CheckError, HealthProbe, UpstreamPool, type CheckFunction, type StateChange } from '../src/index.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { connect, frontend, HOST, listen, waitFor } from './helpers/net.js';
 
@@ -211,5 +211,60 @@ test('the probe: a target without markLeaving gets markDown (it knows only up an
   probe.attach(target);
   await runFor(clock, 1000);
   assert.deepEqual(calls, ['down a probe-failed']);
+  assert.equal(pool.status('a')!.health, 'down');
+});
+
+test('the probe: a leaving backend whose listener closes (checks refused) stays leaving; one that falls silent (timeouts) goes down', async (t) => {
+  const clock = new FakeClock();
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: 1, id: 'a' }], clock });
+  t.after(() => pool.destroy());
+  let answer: 'pass' | 'leaving' | 'refused' | 'timeout' = 'pass';
+  const refusal = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+  const check: CheckFunction = () => {
+    switch (answer) {
+      case 'pass':
+        return Promise.resolve();
+      case 'leaving':
+        return Promise.resolve({ outcome: 'leaving', message: '[-]shutdown failed' });
+      case 'refused':
+        return Promise.reject(new CheckError('connect', 'connection refused', { cause: refusal }));
+      case 'timeout':
+        return Promise.reject(new CheckError('timeout', 'no answer within 500 ms'));
+    }
+  };
+  const probe = new HealthProbe({ check, clock, interval: 1000, fastInterval: 500, fall: 2, rise: 2, jitter: 0 });
+  t.after(() => probe.stop());
+  probe.attach(pool);
+  await runFor(clock, 1000);
+  answer = 'leaving';
+  await runFor(clock, 1500);
+  assert.equal(pool.status('a')!.health, 'leaving');
+  // The listener closed, as kube-apiserver's does after its shutdown delay: a refusal is an answer.
+  answer = 'refused';
+  await runFor(clock, 5000);
+  assert.equal(pool.status('a')!.health, 'leaving');
+  assert.equal(probe.health('a')!.verdict, 'leaving');
+  assert.equal(probe.health('a')!.lastResult!.outcome, 'leaving');
+  assert.match(probe.health('a')!.lastResult!.message ?? '', /stopped listening while leaving/);
+  // Silence is not an answer: the host is gone.
+  answer = 'timeout';
+  await runFor(clock, 1500);
+  assert.equal(pool.status('a')!.health, 'down');
+});
+
+test('the probe: a refused check of a backend that is up is a failure as before (only leaving turns a refusal into an answer)', async (t) => {
+  const clock = new FakeClock();
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: 1, id: 'a' }], clock });
+  t.after(() => pool.destroy());
+  let refuse = false;
+  const refusal = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+  const check: CheckFunction = () => (refuse ? Promise.reject(new CheckError('connect', 'connection refused', { cause: refusal })) : Promise.resolve());
+  const probe = new HealthProbe({ check, clock, interval: 1000, fastInterval: 500, fall: 2, rise: 2, jitter: 0 });
+  t.after(() => probe.stop());
+  probe.attach(pool);
+  await runFor(clock, 1000);
+  assert.equal(pool.status('a')!.health, 'up');
+  refuse = true;
+  await runFor(clock, 1500);
   assert.equal(pool.status('a')!.health, 'down');
 });

@@ -358,6 +358,11 @@ export class ApiserverBackend {
    *    spread evenly over `graceMs` (`--shutdown-watch-termination-grace-period`);
    * 4. it stops listening (new connections are refused) and resolves.
    *
+   * With `listenerClosesFirst`, steps 3 and 4 come in kube-apiserver's own
+   * order: the listener closes when the delay is over (checks are refused
+   * from then on) while the open watches are still being ended over
+   * `graceMs`.
+   *
    * Idempotent; {@link close} cuts it short.
    *
    * @example
@@ -365,15 +370,18 @@ export class ApiserverBackend {
    * await b1.shutdown({ delayMs: 1500, graceMs: 2500 });
    * ```
    */
-  shutdown(options: { readonly delayMs: number; readonly graceMs: number }): Promise<void> {
-    this.#shuttingDown ??= this.#shutdown(positiveInteger('delayMs', options.delayMs, 0), positiveInteger('graceMs', options.graceMs, 0));
+  shutdown(options: { readonly delayMs: number; readonly graceMs: number; readonly listenerClosesFirst?: boolean }): Promise<void> {
+    this.#shuttingDown ??= this.#shutdown(positiveInteger('delayMs', options.delayMs, 0), positiveInteger('graceMs', options.graceMs, 0), options.listenerClosesFirst === true);
     return this.#shuttingDown;
   }
 
-  async #shutdown(delayMs: number, graceMs: number): Promise<void> {
+  async #shutdown(delayMs: number, graceMs: number, listenerClosesFirst: boolean): Promise<void> {
     this.setReady(false, 'shutdown');
     debug('%s: shutting down: serving %d ms, then ending watches over %d ms', this.#name, delayMs, graceMs);
     await this.#sleep(delayMs);
+    // server.close() stops accepting at once; its callback waits for the open connections.
+    const closed = listenerClosesFirst ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : undefined;
+    if (closed !== undefined) debug('%s: stopped listening, still ending watches', this.#name);
     const streams = Array.from(this.#hub.streams);
     const step = streams.length === 0 ? 0 : graceMs / streams.length;
     for (const res of streams) {
@@ -384,7 +392,7 @@ export class ApiserverBackend {
     // Watches opened meanwhile (a client that got here during the delay) end now.
     for (const res of Array.from(this.#hub.streams)) endWatch(res);
     if (this.#closing !== undefined) return;
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await (closed ?? new Promise<void>((resolve) => this.#server.close(() => resolve())));
     debug('%s: stopped listening', this.#name);
   }
 

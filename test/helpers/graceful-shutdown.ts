@@ -36,6 +36,8 @@ export interface ScenarioOptions {
   readonly pool?: Record<string, unknown>;
   /** The check's classifier; none for an older build. */
   readonly classify?: unknown;
+  /** The backend closes its listener when the delay is over, before ending its watches (kube-apiserver's order). */
+  readonly listenerClosesFirst?: boolean;
   /** The failing check `/readyz` reports: `shutdown` (a graceful shutdown) or another (`etcd`: not ready, not leaving). */
   readonly failing?: 'shutdown' | 'etcd';
   readonly log?: (line: string) => void;
@@ -115,18 +117,16 @@ export async function gracefulShutdown(t: { after(fn: () => unknown): void }, li
   log(`streams before: ${JSON.stringify(fleet.byBackend())}`);
 
   if (options.failing === 'etcd') victim.setReady(false, 'etcd');
-  else void victim.shutdown({ delayMs: options.delayMs, graceMs: options.graceMs });
+  else void victim.shutdown({ delayMs: options.delayMs, graceMs: options.graceMs, listenerClosesFirst: options.listenerClosesFirst === true });
   // Done when no client is on the victim any more and all are connected again.
   await fleet.waitFor((f) => f.byBackend()[victim.name] === undefined && f.connectedCount === options.clients, options.delayMs + options.graceMs + 30_000);
 
   // How each stream that was on the victim ended, as its client saw it: a
   // clean end of the chunked stream is the backend's doing; anything cut
   // short (reset, FIN without the terminating chunk) is the balancer's.
-  // A backend that stops listening is down; what it left is torn down then.
-  if (options.failing !== 'etcd') {
-    const deadline = Date.now() + 20_000;
-    while (!transitions.some((line) => line.includes('-> down')) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  // A backend that stops listening is refused, which a leaving backend answers
+  // (it stays leaving); give the checks time to see the closed listener.
+  if (options.failing !== 'etcd') await new Promise((resolve) => setTimeout(resolve, 4 * INTERVAL + 2 * TIMEOUT));
   let endedByBackend = 0;
   let closedByBalancer = 0;
   for (const client of onVictimClients) {
