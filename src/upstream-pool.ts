@@ -785,8 +785,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     if (info.reason === 'write-stalled') entry.writeStalls++;
     this.emit('connectionClosed', member, info);
     if (entry.members.size === 0 && entry.drainWaiters.length > 0) this.#stopDrain(entry);
-    // A freed slot lets one waiting client through a per-backend cap.
-    if (this.#placement.waiting > 0 && entry.eligible) this.#placement.wakeOne();
+    // A freed slot lets one waiting client through a per-backend cap, or
+    // through the pool-wide cap when the pool was full.
+    if (
+      this.#placement.waiting > 0 &&
+      (entry.eligible || this.#registry.active + this.#placement.dialling + 1 >= this.#options.maxConnections)
+    ) {
+      this.#placement.wakeOne();
+    }
     if (this.#registry.active === 0) this.#idle?.();
   }
 
