@@ -17,7 +17,7 @@
  * @module
  */
 import type { EventEmitter } from 'eventemitter3';
-import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
+import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
 import type { BackendAddress } from './config.js';
 
 /** A health verdict, as broadcast to every worker. */
@@ -191,7 +191,7 @@ export class ControlPool {
   }
 
   /** Removed here at once (nothing to drain); each worker drains first when `drain`, until its own deadline. */
-  remove(id: string, options: RemoveOptions = {}): Promise<void> {
+  remove(id: string, options: RemoveOptions = {}): Promise<RemoveResult> {
     const known = this.pool.has(id);
     const done = this.pool.remove(id, options);
     const drain = options.drain === true;

@@ -170,6 +170,8 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
   }
   return {
     at: now,
+    // The least advanced worker speaks for all: open while any is open.
+    state: parts.some((p) => p.state === 'open') || parts.length === 0 ? 'open' : parts.some((p) => p.state === 'closing') ? 'closing' : 'closed',
     closed: parts.length > 0 && parts.every((p) => p.closed),
     active,
     closing,
@@ -195,7 +197,7 @@ function errorOf(err: unknown): { code: string; message: string } {
  * it is under way (a drain), with its rejection when it was refused (those
  * promises are settled already).
  */
-async function begun(done: Promise<void>): Promise<void> {
+async function begun(done: Promise<unknown>): Promise<void> {
   done.catch(() => {});
   await Promise.race([done, Promise.resolve()]);
 }
