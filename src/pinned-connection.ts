@@ -455,6 +455,14 @@ function configure(socket: Socket, keepAlive: boolean, delay: number, noDelay: b
 }
 
 function resetSocket(socket: Socket): void {
+  // After end() (a graceful close under way) libuv refuses the reset
+  // (EINVAL while shutting down) and Node then never closes the handle: the
+  // socket would stay open for the life of the process. A FIN is on its way
+  // anyway; close it plainly.
+  if (socket.writableEnded) {
+    socket.destroy();
+    return;
+  }
   try {
     socket.resetAndDestroy();
   } catch {

@@ -413,6 +413,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       } else {
         if (entry.removing) {
           // Listed again while an earlier reconcile drains it: keep it.
+          this.#calledOff.set(entry, 'relisted');
           entry.removing = false;
           if (entry.admin === 'draining') this.markReady(id, 'relisted');
           updated.push(id);
@@ -468,13 +469,12 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * pool's `teardown` option). Other backends' members are untouched.
    * Returns how many were taken out (0 when it was already down).
    *
-   * Verdicts are taken in every state of the pool: while it closes they act
-   * as usual, and after it closed they are only recorded (there is nothing
-   * left to tear down), so a probe never meets `POOL_CLOSED`.
+   * Verdicts stay live while the pool closes: a backend that fails during a
+   * graceful close is torn down as usual. Once closed, they throw.
    *
    * @param reason carried into each teardown and the `backendDown` event.
    * @param cause why, as data (a probe passes its check result); defaults to an operator cause.
-   * @throws `UNKNOWN_BACKEND`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed)
    * @example
    * ```ts
    * const n = pool.markDown('10.0.0.3:6443', 'probe-failed');
@@ -482,6 +482,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * ```
    */
   markDown(id: string, reason: TeardownReason = 'marked-down', cause?: Partial<HealthCause>): number {
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
     const change = this.#table.setHealth(entry, 'down', reason, this.#cause(reason, cause, 'down'));
     return change?.tornDown ?? 0;
@@ -489,12 +490,13 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /**
    * Sets a backend's health to `up`. It takes new connections again if its
-   * admin state is `active` (a drain or maintenance stays as it was). Taken
-   * in every state of the pool, like {@link markDown}.
+   * admin state is `active` (a drain or maintenance stays as it was). Live
+   * while the pool closes, like {@link markDown}.
    *
-   * @throws `UNKNOWN_BACKEND`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed)
    */
   markUp(id: string, reason = 'marked-up', cause?: Partial<HealthCause>): void {
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
     this.#table.setHealth(entry, 'up', reason, this.#cause(reason, cause, 'up'));
   }

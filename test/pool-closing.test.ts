@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { UpstreamPool } from '../src/index.js';
-import { connect, echoServer, frontend, HOST, listen, waitFor } from './helpers/net.js';
+import { connect, echoServer, frontend, handlesSettledTo, HOST, listen, waitFor } from './helpers/net.js';
 
 /** A long deadline: whatever resolves before half of it was not held by it, even on a loaded machine. */
 const LONG = 30_000;
@@ -73,7 +73,8 @@ test('a verdict while the pool closes tears the backend down as usual and throws
   pool.markDown('b', 'probe-failed');
   assert.equal(await before(closing, LONG / 2), 'settled', 'with no member left, close() resolves without waiting for its deadline');
   assert.equal(pool.state, 'closed');
-  assert.doesNotThrow(() => pool.markDown('a', 'probe-failed'), 'a late verdict after close is recorded, never thrown');
+  // Once closed, the pool refuses everything (a verdict included) with POOL_CLOSED.
+  assert.throws(() => pool.markDown('a', 'probe-failed'), { code: 'POOL_CLOSED' });
   assert.throws(() => pool.markMaintenance('a'), { code: 'POOL_CLOSED' });
 });
 
@@ -157,4 +158,24 @@ test('close() and destroy() are idempotent and return the same promise; asyncDis
   assert.equal(other.close(), d1);
   await d1;
   assert.equal(other.state, 'closed');
+});
+
+test('a pair asked to close and torn down in the same tick (drain, then markDown with reset) leaves no socket open', async (t) => {
+  const a = await listen(t);
+  const b = await listen(t);
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port: a.port, id: 'a' }, { host: HOST, port: b.port, id: 'b' }], resetOnTeardown: true });
+  const port = await frontend(t, pool);
+  const clients = [];
+  for (let i = 0; i < 4; i++) clients.push(await connect(t, port));
+  await waitFor(() => pool.stats().active === 4);
+  void pool.drain('a', { timeout: LONG });
+  const onA = [...pool.members('a')];
+  assert.equal(pool.markDown('a'), onA.length);
+  await pool.destroy();
+  for (const c of clients) c.destroy();
+  for (const s of [...a.sockets, ...b.sockets]) s.destroy();
+  await Promise.all([a.server, b.server].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  // Only the front listener (closed after the test) may be left of ours.
+  const left = await handlesSettledTo(['TCPServerWrap']);
+  assert.deepEqual(left.filter((h) => h === 'TCPSocketWrap'), [], 'a socket outlived its pair');
 });
