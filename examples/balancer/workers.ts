@@ -249,7 +249,8 @@ function describeCommand(command: AdminCommand): string {
 }
 
 function applyVerdict(pool: UpstreamPool, verdict: HealthMessage): void {
-  if (pool.status(verdict.id) === undefined) return;
+  // Live while the pool drains; nothing to act on once it closed (the worker is exiting).
+  if (pool.state === 'closed' || pool.status(verdict.id) === undefined) return;
   if (verdict.health === 'down') pool.markDown(verdict.id, verdict.reason, verdict.cause);
   else pool.markUp(verdict.id, verdict.reason, verdict.cause);
 }
@@ -500,6 +501,10 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let restarts = 0;
   let closing: Promise<void> | undefined;
   const respawns = new Set<NodeJS.Timeout>();
+  /** Workers that did not exit cleanly while draining: the shutdown reports them and fails. */
+  const crashed: string[] = [];
+  /** Workers the primary itself killed (still starting, or past the drain deadline). */
+  const killed = new Set<number>();
 
   const send = (slot: Slot, message: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
@@ -655,6 +660,10 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       }
       const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`;
       if (closing !== undefined) {
+        if (code !== 0 && !killed.has(slot.id)) {
+          crashed.push(`worker ${slot.id} (pid ${slot.pid}) exited (${how}) while draining`);
+          info(`${crashed.at(-1)!}`);
+        }
         if (slots.size === 0) exitedAll?.();
         return;
       }
@@ -687,10 +696,17 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     for (const slot of slots.values()) {
       // A worker still starting has nothing to drain.
       if (slot.started) send(slot, { type: 'shutdown', force });
-      else slot.worker.process.kill('SIGKILL');
+      else {
+        killed.add(slot.id);
+        slot.worker.process.kill('SIGKILL');
+      }
     }
     const deadline = setTimeout(() => {
-      for (const slot of slots.values()) slot.worker.process.kill('SIGKILL');
+      for (const slot of slots.values()) {
+        // Not a clean stop either: its exit is reported as one that did not drain.
+        info(`worker ${slot.id} (pid ${slot.pid}) still running ${EXIT_GRACE} ms past the drain deadline: killed`);
+        slot.worker.process.kill('SIGKILL');
+      }
     }, (force ? 0 : config.drainTimeout) + EXIT_GRACE);
     await allGone;
     clearTimeout(deadline);
@@ -836,6 +852,11 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     );
     await stopAll(force);
     await status?.close();
+    if (crashed.length > 0) {
+      info(`stopped; ${crashed.length} worker${crashed.length === 1 ? '' : 's'} did not drain cleanly`);
+      // The program exits non-zero with this on stderr: a crash is never a clean stop.
+      throw new Error(crashed.join('; '));
+    }
     info('stopped');
   };
 
