@@ -127,6 +127,8 @@ export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
 const MAX_TIMER = 2 ** 31 - 1;
 const REMOVED: RemoveResult = Object.freeze({ removed: true });
+/** How long past the pool's close deadline a member's own close deadline falls (the pool's comes first). */
+const MEMBER_CLOSE_MARGIN = 1000;
 
 /**
  * The pick context of a client connection. The hash key defaults to the
@@ -922,9 +924,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /**
    * Closes gracefully: refuses new placements and fails waiting clients with
-   * `POOL_CLOSED`, asks every member to close (reason `pool-closed`: a FIN
+   * `POOL_CLOSED`, asks every member to close (reason `pool-closing`: a FIN
    * both ways on a pair, an idle agent socket evicted at once, a busy one
-   * after its request), and destroys what is left after `timeout` ms. While
+   * after its request), and destroys what is left after `timeout` ms
+   * (reason `pool-closed`). While
    * it closes, health verdicts act as usual. Idempotent: every call without
    * a `signal` returns the same promise, which never rejects. Leaves no
    * socket and no timer behind.
@@ -970,9 +973,12 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   async #shutdown(timeout: number): Promise<void> {
     this.#beginShutdown();
-    // Ask first: what can leave now (idle agent sockets) leaves before we count.
+    // Ask first: what can leave now (idle agent sockets) leaves before we
+    // count. A member's own deadline is set past the pool's, so what is still
+    // open at the pool's deadline is counted there, as `pool-closed`.
+    const memberTimeout = Math.min(timeout + MEMBER_CLOSE_MARGIN, MAX_TIMER);
     for (const entry of this.#table.entries.values()) {
-      if (entry.members.size > 0) this.#registry.closeAll(entry, 'pool-closed', timeout);
+      if (entry.members.size > 0) this.#registry.closeAll(entry, 'pool-closing', memberTimeout);
     }
     if (this.#registry.active > 0) {
       const { clock } = this.#options;

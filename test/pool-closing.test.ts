@@ -91,7 +91,7 @@ test('close() evicts an idle keep-alive agent socket at once instead of waiting 
   pool.on('connectionClosed', (_m, info) => reasons.push(info.reason));
   const closing = pool.close({ timeout: LONG });
   assert.equal(await before(closing, LONG / 2), 'settled', 'close() was held by an idle socket');
-  assert.deepEqual(reasons, ['pool-closed']);
+  assert.deepEqual(reasons, ['pool-closing'], 'closed gracefully, not cut at the deadline');
   assert.equal(Object.values(agent.freeSockets).flat().length, 0);
 });
 
@@ -111,7 +111,8 @@ test('close() sends FIN on every pair; clients that answer it leave before the d
   const ended: Promise<unknown>[] = clients.map((c) => new Promise((resolve) => c.once('end', resolve)));
   const closing = pool.close({ timeout: LONG });
   assert.equal(await before(Promise.all([closing, ...ended]), LONG / 2), 'settled');
-  assert.equal(pool.stats().teardowns['pool-closed'], 3);
+  assert.equal(pool.stats().teardowns['pool-closing'], 3);
+  assert.equal(pool.stats().teardowns['pool-closed'], undefined, 'none was left for the deadline');
 });
 
 test('drain() asks its members to close: pairs get a FIN and the drain resolves long before its deadline', async (t) => {
