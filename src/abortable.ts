@@ -11,10 +11,9 @@ import * as v from './validate.js';
 /** Throws `INVALID_ARGUMENT` unless `value` is an `AbortSignal` (or `undefined`). */
 export function checkSignal(name: string, value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined;
-  const s = value as Partial<AbortSignal> | null;
-  if (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
-    throw v.invalid(name, 'an AbortSignal', value);
-  }
+  if (typeof value !== 'object' || value === null) throw v.invalid(name, 'an AbortSignal', value);
+  const s = value as { aborted?: unknown; addEventListener?: unknown };
+  if (typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') throw v.invalid(name, 'an AbortSignal', value);
   return value as AbortSignal;
 }
 
@@ -33,9 +32,9 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
         signal.removeEventListener('abort', onAbort);
         resolve(value);
       },
-      (err: unknown) => {
+      (err: Error) => {
         signal.removeEventListener('abort', onAbort);
-        reject(err as Error);
+        reject(err);
       },
     );
   });
