@@ -22,8 +22,7 @@ import type { Backend } from './backend.js';
  * - `marked-down`: `markDown()` was called without a more specific reason.
  * - `maintenance`: its backend was put in maintenance.
  * - `backend-removed`: its backend was removed from the pool.
- * - `drained`: its backend was drained: closed gracefully when the drain
- *   began (FIN, or an idle agent socket evicted), or taken out at its deadline.
+ * - `drained`: its backend was drained and the deadline passed (or an agent's idle socket to it was evicted).
  * - `idle-timeout`: no byte moved either way for `idleTimeout` ms.
  * - `client-closed` / `upstream-closed`: that side closed (after FIN both ways, the side that closed first).
  * - `client-error` / `upstream-error`: that side's socket failed (reset, timeout, EPIPE).

@@ -518,11 +518,9 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   // ------------------------------------------------------------- admin axis
 
   /**
-   * Stops new connections to a backend and asks its members to close
-   * gracefully (reason `drained`): a pair gets a FIN both ways and closes
-   * once both peers closed; an idle agent socket is evicted at once, a busy
-   * one after its request. At the deadline those still open are destroyed
-   * with reason `drained`. Resolves when the backend holds no member (or the
+   * Stops new connections to a backend and lets existing ones finish (a
+   * {@link PoolAgent} evicts its idle sockets to it at once); at the deadline
+   * those still open are destroyed with reason `drained`. Resolves when the backend holds no member (or the
    * drain is superseded by `markReady`, `markMaintenance` or removal). The
    * drain survives health changes: the backend stays `draining` until
    * `markReady`. Works while the pool closes. Rejects with
@@ -553,8 +551,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       this.#stopDrain(entry);
       this.#table.setAdmin(entry, 'draining', 'drain');
     }
-    // Members that can leave now (idle agent sockets) leave before we count.
-    if (entry.members.size > 0) this.#registry.closeAll(entry, 'drained', timeout);
     if (entry.members.size === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       entry.drainWaiters.push(resolve);

@@ -115,25 +115,6 @@ test('close() sends FIN on every pair; clients that answer it leave before the d
   assert.equal(pool.stats().teardowns['pool-closed'], undefined, 'none was left for the deadline');
 });
 
-test('drain() asks its members to close: pairs get a FIN and the drain resolves long before its deadline', async (t) => {
-  const a = await echoServer(t);
-  const b = await listen(t);
-  const pool = new UpstreamPool({ backends: [{ host: HOST, port: a.port, id: 'a' }, { host: HOST, port: b.port, id: 'b' }], balancer: (c) => c.find((x) => x.backend.id === 'a') ?? c[0] });
-  t.after(() => pool.destroy());
-  const port = await frontend(t, pool);
-  for (let i = 0; i < 2; i++) {
-    const c = await connect(t, port);
-    c.on('end', () => c.end());
-    c.resume();
-  }
-  await waitFor(() => [...pool.members('a')].length === 2, { what: 'two pairs on a' });
-  const drained = pool.drain('a', { timeout: LONG });
-  assert.equal(await before(drained, LONG / 2), 'settled');
-  assert.equal([...pool.members('a')].length, 0);
-  assert.equal(pool.stats().teardowns.drained, 2);
-  assert.equal(pool.status('a')?.admin, 'draining', 'the backend stays draining until markReady');
-});
-
 test('close() and destroy() are idempotent and return the same promise; asyncDispose delegates to close()', async (t) => {
   const a = await listen(t);
   let closes = 0;
