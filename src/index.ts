@@ -3,10 +3,12 @@ export type {
   BackendStats,
   CloseOptions,
   DrainOptions,
+  PoolState,
   PoolStats,
   ReconcileOptions,
   ReconcileResult,
   RemoveOptions,
+  RemoveResult,
   UpstreamSocket,
   PoolConnection,
 } from './upstream-pool.js';

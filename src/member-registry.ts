@@ -127,11 +127,16 @@ export class MemberRegistry {
     return n;
   }
 
-  /** Closes gracefully (`close(reason)`) every member of `entry`; they leave as they close. */
-  closeAll(entry: BackendEntry, reason: TeardownReason): number {
+  /**
+   * Asks every member of `entry` to close gracefully (`close(reason)`, with
+   * `timeout` as its own deadline); they leave as they close, the idle ones
+   * (an agent's free socket) before this returns.
+   */
+  closeAll(entry: BackendEntry, reason: TeardownReason, timeout: number): number {
     let n = 0;
     for (const member of Array.from(entry.members)) {
-      member.close(reason);
+      if (member.closed) continue;
+      member.close(reason, { timeout });
       n++;
     }
     return n;

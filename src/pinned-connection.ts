@@ -480,6 +480,15 @@ function configure(socket: Socket, keepAlive: boolean, delay: number, noDelay: b
 }
 
 function resetSocket(socket: Socket): void {
+  // While the shutdown that end() started is still pending (a graceful close
+  // begun in this same tick) libuv refuses the reset (EINVAL) and Node then
+  // never closes the handle: the socket would stay open for the life of the
+  // process. The FIN is on its way; close it plainly. Once the FIN is out
+  // (`writableFinished`), a reset works again and tells a half-open client.
+  if (socket.writableEnded && !socket.writableFinished) {
+    socket.destroy();
+    return;
+  }
   try {
     socket.resetAndDestroy();
   } catch {

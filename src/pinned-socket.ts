@@ -201,7 +201,7 @@ function onCloseDeadline(pinned: PinnedSocket): void {
 }
 
 function teardownError(pinned: PinnedSocket, reason: TeardownReason): Error {
-  if (reason === 'pool-closed' || reason === 'pool-destroyed') return new PoolClosedError();
+  if (reason === 'pool-closed' || reason === 'pool-closing' || reason === 'pool-destroyed') return new PoolClosedError();
   return new BackendDownError(pinned.backend?.id ?? pinned.id, reason);
 }
 

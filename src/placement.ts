@@ -96,8 +96,12 @@ export class Placement {
   aborted: Error | undefined = undefined;
   /** The dial in flight. */
   attempt: AbortController | undefined = undefined;
-  /** Set while waiting in the queue: wakes it (to re-pick) or fails it. */
+  /** Set while parked in the queue: wakes it (to re-pick) or fails it. */
   wake: ((error?: Error) => void) | undefined = undefined;
+  /** Woken alone for one freed slot: if it cannot take it, the wake-up goes to the next waiter. */
+  relay = false;
+  /** Parked because the pool-wide cap was reached (its queue timeout then fails with `MAX_CONNECTIONS`). */
+  capped = false;
   constructor(
     readonly context: PickContext,
     /** Bytes the dialler sends first (a PROXY protocol header). */
@@ -126,7 +130,11 @@ type PendingSocket = Socket & { [kPlacement]?: Placement | undefined };
 export class PlacementEngine {
   readonly #host: PlacementHost;
   readonly #placements = new Set<Placement>();
-  /** Placements parked until a backend can take them (insertion order = arrival order). */
+  /**
+   * Placements in the queue, in arrival order. A woken waiter keeps its place
+   * until it leaves to dial (or fails), so re-picking and finding nothing
+   * never sends it to the back.
+   */
   readonly #waiting = new Set<Placement>();
   readonly #candidates: BackendEntry[] = [];
   /** Dials in flight, all backends. */
@@ -180,14 +188,29 @@ export class PlacementEngine {
     try {
       while (true) {
         if (placement.aborted !== undefined) throw placement.aborted;
-        const entry = this.pick(placement.context, tried);
+        // Every pick re-checks everything, the pool-wide cap included: a
+        // waiter woken from the queue is admitted by the same rule as a
+        // newcomer.
+        const capped = host.registered() + this.dialling >= host.maxConnections;
+        const entry = capped ? undefined : this.pick(placement.context, tried);
         if (entry === undefined) {
           // Every backend we could try has failed us: report the last failure.
-          if (lastError !== undefined) throw lastError;
+          if (!capped && lastError !== undefined) throw lastError;
+          // A freed slot this waiter cannot take (its picker wants another
+          // backend) goes to the next waiter, or nobody would use it. Under
+          // the cap nobody can: keep it.
+          if (placement.relay) {
+            placement.relay = false;
+            if (!capped) this.#relay(placement);
+          }
+          placement.capped = capped;
           if (deadline < 0) deadline = host.clock.now() + host.queueTimeout;
           await this.#wait(placement, deadline);
           continue;
         }
+        placement.relay = false;
+        // It leaves the queue to dial; should it have to wait again, it queues anew.
+        this.#waiting.delete(placement);
         (tried ??= new Set()).add(entry.backend.id);
         // The lease: counted from the pick, so least-connections sees the dial.
         entry.dialling++;
@@ -211,9 +234,12 @@ export class PlacementEngine {
           socket.destroy();
           throw aborted;
         }
-        // The backend may have left service while we dialled; never attach to it.
+        // The backend may have left service while we dialled; never attach to
+        // it. That was not its dial failing: should it come back while this
+        // client waits, it may be tried again.
         if (!this.#admits(entry)) {
           socket.destroy();
+          tried.delete(entry.backend.id);
           continue;
         }
         try {
@@ -226,6 +252,11 @@ export class PlacementEngine {
     } finally {
       this.#placements.delete(placement);
       this.#waiting.delete(placement);
+      // Woken for a slot and gone before using it (its client left): pass it on.
+      if (placement.relay) {
+        placement.relay = false;
+        this.#relay(placement);
+      }
     }
   }
 
@@ -259,19 +290,40 @@ export class PlacementEngine {
     return picked !== undefined && entries.get(picked.backend.id) === picked ? picked : undefined;
   }
 
-  /** Wakes one waiter per freed slot, in arrival order. */
+  /**
+   * A slot freed: wakes the oldest parked waiter. If it cannot take the slot
+   * it passes the wake-up on ({@link Placement.relay}), so one freed slot
+   * reaches every waiter in turn until one takes it.
+   */
   wakeOne(): void {
     for (const placement of this.#waiting) {
-      placement.wake?.();
+      if (placement.wake === undefined) continue;
+      placement.relay = true;
+      placement.wake();
       return;
     }
   }
 
   /** Capacity appeared (a backend became eligible, a cap was raised): every waiter re-picks. */
   wakeAll(): void {
-    // Each re-picks; one that still finds nothing queues again with what is
-    // left of its deadline, behind those that were woken.
+    // Each re-picks; one that still finds nothing parks again in its place,
+    // with what is left of its deadline.
     for (const placement of Array.from(this.#waiting)) placement.wake?.();
+  }
+
+  /** Hands a wake-up nobody took to the next parked waiter after `from`, if any. */
+  #relay(from: Placement): void {
+    let after = false;
+    for (const placement of this.#waiting) {
+      if (placement === from) {
+        after = true;
+        continue;
+      }
+      if (!after || placement.wake === undefined) continue;
+      placement.relay = true;
+      placement.wake();
+      return;
+    }
   }
 
   /** Cancels every placement (the pool is closing). */
@@ -281,22 +333,26 @@ export class PlacementEngine {
 
   #wait(placement: Placement, deadline: number): Promise<void> {
     const { queueMax, clock } = this.#host;
-    if (queueMax === 0) return Promise.reject(new NoHealthyBackendError('queue-disabled'));
-    if (this.#waiting.size >= queueMax) return Promise.reject(new NoHealthyBackendError('queue-full'));
+    if (queueMax === 0) return Promise.reject(this.#timedOut(placement, 'queue-disabled'));
+    if (!this.#waiting.has(placement) && this.#waiting.size >= queueMax) return Promise.reject(new NoHealthyBackendError('queue-full'));
     const remaining = deadline - clock.now();
-    if (remaining <= 0) return Promise.reject(new NoHealthyBackendError('queue-timeout'));
+    if (remaining <= 0) return Promise.reject(this.#timedOut(placement, 'queue-timeout'));
     return new Promise<void>((resolve, reject) => {
-      const timer = clock.setTimeout(() => placement.wake?.(new NoHealthyBackendError('queue-timeout')), remaining);
+      const timer = clock.setTimeout(() => placement.wake?.(this.#timedOut(placement, 'queue-timeout')), remaining);
       placement.wake = (error?: Error) => {
         clock.clearTimeout(timer);
         placement.wake = undefined;
-        this.#waiting.delete(placement);
         if (error === undefined) resolve();
         else reject(error);
       };
       this.#waiting.add(placement);
       if (log.enabled) log('client waiting for a backend (%d waiting)', this.#waiting.size);
     });
+  }
+
+  /** Why a wait ended without a backend: the pool-wide cap, or nothing to pick. */
+  #timedOut(placement: Placement, why: 'queue-disabled' | 'queue-timeout'): Error {
+    return placement.capped ? new MaxConnectionsError(this.#host.maxConnections) : new NoHealthyBackendError(why);
   }
 
   async #dial(entry: BackendEntry, placement: Placement): Promise<Socket> {

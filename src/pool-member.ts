@@ -22,11 +22,13 @@ import type { Backend } from './backend.js';
  * - `marked-down`: `markDown()` was called without a more specific reason.
  * - `maintenance`: its backend was put in maintenance.
  * - `backend-removed`: its backend was removed from the pool.
- * - `drained`: its backend was drained and the deadline passed.
+ * - `drained`: its backend was drained and the deadline passed (or an agent's idle socket to it was evicted).
  * - `idle-timeout`: no byte moved either way for `idleTimeout` ms.
  * - `client-closed` / `upstream-closed`: that side closed (after FIN both ways, the side that closed first).
  * - `client-error` / `upstream-error`: that side's socket failed (reset, timeout, EPIPE).
- * - `pool-closed`: the pool's `close()` deadline passed; `pool-destroyed`: `destroy()`.
+ * - `pool-closing`: closed gracefully by the pool's `close()` (FIN, or an idle
+ *   agent socket evicted); `pool-closed`: still open at its deadline, destroyed;
+ *   `pool-destroyed`: `destroy()`.
  * - `rebalanced`: closed gracefully to move load back to a backend below its share.
  * - `leaving-grace`: its backend said it was leaving (health `leaving`) and
  *   still held it when the pool's `leavingGrace` ran out; closed gracefully,
@@ -51,6 +53,7 @@ export type TeardownReason =
   | 'upstream-closed'
   | 'client-error'
   | 'upstream-error'
+  | 'pool-closing'
   | 'pool-closed'
   | 'pool-destroyed'
   | 'destroyed'

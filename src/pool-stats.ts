@@ -34,10 +34,20 @@ export interface BackendStats extends BackendStatus {
   readonly teardowns: Readonly<Record<string, number>>;
 }
 
+/**
+ * Where a pool is in its life: `open`, then `closing` from the first
+ * `close()` or `destroy()` (no new placements; verdicts still act), then
+ * `closed` once every member is gone.
+ */
+export type PoolState = 'open' | 'closing' | 'closed';
+
 /** A snapshot of the pool, from {@link UpstreamPool.stats}. */
 export interface PoolStats {
   /** Clock time of the snapshot. */
   readonly at: number;
+  /** `open`, `closing` or `closed`. */
+  readonly state: PoolState;
+  /** Whether `close()` or `destroy()` was called (`state` is not `open`). */
   readonly closed: boolean;
   /** Members open now, all backends. */
   readonly active: number;

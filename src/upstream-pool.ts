@@ -12,6 +12,7 @@ import { EventEmitter } from 'eventemitter3';
 import { resolveBackend, resolveTunables, sameIdentity, type Backend, type BackendInput, type BackendTunables } from './backend.js';
 import type { BackendEntry } from './backend-entry.js';
 import type { BackendStatus, HealthCause } from './backend-status.js';
+import { abortable, checkSignal } from './abortable.js';
 import { BackendTable } from './backend-table.js';
 import type { PickContext } from './balancers/balancer.js';
 import { createBalancer } from './balancers/create-balancer.js';
@@ -27,7 +28,7 @@ import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js
 import { localErrorCode } from './local-errors.js';
 import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
-import { snapshot, type PoolStats } from './pool-stats.js';
+import { snapshot, type PoolState, type PoolStats } from './pool-stats.js';
 import type { PoolMember } from './pool-member.js';
 import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import * as v from './validate.js';
@@ -42,6 +43,13 @@ export interface DrainOptions {
    * @default 30000
    */
   readonly timeout?: number | undefined;
+  /**
+   * Gives up waiting: the promise rejects with `signal.reason`. The drain
+   * itself goes on (the backend stays `draining`, its deadline holds); end
+   * it with `markReady`. An already aborted signal rejects at once and
+   * starts nothing.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** Options of {@link UpstreamPool.remove}. */
@@ -50,7 +58,20 @@ export interface RemoveOptions {
   readonly drain?: boolean | undefined;
   /** Drain deadline, in ms. @default 30000 */
   readonly timeout?: number | undefined;
+  /**
+   * Gives up waiting for a draining removal: the promise rejects with
+   * `signal.reason`, and the removal goes on (call it off with `markReady`).
+   * An already aborted signal rejects at once and changes nothing.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
+
+/**
+ * How {@link UpstreamPool.remove} ended: the backend left the pool, or the
+ * removal was called off while it drained (`reason`: the `markReady` reason,
+ * `relisted` when a reconcile listed it again).
+ */
+export type RemoveResult = { readonly removed: true } | { readonly removed: false; readonly reason: string };
 
 /** Options of {@link UpstreamPool.reconcile}. */
 export interface ReconcileOptions {
@@ -82,6 +103,12 @@ export interface ReconcileResult {
 export interface CloseOptions {
   /** Grace period in ms before open members are destroyed. @default the pool's `closeTimeout` */
   readonly timeout?: number | undefined;
+  /**
+   * Gives up waiting: this call's promise rejects with `signal.reason`; the
+   * close goes on to its deadline (`destroy()` cuts it short). An already
+   * aborted signal rejects at once and starts nothing.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** A connected upstream socket and the backend it leads to, from {@link UpstreamPool.connect}. */
@@ -98,10 +125,13 @@ export interface UpstreamSocket {
 export type PoolConnection = PoolMember;
 
 export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
-export type { BackendStats, PoolStats } from './pool-stats.js';
+export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
 
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
 const MAX_TIMER = 2 ** 31 - 1;
+const REMOVED: RemoveResult = Object.freeze({ removed: true });
+/** How long past the pool's close deadline a member's own close deadline falls (the pool's comes first). */
+const MEMBER_CLOSE_MARGIN = 1000;
 
 /**
  * The pick context of a client connection. The hash key defaults to the
@@ -155,8 +185,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   /** Dials that failed in this process (EMFILE...), counted against no backend. */
   #localDialErrors = 0;
   #nextId = 1;
-  #closing = false;
+  #state: PoolState = 'open';
   #closePromise: Promise<void> | undefined;
+  /** Why a draining removal was called off (`markReady`'s reason), until it settles. */
+  readonly #calledOff = new WeakMap<BackendEntry, string>();
   #idle: (() => void) | undefined;
   #allDown = false;
   /** Leaving backends: their grace, then their paced evacuation. */
@@ -200,7 +232,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       entries,
       failOpen: () => this.#allDown && o.allDown === 'fail-open',
       registered: () => this.#registry.active,
-      closing: () => this.#closing,
+      closing: () => this.#state !== 'open',
       connectFailed: (entry, error) => {
         // Out of descriptors, buffers, ports: this process's failure, not the backend's.
         if (localErrorCode(error) === undefined) entry.connectFailures++;
@@ -258,24 +290,40 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   /**
    * Removes a backend. Without `drain`, every member pinned to it is taken
    * out (reason `backend-removed`) before this returns and the promise is
-   * already settled; with `drain`, it first drains with the given deadline.
-   * Rejects with `UNKNOWN_BACKEND` for an id not in the pool.
+   * already settled; with `drain`, it first drains with the given deadline
+   * (see {@link drain}). Resolves with `{ removed: true }` once the backend
+   * is out of the pool, or `{ removed: false, reason }` when the removal was
+   * called off while it drained (`markReady`, or a reconcile listing it
+   * again: reason `relisted`). Works while the pool closes.
+   *
+   * Rejects with `UNKNOWN_BACKEND` for an id not in the pool,
+   * `INVALID_ARGUMENT`, `POOL_CLOSED` once closed, or `signal.reason`.
    */
-  remove(id: string, options: RemoveOptions = {}): Promise<void> {
+  remove(id: string, options: RemoveOptions = {}): Promise<RemoveResult> {
     try {
+      this.#assertNotClosed();
       const entry = this.#table.get(id);
-      v.knownKeys('options', v.object('options', options), ['drain', 'timeout']);
+      v.knownKeys('options', v.object('options', options), ['drain', 'timeout', 'signal']);
       if (options.drain !== undefined) v.boolean('drain', options.drain);
-      if (options.timeout !== undefined) v.integer('timeout', options.timeout, 0, MAX_TIMER);
+      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
+      const signal = checkSignal('signal', options.signal);
+      signal?.throwIfAborted();
       if (options.drain === true) {
         entry.removing = true;
-        return this.drain(id, { timeout: options.timeout }).then(() => {
+        this.#calledOff.delete(entry);
+        const done = this.#drain(entry, timeout).then((): RemoveResult => {
+          if (entry.removed) return REMOVED;
+          if (entry.removing) {
+            this.#delete(entry);
+            return REMOVED;
+          }
           // A reconcile that listed it again (or markReady) called the removal off.
-          if (!entry.removed && entry.removing) this.#delete(entry);
+          return { removed: false, reason: this.#calledOff.get(entry) ?? 'ready' };
         });
+        return abortable(done, signal);
       }
       this.#delete(entry);
-      return Promise.resolve();
+      return Promise.resolve(REMOVED);
     } catch (err) {
       return Promise.reject(asError(err));
     }
@@ -361,7 +409,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     const removed: string[] = [];
     const replaced: string[] = [];
     const unchanged: string[] = [];
-    const drains: Promise<void>[] = [];
+    const drains: Promise<unknown>[] = [];
     for (const entry of Array.from(this.#table.entries.values())) {
       if (!wanted.has(entry.backend.id)) {
         removed.push(entry.backend.id);
@@ -380,6 +428,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       } else {
         if (entry.removing) {
           // Listed again while an earlier reconcile drains it: keep it.
+          this.#calledOff.set(entry, 'relisted');
           entry.removing = false;
           if (entry.admin === 'draining') this.markReady(id, 'relisted');
           updated.push(id);
@@ -435,9 +484,12 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * pool's `teardown` option). Other backends' members are untouched.
    * Returns how many were taken out (0 when it was already down).
    *
+   * Verdicts stay live while the pool closes: a backend that fails during a
+   * graceful close is torn down as usual. Once closed, they throw.
+   *
    * @param reason carried into each teardown and the `backendDown` event.
    * @param cause why, as data (a probe passes its check result); defaults to an operator cause.
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed)
    * @example
    * ```ts
    * const n = pool.markDown('10.0.0.3:6443', 'probe-failed');
@@ -445,7 +497,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * ```
    */
   markDown(id: string, reason: TeardownReason = 'marked-down', cause?: Partial<HealthCause>): number {
-    this.#assertOpen();
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
     const change = this.#table.setHealth(entry, 'down', reason, this.#cause(reason, cause, 'down'));
     return change?.tornDown ?? 0;
@@ -453,12 +505,13 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /**
    * Sets a backend's health to `up`. It takes new connections again if its
-   * admin state is `active` (a drain or maintenance stays as it was).
+   * admin state is `active` (a drain or maintenance stays as it was). Live
+   * while the pool closes, like {@link markDown}.
    *
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed)
    */
   markUp(id: string, reason = 'marked-up', cause?: Partial<HealthCause>): void {
-    this.#assertOpen();
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
     this.#table.setHealth(entry, 'up', reason, this.#cause(reason, cause, 'up'));
   }
@@ -482,13 +535,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * ```
    */
   markLeaving(id: string, reason = 'marked-leaving', cause?: Partial<HealthCause>): void {
-    this.#assertOpen();
+    // A verdict: live while the pool closes, as markDown and markUp are.
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
     this.#table.setHealth(entry, 'leaving', reason, this.#cause(reason, cause, 'leaving'));
   }
 
   #startEvacuation(entry: BackendEntry): void {
-    if (this.#evacuations.has(entry) || this.#closing) return;
+    if (this.#evacuations.has(entry) || this.#state !== 'open') return;
     const { clock, leavingGrace, leavingRate, closeTimeout } = this.#options;
     this.#evacuations.set(entry, new Evacuation(entry, { clock, grace: leavingGrace, rate: leavingRate, closeTimeout }));
   }
@@ -515,12 +569,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   // ------------------------------------------------------------- admin axis
 
   /**
-   * Stops new connections to a backend and lets existing ones finish; at the
-   * deadline those still open are destroyed with reason `drained`. Resolves
-   * when the backend holds no member (or the drain is superseded by
-   * `markReady`, `markMaintenance` or removal). The drain survives health
-   * changes: the backend stays `draining` until `markReady`. Rejects with
-   * `UNKNOWN_BACKEND`, `POOL_CLOSED`, `INVALID_ARGUMENT`.
+   * Stops new connections to a backend and lets existing ones finish (a
+   * {@link PoolAgent} evicts its idle sockets to it at once); at the deadline
+   * those still open are destroyed with reason `drained`. Resolves when the backend holds no member (or the
+   * drain is superseded by `markReady`, `markMaintenance` or removal). The
+   * drain survives health changes: the backend stays `draining` until
+   * `markReady`. Works while the pool closes. Rejects with
+   * `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed), `INVALID_ARGUMENT`, or
+   * `signal.reason` (the drain goes on).
    *
    * @example
    * ```ts
@@ -529,29 +585,35 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    */
   drain(id: string, options: DrainOptions = {}): Promise<void> {
     try {
-      this.#assertOpen();
+      this.#assertNotClosed();
       const entry = this.#table.get(id);
-      v.knownKeys('options', v.object('options', options), ['timeout']);
+      v.knownKeys('options', v.object('options', options), ['timeout', 'signal']);
       const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
-      if (entry.admin !== 'draining') {
-        this.#stopDrain(entry);
-        this.#table.setAdmin(entry, 'draining', 'drain');
-      }
-      if (entry.members.size === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        entry.drainWaiters.push(resolve);
-        if (entry.drainTimer === undefined) {
-          entry.drainTimer = this.#options.clock.setTimeout(() => {
-            entry.drainTimer = undefined;
-            const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
-            if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
-            this.#stopDrain(entry);
-          }, timeout);
-        }
-      });
+      const signal = checkSignal('signal', options.signal);
+      signal?.throwIfAborted();
+      return abortable(this.#drain(entry, timeout), signal);
     } catch (err) {
       return Promise.reject(asError(err));
     }
+  }
+
+  #drain(entry: BackendEntry, timeout: number): Promise<void> {
+    if (entry.admin !== 'draining') {
+      this.#stopDrain(entry);
+      this.#table.setAdmin(entry, 'draining', 'drain');
+    }
+    if (entry.members.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      entry.drainWaiters.push(resolve);
+      if (entry.drainTimer === undefined) {
+        entry.drainTimer = this.#options.clock.setTimeout(() => {
+          entry.drainTimer = undefined;
+          const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
+          if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
+          this.#stopDrain(entry);
+        }, timeout);
+      }
+    });
   }
 
   /**
@@ -559,10 +621,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * `markDown`); health verdicts are still recorded but act on nothing until
    * `markReady`. Returns how many members were taken out.
    *
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed; it works while the pool closes)
    */
   markMaintenance(id: string, reason: TeardownReason = 'maintenance'): number {
-    this.#assertOpen();
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
     this.#stopDrain(entry);
     return this.#table.setAdmin(entry, 'maintenance', reason)?.tornDown ?? 0;
@@ -570,13 +632,15 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /**
    * Ends a drain or maintenance: the backend takes new connections again
-   * when its health is `up`.
+   * when its health is `up`. A draining removal under way is called off: its
+   * promise resolves with `{ removed: false, reason }`.
    *
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
+   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed; it works while the pool closes)
    */
   markReady(id: string, reason = 'ready'): void {
-    this.#assertOpen();
+    this.#assertNotClosed();
     const entry = this.#table.get(id);
+    if (entry.removing) this.#calledOff.set(entry, reason);
     entry.removing = false;
     this.#stopDrain(entry);
     this.#table.setAdmin(entry, 'active', reason);
@@ -797,7 +861,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
     }
     if (this.#registry.holds(member)) return;
-    if (this.#closing) {
+    if (this.#state !== 'open') {
       member.destroy('pool-closed');
       throw new PoolClosedError();
     }
@@ -840,8 +904,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.emit('connectionClosed', member, info);
     publishConnectionClosed(this, member, info);
     if (entry.members.size === 0 && entry.drainWaiters.length > 0) this.#stopDrain(entry);
-    // A freed slot lets one waiting client through a per-backend cap.
-    if (this.#placement.waiting > 0 && entry.eligible) this.#placement.wakeOne();
+    // A freed slot lets one waiting client through a per-backend cap, or
+    // through the pool-wide cap when the pool was full.
+    if (
+      this.#placement.waiting > 0 &&
+      (entry.eligible || this.#registry.active + this.#placement.dialling + 1 >= this.#options.maxConnections)
+    ) {
+      this.#placement.wakeOne();
+    }
     if (this.#registry.active === 0) this.#idle?.();
   }
 
@@ -862,8 +932,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     }
   }
 
+  /** New work (placements, backends, tunables) is refused from the moment `close()` is called. */
   #assertOpen(): void {
-    if (this.#closing) throw new PoolClosedError();
+    if (this.#state !== 'open') throw new PoolClosedError();
+  }
+
+  /** Verdicts and operator intents stay live while the pool closes. */
+  #assertNotClosed(): void {
+    if (this.#state === 'closed') throw new PoolClosedError();
   }
 
   // ------------------------------------------------------------------ stats
@@ -872,7 +948,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   stats(): PoolStats {
     return snapshot(this.#table.entries.values(), {
       at: this.#options.clock.now(),
-      closed: this.#closing,
+      state: this.#state,
+      closed: this.#state !== 'open',
       closing: this.#registry.closing,
       waiting: this.#placement.waiting,
       total: this.#registry.total,
@@ -885,55 +962,80 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   // -------------------------------------------------------------- lifecycle
 
-  /** Whether `close()` or `destroy()` was called. */
+  /** Whether `close()` or `destroy()` was called (the pool is `closing` or `closed`). */
   get closed(): boolean {
-    return this.#closing;
+    return this.#state !== 'open';
   }
 
   /**
-   * Stops accepting connections, fails waiting clients with `POOL_CLOSED`,
-   * lets open members finish for `timeout` ms, then destroys the rest
-   * (reason `pool-closed`). Idempotent: every call returns the same promise.
-   * Leaves no socket and no timer behind.
+   * Where the pool is in its life: `open`; `closing` from the first
+   * `close()` or `destroy()` until every member is gone (verdicts, drains and
+   * removals still act; new placements, backends and tunables are refused
+   * with `POOL_CLOSED`); then `closed`.
+   */
+  get state(): PoolState {
+    return this.#state;
+  }
+
+  /**
+   * Closes gracefully: refuses new placements and fails waiting clients with
+   * `POOL_CLOSED`, asks every member to close (reason `pool-closing`: a FIN
+   * both ways on a pair, an idle agent socket evicted at once, a busy one
+   * after its request), and destroys what is left after `timeout` ms
+   * (reason `pool-closed`). While
+   * it closes, health verdicts act as usual. Idempotent: every call without
+   * a `signal` returns the same promise, which never rejects. Leaves no
+   * socket and no timer behind.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    if (this.#closePromise === undefined) {
-      try {
-        v.knownKeys('options', v.object('options', options), ['timeout']);
+    try {
+      v.knownKeys('options', v.object('options', options), ['timeout', 'signal']);
+      const signal = checkSignal('signal', options.signal);
+      signal?.throwIfAborted();
+      if (this.#closePromise === undefined) {
         const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER);
         this.#closePromise = this.#shutdown(timeout);
-      } catch (err) {
-        return Promise.reject(asError(err));
       }
+      return abortable(this.#closePromise, signal);
+    } catch (err) {
+      return Promise.reject(asError(err));
     }
-    return this.#closePromise;
   }
 
   /**
    * Destroys every member at once (reason `pool-destroyed`) and closes the
-   * pool. Idempotent; resolves with the same promise as `close()`.
+   * pool. Idempotent; resolves with the same promise as `close()`, and cuts
+   * a graceful close short.
    */
   destroy(): Promise<void> {
     this.#beginShutdown();
     this.#stalls?.close();
     this.#registry.destroyAll(this.#table.entries.values(), 'pool-destroyed', false);
-    return this.close({ timeout: 0 });
+    return (this.#closePromise ??= this.#shutdown(0));
   }
 
+  /** `await using pool = new UpstreamPool(…)`: the same as `await pool.close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 
   #beginShutdown(): void {
-    if (this.#closing) return;
-    this.#closing = true;
-    log('closing');
+    if (this.#state !== 'open') return;
+    this.#state = 'closing';
+    log('open -> closing');
     for (const entry of Array.from(this.#evacuations.keys())) this.#stopEvacuation(entry);
     this.#placement.abortAll(new PoolClosedError());
   }
 
   async #shutdown(timeout: number): Promise<void> {
     this.#beginShutdown();
+    // Ask first: what can leave now (idle agent sockets) leaves before we
+    // count. A member's own deadline is set past the pool's, so what is still
+    // open at the pool's deadline is counted there, as `pool-closed`.
+    const memberTimeout = Math.min(timeout + MEMBER_CLOSE_MARGIN, MAX_TIMER);
+    for (const entry of this.#table.entries.values()) {
+      if (entry.members.size > 0) this.#registry.closeAll(entry, 'pool-closing', memberTimeout);
+    }
     if (this.#registry.active > 0) {
       const { clock } = this.#options;
       let timer: unknown;
@@ -949,7 +1051,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.#stalls?.close();
     await this.#registry.swept();
     for (const entry of this.#table.entries.values()) this.#stopDrain(entry);
-    log('closed');
+    this.#state = 'closed';
+    log('closing -> closed');
     this.emit('closed');
   }
 }

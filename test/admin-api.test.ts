@@ -501,3 +501,18 @@ test('CLI: SIGHUP reloads --config; the unchanged backend keeps its connections,
   assert.equal(code, 0, cli.stderr());
   assert.equal(cli.stderr(), '');
 });
+
+test('DELETE then ready: the removal is called off and logged as such, never as "drained and removed"', async (t) => {
+  const { balancer, status, lines } = await twoBackends(t);
+  // Clients that never answer a FIN keep a's drain going until the operator changes their mind.
+  const clients = [await client(t, balancer.address.port), await client(t, balancer.address.port)];
+  assert.ok(clients.some((c) => c.backend === 'a'), 'a client on a');
+  const removing = await api(status, 'DELETE', '/api/backends/a', { token: TOKEN, body: { timeoutMs: 30_000 } });
+  assert.equal(removing.status, 202);
+  assert.equal(balancer.pool.status('a')?.admin, 'draining');
+  const ready = await api(status, 'POST', '/api/backends/a/ready', { token: TOKEN });
+  assert.equal(ready.status, 200, ready.text);
+  await waitFor(() => lines.some((l) => l.endsWith('admin: removal of a called off (ready); backend a stays')), { what: 'the called-off line' });
+  assert.equal(balancer.pool.has('a'), true);
+  assert.ok(!lines.some((l) => l.endsWith('admin: backend a drained and removed')), lines.join('\n'));
+});

@@ -105,7 +105,7 @@ async function run(t: TestContext, seed: number, ops: number): Promise<RunFigure
     socket.write(token);
   };
 
-  const drains: Promise<void>[] = [];
+  const drains: Promise<unknown>[] = [];
   const counts: Record<string, number> = {};
   const present = (): string[] => pool.backends().map((b) => b.id).sort();
   const absent = (): string[] => IDS.filter((id) => !pool.has(id));

@@ -294,7 +294,8 @@ function change(target: AdminTarget, r: Extract<Route, { kind: 'backend' | 'acti
     const timeout = timeoutOf(jsonBody(req.body, ['timeoutMs']), target.drainTimeout());
     target.log(`admin: removing backend ${id} (drain deadline ${timeout} ms)`);
     pool.remove(id, { drain: true, timeout }).then(
-      () => target.log(`admin: backend ${id} drained and removed`),
+      (result) =>
+        target.log(result.removed ? `admin: backend ${id} drained and removed` : `admin: removal of ${id} called off (${result.reason}); backend ${id} stays`),
       (err: unknown) => target.log(`admin: removal of ${id} ended: ${err instanceof Error ? err.message : String(err)}`),
     );
     // The backend stays listed (draining) until its drain ends.

@@ -18,7 +18,7 @@
  */
 import type { EventEmitter } from 'eventemitter3';
 import { backendId } from '../../src/index.js';
-import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
+import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
 import type { BackendAddress } from './config.js';
 
 /** A health verdict, as broadcast to every worker. */
@@ -81,8 +81,9 @@ const DEFAULT_DRAIN = 30_000;
 interface Removal {
   readonly waiting: Set<number>;
   readonly timer: NodeJS.Timeout;
-  readonly done: Promise<void>;
-  readonly finish: () => void;
+  readonly done: Promise<RemoveResult>;
+  /** Settles the removal: removed (the default), or called off with a reason. */
+  readonly finish: (result?: RemoveResult) => void;
 }
 
 /** Where a new worker starts from: the backends with their tunables, the verdicts, the admin states. */
@@ -226,7 +227,7 @@ export class ControlPool {
   markReady(id: string, reason?: string): void {
     this.pool.markReady(id, reason);
     // As in a single process: ready calls a drained removal off.
-    this.#cancelRemoval(id);
+    this.#cancelRemoval(id, reason ?? 'ready');
     this.#fanOut({ op: 'ready', id, reason });
   }
 
@@ -236,13 +237,14 @@ export class ControlPool {
    * removed it, or its deadline passed; each worker closes what is left at
    * its own deadline. The promise settles when it is gone from this pool.
    */
-  remove(id: string, options: RemoveOptions = {}): Promise<void> {
+  remove(id: string, options: RemoveOptions = {}): Promise<RemoveResult> {
     const drain = options.drain === true;
     if (!drain || !this.pool.has(id) || !validTimeout(options.timeout) || this.pool.status(id) === undefined) {
       const known = this.pool.has(id);
       const done = this.pool.remove(id, options);
       if (known && !this.pool.has(id)) {
-        this.#cancelRemoval(id);
+        // A drained removal under way ends here: removed at once.
+        this.#removals.get(id)?.finish();
         this.#fanOut({ op: 'remove', id, drain: false, timeout: options.timeout });
       }
       return done;
@@ -273,37 +275,36 @@ export class ControlPool {
     return [...this.#removals.keys()];
   }
 
-  #beginRemoval(id: string, timeout: number | undefined): Promise<void> {
+  #beginRemoval(id: string, timeout: number | undefined): Promise<RemoveResult> {
     const existing = this.#removals.get(id);
     if (existing !== undefined) return existing.done;
     // Draining here: no placement (there is none), the probe goes on.
     this.pool.drain(id, {}).catch(() => {});
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => {
-      finish = () => {
+    let finish!: (result?: RemoveResult) => void;
+    const done = new Promise<RemoveResult>((resolve) => {
+      finish = (result: RemoveResult = { removed: true }) => {
         const current = this.#removals.get(id);
         if (current?.done !== done) return;
         clearTimeout(current.timer);
         this.#removals.delete(id);
         // Nothing to drain here: removed at once (the workers have done theirs).
-        if (this.pool.has(id) && !this.pool.closed) this.pool.remove(id).catch(() => {});
-        resolve();
+        if (result.removed && this.pool.has(id) && !this.pool.closed) this.pool.remove(id).catch(() => {});
+        resolve(result);
       };
     });
     const waiting = new Set(this.#links.workers?.() ?? []);
     const timer = setTimeout(() => finish(), (timeout ?? DEFAULT_DRAIN) + REMOVAL_GRACE);
     timer.unref();
     this.#removals.set(id, { waiting, timer, done, finish });
-    if (waiting.size === 0) queueMicrotask(finish);
+    if (waiting.size === 0) queueMicrotask(() => finish());
     return done;
   }
 
-  #cancelRemoval(id: string): void {
-    const removal = this.#removals.get(id);
-    if (removal === undefined) return;
-    clearTimeout(removal.timer);
-    this.#removals.delete(id);
+  /** A drained removal called off (the backend made ready, or listed again): its caller learns it stays. */
+  #cancelRemoval(id: string, reason = 'relisted'): void {
+    this.#removals.get(id)?.finish({ removed: false, reason });
   }
+
 
   /**
    * The reload: sent to every worker as one `reconcile` of the same list.

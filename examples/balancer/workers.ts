@@ -211,6 +211,8 @@ export function mergeStats(parts: readonly PoolStats[], now = Date.now()): PoolS
   }
   return {
     at: now,
+    // The least advanced worker speaks for all: open while any is open.
+    state: parts.some((p) => p.state === 'open') || parts.length === 0 ? 'open' : parts.some((p) => p.state === 'closing') ? 'closing' : 'closed',
     closed: parts.length > 0 && parts.every((p) => p.closed),
     active,
     closing,
@@ -237,7 +239,7 @@ function errorOf(err: unknown): { code: string; message: string } {
  * it is under way (a drain), with its rejection when it was refused (those
  * promises are settled already).
  */
-async function begun(done: Promise<void>): Promise<void> {
+async function begun(done: Promise<unknown>): Promise<void> {
   done.catch(() => {});
   await Promise.race([done, Promise.resolve()]);
 }
@@ -291,7 +293,8 @@ function describeCommand(command: AdminCommand): string {
 }
 
 function applyVerdict(pool: UpstreamPool, verdict: HealthMessage): void {
-  if (pool.status(verdict.id) === undefined) return;
+  // Live while the pool drains; nothing to act on once it closed (the worker is exiting).
+  if (pool.state === 'closed' || pool.status(verdict.id) === undefined) return;
   if (verdict.health === 'down') pool.markDown(verdict.id, verdict.reason, verdict.cause);
   else if (verdict.health === 'leaving') pool.markLeaving(verdict.id, verdict.reason, verdict.cause);
   else pool.markUp(verdict.id, verdict.reason, verdict.cause);
@@ -618,6 +621,10 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   let closing: Promise<void> | undefined;
   const respawns = new Set<NodeJS.Timeout>();
   let heartbeat: NodeJS.Timeout | undefined = undefined;
+  /** Workers that did not exit cleanly while draining: the shutdown reports them and fails. */
+  const crashed: string[] = [];
+  /** Workers the primary itself killed (still starting, or past the drain deadline). */
+  const killed = new Set<number>();
 
   const send = (slot: Slot, message: ToWorker): void => {
     if (slot.worker.isConnected()) slot.worker.send(message, undefined, undefined, () => {});
@@ -800,6 +807,10 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       }
       const how = signal !== null ? `signal ${signal}` : `code ${String(code)}`;
       if (closing !== undefined) {
+        if (code !== 0 && !killed.has(slot.id)) {
+          crashed.push(`worker ${slot.id} (pid ${slot.pid}) exited (${how}) while draining`);
+          info(`${crashed.at(-1)!}`);
+        }
         if (slots.size === 0) exitedAll?.();
         return;
       }
@@ -834,10 +845,17 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
       // A worker still starting has nothing to drain.
       // The drain deadline in force now (a reload may have changed it).
       if (slot.started) send(slot, { type: 'shutdown', force, timeout: drainTimeout });
-      else slot.worker.process.kill('SIGKILL');
+      else {
+        killed.add(slot.id);
+        slot.worker.process.kill('SIGKILL');
+      }
     }
     const deadline = setTimeout(() => {
-      for (const slot of slots.values()) slot.worker.process.kill('SIGKILL');
+      for (const slot of slots.values()) {
+        // Not a clean stop either: its exit is reported as one that did not drain.
+        info(`worker ${slot.id} (pid ${slot.pid}) still running ${EXIT_GRACE} ms past the drain deadline: killed`);
+        slot.worker.process.kill('SIGKILL');
+      }
     }, (force ? 0 : drainTimeout) + EXIT_GRACE);
     await allGone;
     clearTimeout(deadline);
@@ -1001,6 +1019,11 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
     );
     await stopAll(force);
     await status?.close();
+    if (crashed.length > 0) {
+      info(`stopped; ${crashed.length} worker${crashed.length === 1 ? '' : 's'} did not drain cleanly`);
+      // The program exits non-zero with this on stderr: a crash is never a clean stop.
+      throw new Error(crashed.join('; '));
+    }
     info('stopped');
   };
 
