@@ -54,6 +54,10 @@ export {
   BackendDownError,
   CheckError,
   ClientClosedError,
+  DiscoveryClosedError,
+  DiscoverySourceError,
+  KubeconfigError,
+  OptionalDependencyError,
   ConnectError,
   ConnectTimeoutError,
   DuplicateBackendError,
@@ -94,3 +98,9 @@ export { tlsCheck } from './checks/tls.js';
 export type { TlsCheckOptions, TlsCheckSpec } from './checks/tls.js';
 export { httpCheck, httpsCheck } from './checks/http.js';
 export type { HttpCheckOptions, HttpCheckSpec, HttpsCheckOptions, HttpsCheckSpec } from './checks/http.js';
+export { Discovery } from './discovery/discovery.js';
+export type { DiscoveryApplied, DiscoveryEvents, DiscoverySourceStats, DiscoveryStats, HoldReason, SourceState } from './discovery/discovery.js';
+export type { DiscoveryOptions, DiscoveryPool } from './discovery/discovery-options.js';
+export type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './discovery/source.js';
+export { DnsSource } from './discovery/dns-source.js';
+export type { DnsSourceOptions } from './discovery/dns-source.js';
