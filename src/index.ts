@@ -104,3 +104,11 @@ export type { DiscoveryOptions, DiscoveryPool } from './discovery/discovery-opti
 export type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './discovery/source.js';
 export { DnsSource } from './discovery/dns-source.js';
 export type { DnsSourceOptions } from './discovery/dns-source.js';
+export { KubernetesSource } from './discovery/kubernetes-source.js';
+export type { KubernetesSourceOptions } from './discovery/kubernetes-source.js';
+export type { KubeConnectionOptions } from './discovery/kube-options.js';
+export type { KubeTransportPool } from './discovery/kube-transport.js';
+export { inClusterAccess, loadKubeconfig } from './discovery/kubeconfig.js';
+export type { KubeAccess } from './discovery/kubeconfig.js';
+export { backendsFromSlices, rewriteAddress } from './discovery/endpoint-slices.js';
+export type { AddressRewrite, EndpointSlice, SliceEndpoint, SliceMappingOptions } from './discovery/endpoint-slices.js';

@@ -38,9 +38,10 @@ export class StreamFleet {
     socket.setNoDelay(true);
     socket.on('error', () => {});
     socket.on('data', () => this.echoes++);
+    // interval 0: a silent stream (it only holds its connection).
     const tick = setInterval(() => {
-      if (!socket.destroyed && !socket.connecting) socket.write('ping\n');
-    }, this.interval);
+      if (this.interval > 0 && !socket.destroyed && !socket.connecting) socket.write('ping\n');
+    }, this.interval || 60_000);
     this.#timers.add(tick);
     socket.once('close', () => {
       clearInterval(tick);
