@@ -112,3 +112,5 @@ export { inClusterAccess, loadKubeconfig } from './discovery/kubeconfig.js';
 export type { KubeAccess } from './discovery/kubeconfig.js';
 export { backendsFromSlices, rewriteAddress } from './discovery/endpoint-slices.js';
 export type { AddressRewrite, EndpointSlice, SliceEndpoint, SliceMappingOptions } from './discovery/endpoint-slices.js';
+export { ClusterIntent, intentKey } from './discovery/intent.js';
+export type { BackendIntent, ClusterIntentEvents, ClusterIntentOptions, IntentChange, IntentPool } from './discovery/intent.js';
