@@ -26,6 +26,7 @@ import { renderMetrics } from './metrics.js';
 import { ProbeStats } from './probe-stats.js';
 import { RebalanceLog } from './rebalance-log.js';
 import { RecentEvents } from './recent-events.js';
+import { createBalancerDiscovery } from './discovery.js';
 import { ReloadError, backendSpecs, restartNeeded, type ReloadSummary } from './reload.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
 
@@ -326,11 +327,16 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   if (config.insecure) log.info(`warning: --insecure: the ${checkName} check does not verify the backends' certificates`);
   if (token !== undefined && config.status === undefined) log.info('warning: --admin-token-file without --status: there is no admin API to unlock');
 
+  const discovery = createBalancerDiscovery(config, pool, (line) => log.info(line));
   const reload = (): ReloadSummary =>
     reloadConfig({
       config,
       io,
-      reconcile: (specs, options) => pool.reconcile(specs, options),
+      // With discovery the config's backends are its static list: a reload must not drop what was discovered.
+      reconcile: (specs, options) =>
+        discovery.discovery === undefined
+          ? pool.reconcile(specs, options)
+          : (discovery.discovery.setStatic(specs) ?? { added: [], updated: [], removed: [], replaced: [], unchanged: specs.map((s) => s.id ?? `${s.host}:${s.port}`), settled: Promise.resolve() }),
       log: (line) => log.info(line),
       applied: (next, nextToken) => {
         token = nextToken;
@@ -380,6 +386,12 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     await pool.destroy();
     throw err;
   }
+  try {
+    await discovery.start();
+  } catch (err) {
+    // A kubeconfig that cannot be read: say so and run on the static backends.
+    log.info(`discovery: not started: ${err instanceof Error ? err.message : String(err)}`);
+  }
   // Accept errors (EMFILE) must not kill the balancer; the pool reports its own.
   server.on('error', (err) => log.info(`listener error: ${err.message}`));
 
@@ -397,6 +409,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
         : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
     );
     server.close();
+    await discovery.close();
     // No moves during a drain: it would close connections the drain lets finish.
     rebalanceLog?.close();
     rebalancer?.close();

@@ -65,6 +65,11 @@ const restartOnly: readonly [key: string, get: (c: BalancerConfig) => unknown][]
   ['connect-timeout', (c) => c.connectTimeout],
   ['retries', (c) => c.retries],
   ['queue-timeout', (c) => c.queueTimeout],
+  ['discover', (c) => c.discover],
+  ['dns-server', (c) => c.dnsServer],
+  ['kubeconfig', (c) => c.kubeconfig],
+  ['discovery-state', (c) => c.discoveryState],
+  ['intent', (c) => c.intent],
 ];
 
 /** The restart-only settings whose value differs between two configs. */

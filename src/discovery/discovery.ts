@@ -12,6 +12,7 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import { backendId, parseHostPort, type BackendInput, type BackendSpec } from '../backend.js';
 import { DiscoveryClosedError, DiscoverySourceError, errorCode } from '../errors.js';
+import type { ReconcileResult } from '../upstream-pool.js';
 import * as v from '../validate.js';
 import { resolveDiscoveryOptions, type DiscoveryOptions, type ResolvedDiscoveryOptions } from './discovery-options.js';
 import type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './source.js';
@@ -250,15 +251,22 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   }
 
   /**
-   * Replaces the static (bootstrap) list and applies at once (a config reload).
-   * @throws `INVALID_ARGUMENT`, `DISCOVERY_CLOSED`
+   * Replaces the static (bootstrap) list and applies at once (a config
+   * reload); returns what `reconcile` did (`undefined`: nothing changed).
+   * @throws `INVALID_ARGUMENT`, `DUPLICATE_BACKEND` (the old list stays), `DISCOVERY_CLOSED`
    */
-  setStatic(specs: readonly BackendInput[]): void {
+  setStatic(specs: readonly BackendInput[]): ReconcileResult | undefined {
     if (this.#closed) throw new DiscoveryClosedError();
     const list: readonly BackendInput[] = specs;
     if (!isArray(list)) throw v.invalid('static', 'an array of backends', specs);
+    const previous = this.#static;
     this.#static = Object.freeze([...list]);
-    this.apply();
+    try {
+      return this.#apply(true);
+    } catch (err) {
+      this.#static = previous;
+      throw err;
+    }
   }
 
   /** The merged wanted set: static first, then each source's list in order; the first to give an id wins. */
@@ -282,36 +290,35 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
 
   /**
    * Applies the wanted set now, without waiting for the debounce. Does
-   * nothing when it has not changed since the last apply. Failures are
-   * reported with `applyFailed`.
+   * nothing (returns `undefined`) when it has not changed since the last
+   * apply. Failures are reported with `applyFailed`.
    */
-  apply(): void {
-    if (this.#closed) return;
+  apply(): ReconcileResult | undefined {
+    return this.#apply(false);
+  }
+
+  #apply(throwing: boolean): ReconcileResult | undefined {
+    if (this.#closed) return undefined;
     if (this.#timer !== undefined) {
       this.#o.clock.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
     const { pool, drainTimeout, clock } = this.#o;
     let wanted: ReturnType<Discovery['wanted']>;
+    let result: ReconcileResult;
     try {
       wanted = this.wanted();
-    } catch (err) {
-      this.emit('applyFailed', asError(err));
-      return;
-    }
-    const key = JSON.stringify(wanted);
-    if (key === this.#lastKey) return;
-    if (pool.closed) return;
-    let result;
-    try {
+      const key = JSON.stringify(wanted);
+      if (key === this.#lastKey || pool.closed) return undefined;
       result = pool.reconcile(wanted.map((w) => w.spec), { drainTimeout });
+      this.#lastKey = key;
     } catch (err) {
       const error = asError(err);
       if (log.enabled) log('apply failed: %s', error.message);
+      if (throwing) throw error;
       this.emit('applyFailed', error);
-      return;
+      return undefined;
     }
-    this.#lastKey = key;
     result.settled.catch(noop);
     const draining: string[] = [];
     const listed = new Set<string>();
@@ -346,6 +353,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (log.enabled) log('applied %d backends: +%d -%d ~%d draining %d', wanted.length, result.added.length, result.removed.length, result.updated.length, draining.length);
     this.emit('applied', applied);
     this.#save();
+    return result;
   }
 
   #save(): void {
