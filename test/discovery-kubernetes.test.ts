@@ -7,12 +7,15 @@
  * silently (it falls back to a direct dial). Figures are diagnostics.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { apiserverSlice, endpointSlicesPath } from '../examples/support/fake-kube-api.js';
 import { FaultProxy } from '../examples/support/fault-proxy.js';
-import { Discovery, KubernetesSource, loadKubeconfig, Rebalancer, UpstreamPool } from '../src/index.js';
+import { Discovery, inClusterAccess, KubernetesSource, loadKubeconfig, Rebalancer, UpstreamPool } from '../src/index.js';
 import { fakeCluster } from './helpers/kube.js';
-import { frontend, waitFor } from './helpers/net.js';
+import { frontend, ourHandles, waitFor } from './helpers/net.js';
 import { StreamFleet } from './helpers/stream-fleet.js';
 
 const slices = endpointSlicesPath('default');
@@ -137,4 +140,44 @@ test('KubernetesSource options are validated; a JSON kubeconfig needs no yaml', 
   assert.throws(() => new KubernetesSource({ access: { server: 'https://x:1', origin: 't' }, bootstrap: ['nope'] }), { code: 'INVALID_ARGUMENT' });
   assert.throws(() => new KubernetesSource({ access: { server: 'https://x:1', origin: 't' }, watchSilence: 0 }), { code: 'INVALID_ARGUMENT' });
   await assert.rejects(loadKubeconfig('/nonexistent/kubeconfig'), { code: 'KUBECONFIG_INVALID' });
+  const dir = mkdtempSync(join(tmpdir(), 'fp-kubejson-'));
+  try {
+    const file = join(dir, 'config.json');
+    const doc = {
+      clusters: [{ name: 'c', cluster: { server: 'https://10.0.0.1:6443/', 'certificate-authority-data': Buffer.from('CA').toString('base64'), 'tls-server-name': 'api.internal' } }],
+      contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'x',
+      users: [{ name: 'u', user: { tokenFile: 'token' } }],
+    };
+    writeFileSync(file, JSON.stringify(doc));
+    const access = await loadKubeconfig(file);
+    assert.equal(access.server, 'https://10.0.0.1:6443');
+    assert.equal(access.ca?.toString(), 'CA');
+    assert.equal(access.servername, 'api.internal');
+    assert.equal(access.tokenFile, join(dir, 'token'), 'relative to the file');
+    writeFileSync(file, JSON.stringify({ ...doc, 'current-context': 'nope' }));
+    await assert.rejects(loadKubeconfig(file), { code: 'KUBECONFIG_INVALID' });
+    writeFileSync(file, JSON.stringify({ ...doc, clusters: [{ name: 'c', cluster: { server: 'http://10.0.0.1' } }] }));
+    await assert.rejects(loadKubeconfig(file), { code: 'KUBECONFIG_INVALID' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await assert.rejects(inClusterAccess({}), { code: 'KUBECONFIG_INVALID' });
+});
+
+test('closing the discovery leaves no socket or timer behind', { timeout: 30_000 }, async (t) => {
+  const { api, kubeconfig } = await fakeCluster(t);
+  api.put(slices, apiserverSlice('kubernetes', [{ address: '127.0.0.2' }], api.port));
+  const pool = new UpstreamPool({ backends: [`127.0.0.1:${api.port}`] });
+  t.after(() => pool.destroy());
+  const access = await loadKubeconfig(kubeconfig);
+  const before = ourHandles();
+  const source = new KubernetesSource({ access, pool, watchSilence: 5000 });
+  const discovery = new Discovery({ pool, sources: [source], debounce: 50 });
+  await discovery.start();
+  await waitFor(() => (discovery.stats().sources.kubernetes!.source.watches as number) >= 1 && pool.has(`127.0.0.2:${api.port}`), { what: 'watching' });
+  const closing = discovery.close();
+  assert.equal(discovery.close(), closing, 'close is idempotent');
+  await closing;
+  await waitFor(() => ourHandles().join() === before.join(), { timeout: 5000, what: `handles back to ${before.join()} (now ${ourHandles().join()})` });
 });
