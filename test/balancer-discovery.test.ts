@@ -76,6 +76,10 @@ test('--discover dns: combined with a static backend; /api/backends shows the so
   const sources = Object.fromEntries((list.json.backends as readonly { id: string; source: string }[]).map((b) => [b.id, b.source]));
   assert.deepEqual(sources, { a: 'static', [id]: `dns:api.test:${port}` });
   assert.ok(lines.some((l) => /discovery: 2 backends/.test(l)), lines.join('\n'));
+  const metrics = (await api(status, 'GET', '/metrics')).text;
+  assert.match(metrics, new RegExp(`^failover_proxy_discovery_source_backends\\{source="dns:api.test:${port}"\\} 1$`, 'm'));
+  assert.match(metrics, new RegExp(`^failover_proxy_discovery_source_held\\{source="dns:api.test:${port}"\\} 0$`, 'm'));
+  assert.match(metrics, /^failover_proxy_discovery_applies_total [1-9]/m);
 });
 
 test('--discover kubernetes with --kubeconfig and --intent against a fake cluster', { timeout: 60_000 }, async (t) => {

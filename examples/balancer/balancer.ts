@@ -366,7 +366,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     if (config.status !== undefined) {
       status = await startStatusServer(config.status, {
         stats,
-        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot()),
+        metrics: () => renderMetrics(pool.stats(), probeStats.snapshot(), discovery.discovery?.stats()),
         ready,
         api: (req) =>
           handleAdminRequest(

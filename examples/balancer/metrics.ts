@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AdminState, BackendHealth, BackendState, PoolStats } from '../../src/index.js';
+import type { AdminState, BackendHealth, BackendState, DiscoveryStats, PoolStats } from '../../src/index.js';
 import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
 
 /** The content type of {@link renderMetrics}' output. */
@@ -50,7 +50,7 @@ class Writer {
  * res.end(renderMetrics(pool.stats(), probeStats.snapshot()));
  * ```
  */
-export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>): string {
+export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, BackendProbeStats>>, discovery?: DiscoveryStats): string {
   const w = new Writer();
   const p = 'failover_proxy_';
 
@@ -122,6 +122,22 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
     w.sample(`${p}probe_duration_seconds_bucket`, { backend: id, le: '+Inf' }, s.latencyCount);
     w.sample(`${p}probe_duration_seconds_sum`, { backend: id }, s.latencySumSeconds);
     w.sample(`${p}probe_duration_seconds_count`, { backend: id }, s.latencyCount);
+  }
+
+  if (discovery !== undefined) {
+    const sources = Object.entries(discovery.sources);
+    w.family(`${p}discovery_source_backends`, 'gauge', 'Backends in the list the discovery source contributes now (its last good one).');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_backends`, { source: name }, s.backends);
+    w.family(`${p}discovery_source_held`, 'gauge', '1 while the source fails or answers with nothing and its last good list is kept (never empty), else 0.');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_held`, { source: name }, s.state === 'held' ? 1 : 0);
+    w.family(`${p}discovery_source_updates_total`, 'counter', 'Good answers of the discovery source.');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_updates_total`, { source: name }, s.updates);
+    w.family(`${p}discovery_source_failures_total`, 'counter', 'Failed attempts of the discovery source (its last good list kept).');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_failures_total`, { source: name }, s.failures);
+    w.family(`${p}discovery_source_empty_total`, 'counter', 'Empty answers of the discovery source (its last good list kept).');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_empty_total`, { source: name }, s.empties);
+    w.family(`${p}discovery_applies_total`, 'counter', 'Changes of the wanted backend set applied to the pool.');
+    w.sample(`${p}discovery_applies_total`, {}, discovery.applies);
   }
 
   return `${w.lines.join('\n')}\n`;
