@@ -132,6 +132,7 @@ export class ClusterIntent extends EventEmitter<ClusterIntentEvents> {
       access,
       pool: this.#o.pool,
       connectTimeout: this.#o.connectTimeout,
+      clock: this.#o.clock,
       direct: () => [...this.#o.bootstrap, ...Array.from(this.#target.backends(), (b) => ({ host: b.host, port: b.port }))],
     }));
     this.#watch = new KubeWatch<ConfigMap>({

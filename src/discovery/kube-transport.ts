@@ -17,6 +17,7 @@ import createDebug from 'debug';
 import type { Backend } from '../backend.js';
 import { PinnedSocket } from '../pinned-socket.js';
 import type { PoolMember } from '../pool-member.js';
+import type { Clock } from '../clock.js';
 import type { KubeAccess } from './kubeconfig.js';
 
 const log = createDebug('failover-proxy:discovery:kube');
@@ -41,6 +42,8 @@ export interface KubeTransportOptions {
   /** Addresses to dial directly, in order (bootstrap first, then discovered). */
   readonly direct?: (() => readonly { host: string; port: number }[]) | undefined;
   readonly connectTimeout: number;
+  /** For the response deadline. */
+  readonly clock: Clock;
 }
 
 /** A response and the route that carried it. */
@@ -191,17 +194,26 @@ export class KubeTransport {
     if (token !== undefined && token !== '') headers.authorization = `Bearer ${token}`;
     this.#open.add(socket);
     socket.once('close', () => this.#open.delete(socket));
+    const { clock } = this.#o;
     return new Promise((resolve, reject) => {
       const req = httpRequest({ method: 'GET', path, headers, createConnection: () => socket });
       const abort = (): void => {
         req.destroy();
         socket.destroy();
       };
+      // A server that took the request and never answers (cut after the
+      // handshake) must not hold the loop: headers come at once, even for a watch.
+      const deadline = clock.setTimeout(() => {
+        abort();
+        reject(new Error(`no response within ${this.#o.connectTimeout} ms`));
+      }, this.#o.connectTimeout);
       req.once('response', (response) => {
+        clock.clearTimeout(deadline);
         response.once('end', () => socket.destroy());
         resolve({ response, route, abort });
       });
       req.once('error', (err) => {
+        clock.clearTimeout(deadline);
         socket.destroy();
         reject(err);
       });

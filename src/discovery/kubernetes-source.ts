@@ -84,6 +84,7 @@ export class KubernetesSource implements DiscoverySource {
       access,
       pool: this.#o.pool,
       connectTimeout: this.#o.connectTimeout,
+      clock: this.#o.clock,
       direct: () => [...this.#o.bootstrap, ...this.#last.map((b) => ({ host: b.host, port: b.port }))],
     }));
     this.#watch = new KubeWatch<EndpointSlice>({
