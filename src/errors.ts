@@ -32,7 +32,12 @@ export type ErrorCode =
   | 'PROBE_BAD_RESPONSE'
   | 'PROBE_CHECK_FAILED'
   | 'PROBE_LOCAL_ERROR'
-  | 'UPSTREAM_ERROR';
+  | 'UPSTREAM_ERROR'
+
+  | 'DISCOVERY_CLOSED'
+  | 'DISCOVERY_SOURCE_FAILED'
+  | 'KUBECONFIG_INVALID'
+  | 'OPTIONAL_DEPENDENCY_MISSING';
 
 /**
  * Base class of every error raised by failover-proxy.
@@ -216,6 +221,57 @@ brand(ProbeClosedError, 'ProbeClosedError');
  * local ports): such a result carries no verdict on the backend.
  */
 export type CheckLayer = 'connect' | 'tls' | 'protocol' | 'timeout' | 'custom' | 'local';
+
+/** The discovery layer (or a source, or an intent watcher) was closed; it applies nothing more. */
+export class DiscoveryClosedError extends FailoverProxyError {
+  constructor() {
+    super('DISCOVERY_CLOSED', 'The discovery is closed');
+  }
+}
+brand(DiscoveryClosedError, 'DiscoveryClosedError');
+
+/**
+ * A discovery source could not produce a backend list this time: a DNS
+ * lookup failed or timed out, the Kubernetes API was unreachable or answered
+ * with an error. The layer keeps the source's last good list (fail-static).
+ * `reason` is a short stable word (`nxdomain`, `nodata`, `timeout`,
+ * `unreachable`, `http-403`, `gone`, `silent`, `bad-response`).
+ */
+export class DiscoverySourceError extends FailoverProxyError {
+  constructor(
+    readonly source: string,
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('DISCOVERY_SOURCE_FAILED', `Discovery source \`${source}\` failed (${reason}): ${message}`, options);
+  }
+}
+brand(DiscoverySourceError, 'DiscoverySourceError');
+
+/** A kubeconfig (or the in-cluster service account) could not be read or lacks what is needed. */
+export class KubeconfigError extends FailoverProxyError {
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('KUBECONFIG_INVALID', `Kubeconfig \`${path}\`: ${message}`, options);
+  }
+}
+brand(KubeconfigError, 'KubeconfigError');
+
+/** A feature needs an optional package that is not installed (`yaml` for a YAML kubeconfig). */
+export class OptionalDependencyError extends FailoverProxyError {
+  constructor(
+    readonly packageName: string,
+    readonly feature: string,
+    options?: { cause?: unknown },
+  ) {
+    super('OPTIONAL_DEPENDENCY_MISSING', `${feature} needs the optional package \`${packageName}\`: npm install ${packageName}`, options);
+  }
+}
+brand(OptionalDependencyError, 'OptionalDependencyError');
 
 const layerCodes = {
   connect: 'PROBE_CONNECT_FAILED',

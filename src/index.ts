@@ -56,6 +56,10 @@ export {
   BackendDownError,
   CheckError,
   ClientClosedError,
+  DiscoveryClosedError,
+  DiscoverySourceError,
+  KubeconfigError,
+  OptionalDependencyError,
   ConnectError,
   ConnectTimeoutError,
   DuplicateBackendError,
@@ -104,3 +108,19 @@ export { tlsCheck } from './checks/tls.js';
 export type { TlsCheckOptions, TlsCheckSpec } from './checks/tls.js';
 export { httpCheck, httpsCheck } from './checks/http.js';
 export type { HttpCheckOptions, HttpCheckSpec, HttpClassification, HttpClassifier, HttpsCheckOptions, HttpsCheckSpec } from './checks/http.js';
+export { Discovery } from './discovery/discovery.js';
+export type { DiscoveryApplied, DiscoveryEvents, DiscoverySourceStats, DiscoveryStats, HoldReason, SourceState } from './discovery/discovery.js';
+export type { DiscoveryOptions, DiscoveryPool } from './discovery/discovery-options.js';
+export type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './discovery/source.js';
+export { DnsSource } from './discovery/dns-source.js';
+export type { DnsSourceOptions } from './discovery/dns-source.js';
+export { KubernetesSource } from './discovery/kubernetes-source.js';
+export type { KubernetesSourceOptions } from './discovery/kubernetes-source.js';
+export type { KubeConnectionOptions } from './discovery/kube-options.js';
+export type { KubeTransportPool } from './discovery/kube-transport.js';
+export { inClusterAccess, loadKubeconfig } from './discovery/kubeconfig.js';
+export type { KubeAccess } from './discovery/kubeconfig.js';
+export { backendsFromSlices, rewriteAddress } from './discovery/endpoint-slices.js';
+export type { AddressRewrite, EndpointSlice, SliceEndpoint, SliceMappingOptions } from './discovery/endpoint-slices.js';
+export { ClusterIntent, intentKey } from './discovery/intent.js';
+export type { BackendIntent, ClusterIntentEvents, ClusterIntentOptions, IntentChange, IntentPool } from './discovery/intent.js';

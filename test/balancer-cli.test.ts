@@ -60,6 +60,11 @@ test('one backend and every default', () => {
   assert.deepEqual(config, {
     listen: { host: '0.0.0.0', port: 6443 },
     backends: [{ host: '10.0.0.1', port: 6443, id: '10.0.0.1:6443' }],
+    discover: [],
+    dnsServer: undefined,
+    kubeconfig: undefined,
+    discoveryState: undefined,
+    intent: undefined,
     check: { type: 'https', path: '/readyz' },
     ca: undefined,
     cert: undefined,

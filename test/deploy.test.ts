@@ -214,3 +214,29 @@ test('check-balancer.sh exits 0 while the balancer is ready, non-zero when no ap
   await balancer.destroy();
   assert.notEqual(await check(), 0, 'nothing answering: not ready');
 });
+
+test('discovering static pod: agrees with its balancer.json, mounts the kubeconfig and state; RBAC reads only what discovery and the intent need', () => {
+  const pod = parseSimpleYaml(read('node-local-discovery/static-pod.yaml')) as Obj;
+  const spec = pod.spec as Obj;
+  const [container] = spec.containers as Obj[];
+  assert.deepEqual(container!.command, ['node', program]);
+  const fromArgs = config(container!.args as string[]);
+  assert.deepEqual(fromArgs, configFile('node-local-discovery/balancer.json'));
+  assert.deepEqual(fromArgs.discover, [{ kind: 'kubernetes' }]);
+  assert.ok(fromArgs.backends.length >= 1, 'a bootstrap backend');
+  assert.deepEqual(fromArgs.intent, { namespace: 'kube-system', name: 'failover-proxy-intent' });
+  const mounts = container!.volumeMounts as Obj[];
+  for (const path of [fromArgs.kubeconfig!, fromArgs.discoveryState!]) {
+    assert.ok(mounts.some((m) => path.startsWith(`${String(m.mountPath)}/`)), `${path} is mounted`);
+  }
+  const rbac = parseSimpleYaml(read('node-local-discovery/rbac.yaml')) as Obj;
+  const items = rbac.items as Obj[];
+  const roles = items.filter((i) => i.kind === 'Role');
+  const rules = roles.flatMap((r) => ((r.rules as Obj[]).map((rule) => ({ ns: (r.metadata as Obj).namespace, ...rule }))));
+  assert.deepEqual(rules, [
+    { ns: 'default', apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+    { ns: 'kube-system', apiGroups: [''], resources: ['configmaps'], resourceNames: ['failover-proxy-intent'], verbs: ['get', 'list', 'watch'] },
+  ]);
+  assert.ok(!read('node-local-discovery/rbac.yaml').includes('ClusterRole'), 'namespaced roles only');
+  assert.ok(read('Dockerfile').includes('"yaml@'), 'the image carries the optional YAML parser for kubeconfig files');
+});

@@ -53,6 +53,11 @@ const changes: Readonly<Record<ConfigKey, readonly string[]>> = {
   'leaving-grace': ['--leaving-grace', '5000'],
   'max-clients': ['--max-clients', '100'],
   'access-log': ['--access-log', '-'],
+  discover: ['--discover', 'dns:api.example:6443'],
+  'dns-server': ['--dns-server', '127.0.0.1:5353'],
+  kubeconfig: ['--kubeconfig', '/etc/kubeconfig'],
+  'discovery-state': ['--discovery-state', '/var/lib/fp/state.json'],
+  intent: ['--intent', 'kube-system/failover-proxy-intent'],
 };
 
 /** A config with `extra` flags; a base flag that `extra` gives again is dropped. */

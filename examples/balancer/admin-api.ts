@@ -110,16 +110,21 @@ function invalid(message: string): BadRequest {
   return new BadRequest(errorReply(400, 'INVALID_ARGUMENT', message));
 }
 
-/** A backend as the API shows it: `pool.stats()`'s entry plus its address; an uncapped `maxConnections` is `null`. */
-export type BackendView = BackendStats & { readonly address: string };
+/**
+ * A backend as the API shows it: `pool.stats()`'s entry plus its address and
+ * where it came from (`static`, or a discovery source such as `kubernetes`,
+ * `dns:NAME:PORT`); an uncapped `maxConnections` is `null`.
+ */
+export type BackendView = BackendStats & { readonly address: string; readonly source: string };
 
-function view(b: BackendStats): BackendView {
-  return { ...b, address: b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}` };
+function view(b: BackendStats, pool: AdminPool): BackendView {
+  const source = pool.backends().find((x) => x.id === b.id)?.meta.source;
+  return { ...b, address: b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`, source: typeof source === 'string' ? source : 'static' };
 }
 
 function findView(pool: AdminPool, id: string): BackendView | undefined {
   const b = pool.stats().backends.find((s) => s.id === id);
-  return b === undefined ? undefined : view(b);
+  return b === undefined ? undefined : view(b, pool);
 }
 
 /** The JSON body of a change: `{}` when empty; only the `allowed` keys. */
@@ -251,7 +256,7 @@ function list(target: AdminTarget): AdminReply {
       active: stats.active,
       waiting: stats.waiting,
       readOnly: target.tokenDigest() === undefined,
-      backends: stats.backends.map(view),
+      backends: stats.backends.map((b) => view(b, target.pool)),
     },
   };
 }

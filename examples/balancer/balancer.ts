@@ -33,6 +33,7 @@ import { ProbeStats } from './probe-stats.js';
 import { classifyReadyz, isReadyz } from './readyz.js';
 import { RebalanceLog } from './rebalance-log.js';
 import { RecentEvents } from './recent-events.js';
+import { createBalancerDiscovery } from './discovery.js';
 import { ReloadError, backendSpecs, restartNeeded, type ReloadSummary } from './reload.js';
 import { startStatusServer, type StatusServer, type StatusServerOptions } from './status-server.js';
 
@@ -392,11 +393,16 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     );
   }
 
+  const discovery = createBalancerDiscovery(config, pool, (line) => log.info(line));
   const reload = (): ReloadSummary =>
     reloadConfig({
       config,
       io,
-      reconcile: (specs, options) => pool.reconcile(specs, options),
+      // With discovery the config's backends are its static list: a reload must not drop what was discovered.
+      reconcile: (specs, options) =>
+        discovery.discovery === undefined
+          ? pool.reconcile(specs, options)
+          : (discovery.discovery.setStatic(specs) ?? { added: [], updated: [], removed: [], replaced: [], unchanged: specs.map((s) => s.id ?? `${s.host}:${s.port}`), settled: Promise.resolve() }),
       log: (line) => log.info(line),
       applied: (next, nextToken) => {
         token = nextToken;
@@ -433,7 +439,13 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       status = await startStatusServer(config.status, {
         stats,
         metrics: () =>
-          renderMetrics(pool.stats(), probeStats.snapshot(), { clients: { max: cap.max, refused: cap.refused }, build, processes: [proc.snapshot()], verdicts: verdicts.snapshot() }),
+          renderMetrics(pool.stats(), probeStats.snapshot(), {
+            clients: { max: cap.max, refused: cap.refused },
+            build,
+            processes: [proc.snapshot()],
+            verdicts: verdicts.snapshot(),
+            discovery: discovery.discovery?.stats(),
+          }),
         ready,
         api: (req) =>
           handleAdminRequest(
@@ -456,6 +468,12 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
     await access?.close();
     throw err;
   }
+  try {
+    await discovery.start();
+  } catch (err) {
+    // A kubeconfig that cannot be read: say so and run on the static backends.
+    log.info(`discovery: not started: ${err instanceof Error ? err.message : String(err)}`);
+  }
   // Accept errors (EMFILE) must not kill the balancer; the pool reports its own.
   server.on('error', (err) => log.info(`listener error: ${err.message}`));
 
@@ -473,6 +491,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
         : `shutting down: not accepting; ${open} connection${open === 1 ? '' : 's'} open, ${drainTimeout} ms to finish`,
     );
     server.close();
+    await discovery.close();
     // No moves during a drain: it would close connections the drain lets finish.
     rebalanceLog?.close();
     rebalancer?.close();

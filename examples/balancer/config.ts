@@ -49,6 +49,12 @@ export type CheckConfig =
   | { readonly type: 'tls' }
   | { readonly type: 'tcp' };
 
+/** One `--discover`: where backends come from besides `--backend`. */
+export type DiscoverSpec =
+  | { readonly kind: 'dns'; readonly name: string; readonly port: number }
+  | { readonly kind: 'srv'; readonly name: string }
+  | { readonly kind: 'kubernetes' };
+
 /** Every setting of the balancer, validated and with defaults filled in. */
 export interface BalancerConfig {
   readonly listen: HostPort;
@@ -113,6 +119,16 @@ export interface BalancerConfig {
   readonly statusAllowedHosts: readonly string[];
   /** Where the access log goes (one JSON line per closed connection): a file appended to, or `-` for stdout; `undefined`: off. */
   readonly accessLog: string | undefined;
+  /** Discovery sources (`--discover`); empty: the backends are only the static ones. */
+  readonly discover: readonly DiscoverSpec[];
+  /** Resolver for the DNS sources; `undefined`: the system's. */
+  readonly dnsServer: HostPort | undefined;
+  /** Kubeconfig of the Kubernetes source and the intent; `undefined`: in-cluster. */
+  readonly kubeconfig: string | undefined;
+  /** File keeping the discovered lists across restarts. */
+  readonly discoveryState: string | undefined;
+  /** The intent ConfigMap (`NAMESPACE/NAME`) every balancer applies; `undefined`: none. */
+  readonly intent: { readonly namespace: string; readonly name: string } | undefined;
 }
 
 /** What the command line asks for. */
@@ -207,6 +223,14 @@ every connection pinned to a backend is torn down the moment it is marked down.
   --status-allowed-hosts H,H host names the status listener answers besides IP addresses and
                              localhost (DNS rebinding guard; /livez and /readyz answer any Host)
   --access-log PATH|-        one JSON line per closed connection, appended to PATH or on stdout (default: off)
+  --discover SOURCE          more backends from dns:NAME:PORT (A records), srv:_SERVICE._PROTO.NAME,
+                             or kubernetes (the EndpointSlices of default/kubernetes); repeat for each;
+                             combined with --backend, which are always kept
+  --dns-server HOST[:PORT]   resolver for the dns: and srv: sources (default: the system's)
+  --kubeconfig FILE          credentials for --discover kubernetes and --intent (default: in-cluster)
+  --discovery-state FILE     keep the discovered lists here across restarts (never replaces --backend)
+  --intent NAMESPACE/NAME    apply the drain/maintenance declared in this ConfigMap (default name
+                             kube-system/failover-proxy-intent when given as "default")
   --config FILE.json         the same settings as JSON (keys are the flag names); flags win;
                              SIGHUP re-reads it
   --help                     this text
@@ -245,7 +269,12 @@ type Key =
   | 'max-clients'
   | 'admin-socket'
   | 'status-allowed-hosts'
-  | 'access-log';
+  | 'access-log'
+  | 'discover'
+  | 'dns-server'
+  | 'kubeconfig'
+  | 'discovery-state'
+  | 'intent';
 
 /** Every setting, by its flag name (also its config file key). */
 export type ConfigKey = Key;
@@ -282,6 +311,11 @@ const keys: readonly Key[] = [
   'admin-socket',
   'status-allowed-hosts',
   'access-log',
+  'discover',
+  'dns-server',
+  'kubeconfig',
+  'discovery-state',
+  'intent',
 ];
 
 /** Every setting's name, as a flag (`--NAME`) and as a config file key. */
@@ -500,6 +534,9 @@ const aliases: Readonly<Record<string, Key>> = Object.freeze({
   adminSocket: 'admin-socket',
   statusAllowedHosts: 'status-allowed-hosts',
   accessLog: 'access-log',
+  dnsServer: 'dns-server',
+  discoveryState: 'discovery-state',
+  discovery: 'discover',
 });
 
 function readConfig(path: string, io: ParseIo): Map<Key, Given> {
@@ -551,6 +588,7 @@ function readConfig(path: string, io: ParseIo): Map<Key, Given> {
 export function parseBalancerArgs(argv: readonly string[], io: ParseIo): ParseResult {
   const flags = new Map<Key, Given>();
   const backendFlags: Given[] = [];
+  const discoverFlags: Given[] = [];
   let configPath: string | undefined;
 
   if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help' };
@@ -587,16 +625,46 @@ export function parseBalancerArgs(argv: readonly string[], io: ParseIo): ParseRe
       backendFlags.push(given);
       continue;
     }
+    if (name === 'discover') {
+      discoverFlags.push(given);
+      continue;
+    }
     if (flags.has(name)) throw new ConfigError(`${label} given twice`);
     flags.set(name, given);
   }
 
   const settings = configPath === undefined ? new Map<Key, Given>() : readConfig(configPath, io);
   const pick = (key: Key): Given | undefined => flags.get(key) ?? settings.get(key);
-  return { kind: 'run', config: validate(pick, backendFlags, settings.get('backend')) };
+  const discoverGiven = discoverFlags.length > 0 ? discoverFlags : settings.has('discover') ? [settings.get('discover')!] : [];
+  return { kind: 'run', config: validate(pick, backendFlags, settings.get('backend'), discoverGiven) };
 }
 
-function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly Given[], fileBackends: Given | undefined): BalancerConfig {
+/** `dns:NAME:PORT`, `srv:_SERVICE._PROTO.NAME` or `kubernetes`; a config file may give a list. */
+function discoverList(given: Given): DiscoverSpec[] {
+  const expectation = 'dns:NAME:PORT, srv:_SERVICE._PROTO.NAME or kubernetes';
+  const items = given.fromFile && Array.isArray(given.value) ? (given.value as unknown[]) : [given.value];
+  return items.map((value) => {
+    const item: Given = { ...given, value };
+    const raw = text(item, expectation);
+    if (raw === 'kubernetes') return Object.freeze({ kind: 'kubernetes' as const });
+    const dns = /^dns:([^:]+):(\d{1,5})$/.exec(raw);
+    if (dns) {
+      const port = Number(dns[2]);
+      if (!hostnamePattern.test(dns[1]!) || isIP(dns[1]!) !== 0 || port < 1 || port > 65535) fail(item, expectation);
+      return Object.freeze({ kind: 'dns' as const, name: dns[1]!, port });
+    }
+    const srv = /^srv:(_[A-Za-z0-9-]+\._(?:tcp|udp)\..+)$/.exec(raw);
+    if (srv && hostnamePattern.test(srv[1]!.replace(/^_([^.]+)\._([^.]+)\./, 'a.b.'))) return Object.freeze({ kind: 'srv' as const, name: srv[1]! });
+    return fail(item, expectation);
+  });
+}
+
+function validate(
+  pick: (key: Key) => Given | undefined,
+  backendFlags: readonly Given[],
+  fileBackends: Given | undefined,
+  discoverGiven: readonly Given[] = [],
+): BalancerConfig {
   const d = balancerDefaults;
   const ms = (key: Key, fallback: number, min = 1): number => {
     const given = pick(key);
@@ -615,7 +683,9 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
   const listen = listenGiven === undefined ? d.listen : address(listenGiven, { minPort: 0 }, 'HOST:PORT (port 0-65535)');
 
   const backends = backendFlags.length > 0 ? backendFlags.flatMap(backendList) : fileBackends === undefined ? [] : backendList(fileBackends);
-  if (backends.length === 0) throw new ConfigError('no backend: give at least one --backend HOST:PORT (see --help)');
+  const discover = discoverGiven.flatMap(discoverList);
+  if (backends.length === 0 && discover.length === 0) throw new ConfigError('no backend: give at least one --backend HOST:PORT or --discover SOURCE (see --help)');
+  if (new Set(discover.map((d) => JSON.stringify(d))).size !== discover.length) throw new ConfigError(`${discoverGiven[0]!.label}: a source given twice`);
   const seen = new Map<string, BackendAddress>();
   for (const b of backends) {
     const address = `${b.host}:${b.port}`;
@@ -681,7 +751,31 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
   const writeStallTimeout = ms('write-stall-timeout', Math.min(MAX_MS, interval * fall + timeout + d.writeStallMargin), 0);
   if (writeStallTimeout > 0 && writeStallTimeout < 100) fail(pick('write-stall-timeout')!, '0 (off) or an integer from 100 to 2147483647 (milliseconds)');
 
-  return Object.freeze({
+  const dnsServer = optional('dns-server', (given) => {
+    const raw = text(given, 'HOST or HOST:PORT (an IP address)');
+    const parsed = isIP(raw) !== 0 ? { host: raw, port: 53 } : parseAddress(raw);
+    return parsed !== undefined && isIP(parsed.host) !== 0 ? Object.freeze(parsed) : fail(given, 'HOST or HOST:PORT (an IP address)');
+  });
+  const kubeconfig = optional('kubeconfig', file);
+  const discoveryState = optional('discovery-state', file);
+  const intent = optional('intent', (given) => {
+    const raw = text(given, 'NAMESPACE/NAME or default');
+    if (raw === 'default') return Object.freeze({ namespace: 'kube-system', name: 'failover-proxy-intent' });
+    const m = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$/.exec(raw);
+    return m ? Object.freeze({ namespace: m[1]!, name: m[3]! }) : fail(given, 'NAMESPACE/NAME or default');
+  });
+  const hasDns = discover.some((d) => d.kind !== 'kubernetes');
+  const hasKube = discover.some((d) => d.kind === 'kubernetes');
+  if (dnsServer !== undefined && !hasDns) throw new ConfigError(`${pick('dns-server')!.label} needs --discover dns:… or srv:…`);
+  if (kubeconfig !== undefined && !hasKube && intent === undefined) throw new ConfigError(`${pick('kubeconfig')!.label} needs --discover kubernetes or --intent`);
+  if (discoveryState !== undefined && discover.length === 0) throw new ConfigError(`${pick('discovery-state')!.label} needs --discover`);
+
+  const config: BalancerConfig = Object.freeze({
+    discover: Object.freeze(discover),
+    dnsServer,
+    kubeconfig,
+    discoveryState,
+    intent,
     listen: Object.freeze(listen),
     backends: Object.freeze(backends),
     check: checkConfig,
@@ -715,4 +809,8 @@ function validate(pick: (key: Key) => Given | undefined, backendFlags: readonly 
     statusAllowedHosts: Object.freeze(optional('status-allowed-hosts', hostList) ?? []),
     accessLog: optional('access-log', (given) => (given.value === '-' ? '-' : file(given))),
   });
+  if (config.workers > 1 && (config.discover.length > 0 || config.intent !== undefined)) {
+    throw new ConfigError(`--workers ${config.workers}: discovery and --intent run in a single process for now (use --workers 1)`);
+  }
+  return config;
 }

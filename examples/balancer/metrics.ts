@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AdminState, BackendHealth, BackendState, PoolStats } from '../../src/index.js';
+import type { AdminState, BackendHealth, BackendState, DiscoveryStats, PoolStats } from '../../src/index.js';
 import type { ClientCapStats } from './client-cap.js';
 import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
 import type { ProcessFigures } from './process-stats.js';
@@ -20,6 +20,8 @@ export interface MetricsExtras {
   readonly verdicts?: VerdictCountsSnapshot | undefined;
   /** The accept cap (`--max-clients`) and the clients it refused, all processes together. */
   readonly clients?: ClientCapStats | undefined;
+  /** The discovery layer's per-source figures, when `--discover` is on. */
+  readonly discovery?: DiscoveryStats | undefined;
 }
 
 /** The content type of {@link renderMetrics}' output. */
@@ -183,6 +185,23 @@ export function renderMetrics(pool: PoolStats, probe: Readonly<Record<string, Ba
     }
     w.family(`${p}event_loop_delay_max_seconds`, 'gauge', 'The longest event-loop delay seen since the process started.');
     for (const x of procs) w.sample(`${p}event_loop_delay_max_seconds`, { process: x.process }, x.loopDelay.max);
+  }
+
+  const discovery = extras.discovery;
+  if (discovery !== undefined) {
+    const sources = Object.entries(discovery.sources);
+    w.family(`${p}discovery_source_backends`, 'gauge', 'Backends in the list the discovery source contributes now (its last good one).');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_backends`, { source: name }, s.backends);
+    w.family(`${p}discovery_source_held`, 'gauge', '1 while the source fails or answers with nothing and its last good list is kept (never empty), else 0.');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_held`, { source: name }, s.state === 'held' ? 1 : 0);
+    w.family(`${p}discovery_source_updates_total`, 'counter', 'Good answers of the discovery source.');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_updates_total`, { source: name }, s.updates);
+    w.family(`${p}discovery_source_failures_total`, 'counter', 'Failed attempts of the discovery source (its last good list kept).');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_failures_total`, { source: name }, s.failures);
+    w.family(`${p}discovery_source_empty_total`, 'counter', 'Empty answers of the discovery source (its last good list kept).');
+    for (const [name, s] of sources) w.sample(`${p}discovery_source_empty_total`, { source: name }, s.empties);
+    w.family(`${p}discovery_applies_total`, 'counter', 'Changes of the wanted backend set applied to the pool.');
+    w.sample(`${p}discovery_applies_total`, {}, discovery.applies);
   }
 
   return `${w.lines.join('\n')}\n`;

@@ -94,6 +94,12 @@ export const reloadPolicy: Readonly<Record<ConfigKey, ReloadPolicy>> = Object.fr
   'no-rebalance': { applies: 'restart', value: (c) => c.rebalance },
   'rebalance-rate': { applies: 'restart', value: (c) => c.rebalanceRate },
   'rebalance-tolerance': { applies: 'restart', value: (c) => c.rebalanceTolerance },
+  // Discovery sources and the intent watcher are built once, at start.
+  discover: { applies: 'restart', value: (c) => c.discover },
+  'dns-server': { applies: 'restart', value: (c) => c.dnsServer },
+  kubeconfig: { applies: 'restart', value: (c) => c.kubeconfig },
+  'discovery-state': { applies: 'restart', value: (c) => c.discoveryState },
+  intent: { applies: 'restart', value: (c) => c.intent },
 });
 
 /** How a reload treats one setting: applied `live`, or reported as needing a `restart`; `value` reads it from a config. */

@@ -43,7 +43,7 @@ export const statusPageHtml = `<!doctype html>
 <h2>Backends</h2>
 <table id="backends">
 <thead><tr>
-<th>backend</th><th>address</th><th>state</th><th>in state</th><th>health</th><th>admin</th><th>cause</th>
+<th>backend</th><th>address</th><th>source</th><th>state</th><th>in state</th><th>health</th><th>admin</th><th>cause</th>
 <th>members</th><th>bytes in / out</th><th>check</th><th>weight</th><th>effective</th><th>actions</th>
 </tr></thead>
 <tbody></tbody>
@@ -196,6 +196,7 @@ export const statusPageJs = `'use strict';
       row.dataset.backend = b.id;
       row.appendChild(el('td', b.id, 'name'));
       row.appendChild(el('td', b.address));
+      row.appendChild(el('td', b.source, 'source'));
       var state = el('td');
       state.appendChild(el('span', b.state, 'state state-' + b.state));
       row.appendChild(state);

@@ -82,6 +82,8 @@ export interface BackendDoc {
   readonly effectiveWeight: number;
   readonly maxConnections: number | null;
   readonly tornDown: number;
+  /** `static`, or the discovery source that listed it. */
+  readonly source: string;
 }
 
 export interface EventDoc {
