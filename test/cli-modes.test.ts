@@ -128,7 +128,7 @@ for (const mode of modes) {
     const a = await namedServer(t, 'a');
     const b = await namedServer(t, 'b');
     const dir = tempDir(t);
-    writeFileSync(join(dir, 'admin.token'), TOKEN);
+    writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
     const cli = await startMode(t, mode, [
       '--listen', `${HOST}:0`,
       '--backend', `a=${HOST}:${a.port}`,
