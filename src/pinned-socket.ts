@@ -191,9 +191,15 @@ export class PinnedSocket extends EventEmitter<MemberEvents> implements PoolMemb
 }
 
 /** An HTTP client socket with no request on it and nothing queued to write. */
+/**
+ * An agent's socket between requests: Node's agent sets `_httpMessage` to
+ * `null` when it frees one. A socket handed out by `pool.connect()` never
+ * had one (`undefined`): its owner may be waiting for an answer with nothing
+ * to write, so it is not idle; a graceful close leaves it to its deadline.
+ */
 function isIdle(socket: Socket): boolean {
   const message = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
-  return (message === undefined || message === null) && socket.writableLength === 0;
+  return message === null && socket.writableLength === 0;
 }
 
 function onCloseDeadline(pinned: PinnedSocket): void {

@@ -54,9 +54,9 @@ const changes: Readonly<Record<ConfigKey, readonly string[]>> = {
   'max-clients': ['--max-clients', '100'],
   'access-log': ['--access-log', '-'],
   discover: ['--discover', 'dns:api.example:6443'],
-  'dns-server': ['--dns-server', '127.0.0.1:5353'],
-  kubeconfig: ['--kubeconfig', '/etc/kubeconfig'],
-  'discovery-state': ['--discovery-state', '/var/lib/fp/state.json'],
+  'dns-server': ['--discover', 'dns:api.example:6443', '--dns-server', '127.0.0.1:5353'],
+  kubeconfig: ['--discover', 'kubernetes', '--kubeconfig', '/etc/kubeconfig'],
+  'discovery-state': ['--discover', 'dns:api.example:6443', '--discovery-state', '/var/lib/fp/state.json'],
   intent: ['--intent', 'kube-system/failover-proxy-intent'],
 };
 

@@ -29,6 +29,8 @@ interface PackageJson {
   sideEffects: boolean;
   exports: Record<string, unknown>;
   dependencies: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   engines: Record<string, string>;
 }
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as PackageJson;
@@ -86,7 +88,11 @@ function packagesLoadedBy(file: string): string[] {
 }
 
 test('dist uses exactly the dependencies package.json declares, loaded at run time, none bundled', { skip }, () => {
-  assert.deepEqual(packagesLoadedBy('index.cjs'), Object.keys(pkg.dependencies).sort());
+  // The dependencies, and the optional peers a feature loads only when used (yaml, for a YAML kubeconfig).
+  const optionalPeers = Object.keys(pkg.peerDependencies ?? {}).filter((name) => pkg.peerDependenciesMeta?.[name]?.optional === true);
+  assert.deepEqual(packagesLoadedBy('index.cjs'), [...Object.keys(pkg.dependencies), ...optionalPeers].sort());
+  // An optional peer is loaded lazily (a dynamic import), never when the package loads.
+  for (const name of optionalPeers) assert.doesNotMatch(readFileSync(join(dist, 'index.cjs'), 'utf8'), new RegExp(`^(?:var|const|let) \\w+ = (?:__toESM\\()?require\\("${name}"\\)`, 'm'));
   const cjs = readFileSync(join(dist, 'index.cjs'), 'utf8');
   // TypeScript's helpers come from tslib (importHelpers), among them the
   // default-import interop that gets p-queue's class out of the ESM namespace.
