@@ -41,6 +41,8 @@ export class BackendEntry implements PickCandidate {
   closedBytesFromUpstream = 0;
   readonly teardowns: Record<string, number> = Object.create(null) as Record<string, number>;
   drainTimer: unknown = undefined;
+  /** Clock time the drain in force ends (its members are taken out then). */
+  drainDeadlineAt = 0;
   drainWaiters: (() => void)[] = [];
   removed = false;
   /** A drain that ends in removal is under way (`remove(id, { drain: true })`, `reconcile`). */

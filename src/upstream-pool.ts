@@ -571,7 +571,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   /**
    * Stops new connections to a backend and lets existing ones finish (a
    * {@link PoolAgent} evicts its idle sockets to it at once); at the deadline
-   * those still open are destroyed with reason `drained`. Resolves when the backend holds no member (or the
+   * those still open are destroyed with reason `drained`. A drain of a
+   * backend already draining can bring that deadline forward, never back. Resolves when the backend holds no member (or the
    * drain is superseded by `markReady`, `markMaintenance` or removal). The
    * drain survives health changes: the backend stays `draining` until
    * `markReady`. Works while the pool closes. Rejects with
@@ -605,14 +606,19 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     if (entry.members.size === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       entry.drainWaiters.push(resolve);
-      if (entry.drainTimer === undefined) {
-        entry.drainTimer = this.#options.clock.setTimeout(() => {
-          entry.drainTimer = undefined;
-          const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
-          if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
-          this.#stopDrain(entry);
-        }, timeout);
-      }
+      // A second drain can bring the deadline forward, never push it back:
+      // "drain within 10 s" after "within 60 s" means 10 s.
+      const { clock } = this.#options;
+      const at = clock.now() + timeout;
+      if (entry.drainTimer !== undefined && at >= entry.drainDeadlineAt) return;
+      if (entry.drainTimer !== undefined) clock.clearTimeout(entry.drainTimer);
+      entry.drainDeadlineAt = at;
+      entry.drainTimer = clock.setTimeout(() => {
+        entry.drainTimer = undefined;
+        const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
+        if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
+        this.#stopDrain(entry);
+      }, timeout);
     });
   }
 

@@ -309,7 +309,9 @@ function change(target: AdminTarget, r: Extract<Route, { kind: 'backend' | 'acti
   switch (r.action) {
     case 'drain': {
       const timeout = timeoutOf(jsonBody(req.body, ['timeoutMs']), target.drainTimeout());
-      target.log(`admin: draining backend ${id} (deadline ${timeout} ms)`);
+      const already = findView(pool, id)?.admin === 'draining';
+      // A second drain only brings the deadline forward (the pool keeps the sooner one).
+      target.log(already ? `admin: backend ${id} already draining (deadline ${timeout} ms applies if sooner)` : `admin: draining backend ${id} (deadline ${timeout} ms)`);
       pool.drain(id, { timeout }).then(
         () => undefined,
         (err: unknown) => target.log(`admin: drain of ${id} ended: ${err instanceof Error ? err.message : String(err)}`),
