@@ -99,13 +99,14 @@ export async function waitFor(condition: () => boolean, { timeout = 20_000, inte
 /**
  * Handles and timers the process holds right now, for before/after leak
  * checks. One-shot requests in flight (an fs call of the test runner or of a
- * log, a pending setImmediate) come and go on a loaded machine whatever the
- * code under test does; they are not leaks, so they are not counted.
+ * log, a handle's close on its way, a pending setImmediate) come and go on a
+ * loaded machine whatever the code under test does; they are not leaks, so
+ * they are not counted.
  */
 export function activeResources(): string[] {
   return process
     .getActiveResourcesInfo()
-    .filter((r) => r !== 'TTYWrap' && r !== 'Immediate' && !r.startsWith('FSReq'))
+    .filter((r) => r !== 'TTYWrap' && r !== 'Immediate' && r !== 'CloseReq' && !r.startsWith('FSReq'))
     .sort();
 }
 
