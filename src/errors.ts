@@ -318,3 +318,19 @@ export function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null | undefined)?.code;
   return typeof code === 'string' ? code : undefined;
 }
+
+/**
+ * The first code of `codes` found on `err` or in its `cause` chain (a few
+ * links: a check wraps the socket's error once or twice), else `undefined`.
+ *
+ * @internal
+ */
+export function codeInChain(err: unknown, codes: ReadonlySet<string>): string | undefined {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    const code = errorCode(current);
+    if (code !== undefined && codes.has(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

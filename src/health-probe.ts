@@ -5,6 +5,11 @@
  * `health-state.ts`; this file only connects them, as HAProxy keeps the three
  * apart.
  *
+ * Over 600 lines, knowingly: one class holds the timer queue, the runs in
+ * flight, the stall credit and the pool reports, which all share the same
+ * per-backend entry; splitting them means giving that entry one owner first,
+ * the restructuring tracked in issue 19 (with upstream-pool.ts).
+ *
  * @module
  */
 import createDebug from 'debug';
@@ -16,6 +21,7 @@ import { ConnectionSlot } from './checks/connection-slot.js';
 import { socketError } from './checks/socket-supervision.js';
 import {
   CheckError,
+  codeInChain,
   type CheckLayer,
   ConnectTimeoutError,
   DuplicateBackendError,
@@ -750,7 +756,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     // ending the watches it holds: it said it was going, and a refusal is an
     // answer, not silence. It stays leaving, so its streams stay its own to
     // end (and the grace's); a timeout or a reset still makes it down.
-    if (error !== undefined && entry.health.verdict === 'leaving' && error.layer === 'connect' && refused(error)) {
+    if (error !== undefined && entry.health.verdict === 'leaving' && error.layer === 'connect' && codeInChain(error, REFUSED) !== undefined) {
       leaving = `stopped listening while leaving: ${error.message}`;
       error = undefined;
     }
@@ -875,12 +881,6 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   }
 }
 
-/** Whether a check failed because the backend refused the connection (ECONNREFUSED, anywhere in the cause chain). */
-function refused(error: Error): boolean {
-  let cause: unknown = error;
-  for (let depth = 0; depth < 4 && typeof cause === 'object' && cause !== null; depth++) {
-    if ((cause as { code?: unknown }).code === 'ECONNREFUSED') return true;
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return false;
-}
+
+/** A refusal: the backend's host answered, with nothing listening. */
+const REFUSED: ReadonlySet<string> = new Set(['ECONNREFUSED']);

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { errorCode } from './errors.js';
+import { codeInChain } from './errors.js';
 
 /**
  * The socket error codes that come from this host, not from the peer.
@@ -38,11 +38,5 @@ export const LOCAL_ERROR_CODES: ReadonlySet<string> = new Set([
  * @internal
  */
 export function localErrorCode(err: unknown): string | undefined {
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
-    const code = errorCode(current);
-    if (code !== undefined && LOCAL_ERROR_CODES.has(code)) return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
+  return codeInChain(err, LOCAL_ERROR_CODES);
 }

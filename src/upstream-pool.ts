@@ -4,6 +4,11 @@
  * ({@link PlacementEngine}). A backend leaving service takes its members with
  * it, synchronously.
  *
+ * Over 600 lines, knowingly, for now: the lifecycle (closing phase,
+ * leaving evacuations) landed here beside the facade; moving each concern to
+ * the module that owns its record (backend table, registry, placement) is
+ * the restructuring tracked in issue 19.
+ *
  * @module
  */
 import type { Socket } from 'node:net';

@@ -34,6 +34,7 @@ test('a graceful apiserver shutdown: 0 streams closed by the balancer, none plac
   t.diagnostic(JSON.stringify(figures));
   assert.ok(figures.onVictim >= 10, `the victim served ${figures.onVictim} streams`);
   // Once it stopped listening its checks are refused: an answer, so it stays leaving (never down).
+  assert.equal(figures.refusal, 'leaving', 'a check met the closed listener and read it as an answer');
   assert.deepEqual(figures.transitions, ['up -> leaving (probe-leaving, 0 torn down)']);
   assert.equal(figures.closedByBalancer, 0, 'no stream of the leaving backend was cut by the balancer');
   assert.equal(figures.endedByBackend, figures.onVictim, 'the backend ended every one of its streams itself');
@@ -78,6 +79,7 @@ test("kube-apiserver's own order (the listener closes after the delay, watches s
   t.diagnostic(JSON.stringify(figures));
   assert.ok(figures.onVictim >= 10, `the victim served ${figures.onVictim} streams`);
   // Refused checks after the listener closed are an answer: no `-> down`, nothing torn down.
+  assert.equal(figures.refusal, 'leaving', 'a check met the closed listener and read it as an answer');
   assert.deepEqual(figures.transitions, ['up -> leaving (probe-leaving, 0 torn down)']);
   assert.equal(figures.closedByBalancer, 0, 'no stream of the leaving backend was cut by the balancer');
   assert.equal(figures.endedByBackend, figures.onVictim, 'the backend ended every one of its streams itself');

@@ -307,46 +307,14 @@ function onResponse(
     supervision.finish(new CheckError('protocol', `\`${target}\` answered ${status}, expected ${describeExpect(http.expect)}`));
     return;
   }
-  const declared = Number(res.headers['content-length']);
   const predicate = http.body;
   if (predicate === undefined) {
     // The status decides, at once. A kept connection reads the rest of the
     // body in the background, up to maxBodyBytes, before it can be reused.
-    if (!pass(supervision, slot, http, socket) || slot === undefined) return;
-    if (declared > http.maxBodyBytes) {
-      slot.discard(socket);
-      return;
-    }
-    let drained = 0;
-    res.on('data', (chunk: Buffer) => {
-      drained += chunk.length;
-      if (drained > http.maxBodyBytes) slot.discard(socket);
-    });
-    res.on('end', () => settleKept(req, res, socket, slot));
+    if (pass(supervision, slot, http, socket) && slot !== undefined) drainKept(req, res, socket, slot, http);
     return;
   }
-  const tooLong = (): CheckError => new CheckError('protocol', `\`${target}\` sent a body longer than maxBodyBytes (${http.maxBodyBytes})`);
-  if (declared > http.maxBodyBytes) {
-    supervision.finish(tooLong());
-    return;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let done = false;
-  res.on('data', (chunk: Buffer) => {
-    if (done) return;
-    size += chunk.length;
-    if (size > http.maxBodyBytes) {
-      done = true;
-      supervision.finish(tooLong());
-      return;
-    }
-    chunks.push(chunk);
-  });
-  res.on('end', () => {
-    if (done) return;
-    done = true;
-    const text = Buffer.concat(chunks).toString('utf8');
+  readBody(res, http, supervision, (text) => {
     let verdict: unknown;
     try {
       verdict = predicate(text);
@@ -406,28 +374,24 @@ function onClassified(
     }
     if (decision.outcome === 'leaving') answer.leaving = { outcome: 'leaving', message: `\`${target}\` answered ${status}, leaving${detail}` };
     if (!pass(supervision, slot, http, socket) || slot === undefined) return;
-    if (read) {
-      settleKept(req, res, socket, slot);
-      return;
-    }
     // Decided on the status alone: the rest of the body is drained, bounded, before the socket is reused.
-    if (Number(res.headers['content-length']) > http.maxBodyBytes) {
-      slot.discard(socket);
-      return;
-    }
-    let drained = 0;
-    res.on('data', (chunk: Buffer) => {
-      drained += chunk.length;
-      if (drained > http.maxBodyBytes) slot.discard(socket);
-    });
-    res.on('end', () => settleKept(req, res, socket, slot));
+    if (read) settleKept(req, res, socket, slot);
+    else drainKept(req, res, socket, slot, http);
   };
   const first = decide(classify, status, undefined, target);
   if (first !== 'body') {
     conclude(first, false);
     return;
   }
-  const tooLong = (): CheckError => new CheckError('protocol', `\`${target}\` sent a body longer than maxBodyBytes (${http.maxBodyBytes})`);
+  readBody(res, http, supervision, (text) => conclude(decide(classify, status, text, target), true));
+}
+
+/**
+ * Reads the body, at most `maxBodyBytes` (a longer one, declared or sent,
+ * fails the check at layer `protocol`), and hands it over as text.
+ */
+function readBody(res: IncomingMessage, http: ResolvedHttpOptions, supervision: SocketSupervision, onBody: (text: string) => void): void {
+  const tooLong = (): CheckError => new CheckError('protocol', `\`${supervision.target}\` sent a body longer than maxBodyBytes (${http.maxBodyBytes})`);
   if (Number(res.headers['content-length']) > http.maxBodyBytes) {
     supervision.finish(tooLong());
     return;
@@ -448,6 +412,24 @@ function onClassified(
   res.on('end', () => {
     if (done) return;
     done = true;
-    conclude(decide(classify, status, Buffer.concat(chunks).toString('utf8'), target), true);
+    onBody(Buffer.concat(chunks).toString('utf8'));
   });
+}
+
+/**
+ * The check passed on the status alone: a kept connection reads the rest of
+ * the body in the background, up to `maxBodyBytes` (past that the socket is
+ * discarded), before it can be reused.
+ */
+function drainKept(req: ClientRequest, res: IncomingMessage, socket: Socket, slot: ConnectionSlot, http: ResolvedHttpOptions): void {
+  if (Number(res.headers['content-length']) > http.maxBodyBytes) {
+    slot.discard(socket);
+    return;
+  }
+  let drained = 0;
+  res.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > http.maxBodyBytes) slot.discard(socket);
+  });
+  res.on('end', () => settleKept(req, res, socket, slot));
 }

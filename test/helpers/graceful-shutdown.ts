@@ -16,7 +16,11 @@ import { frontend, HOST } from './net.js';
 export interface ScenarioLibrary {
   // Loosely typed on purpose: an older build's classes have other option types.
   readonly UpstreamPool: new (options: Record<string, unknown>) => ScenarioPool;
-  readonly HealthProbe: new (options: Record<string, unknown>) => { attach(pool: unknown): void; stop(): Promise<void> };
+  readonly HealthProbe: new (options: Record<string, unknown>) => {
+    attach(pool: unknown): void;
+    stop(): Promise<void>;
+    health(id: string): { lastResult?: { message?: string; error?: { code?: string } } } | undefined;
+  };
 }
 
 interface ScenarioPool {
@@ -61,6 +65,8 @@ export interface ScenarioFigures {
   readonly connected: number;
   /** Other backends that changed health (false verdicts). */
   readonly othersChanged: readonly string[];
+  /** How the last check saw the closed listener: `leaving` (a refusal answered), `failed`, or not seen. */
+  readonly refusal: string | undefined;
 }
 
 const INTERVAL = 200;
@@ -126,7 +132,19 @@ export async function gracefulShutdown(t: { after(fn: () => unknown): void }, li
   // short (reset, FIN without the terminating chunk) is the balancer's.
   // A backend that stops listening is refused, which a leaving backend answers
   // (it stays leaving); give the checks time to see the closed listener.
-  if (options.failing !== 'etcd') await new Promise((resolve) => setTimeout(resolve, 4 * INTERVAL + 2 * TIMEOUT));
+  // Wait until a check has met the closed listener (refused: an answer while
+  // leaving; a failure to an older build), so the figures include what it did.
+  const refusedCheck = (): string | undefined => {
+    const last = probe.health(victim.name)?.lastResult;
+    if (last?.message?.startsWith('stopped listening while leaving') === true) return 'leaving';
+    if (last?.error?.code === 'PROBE_CONNECT_FAILED') return 'failed';
+    return undefined;
+  };
+  if (options.failing !== 'etcd') {
+    const deadline = Date.now() + 20_000;
+    while (refusedCheck() === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, INTERVAL / 4));
+  }
+  const refusal = refusedCheck();
   let endedByBackend = 0;
   let closedByBalancer = 0;
   for (const client of onVictimClients) {
@@ -147,5 +165,6 @@ export async function gracefulShutdown(t: { after(fn: () => unknown): void }, li
     byBackend: fleet.byBackend(),
     connected: fleet.connectedCount,
     othersChanged,
+    refusal,
   };
 }
