@@ -87,6 +87,25 @@ function usage(pid: number): { fds: number; rssKiB: number } {
   return { fds: readdirSync(`/proc/${pid}/fd`).length, rssKiB: rss === null ? 0 : Number(rss[1]) };
 }
 
+/**
+ * For each stuck stream: its access-log line (backend, bytes, duration, how it
+ * ended; written when the stream was closed at the end) and the balancer's log
+ * lines from 12 s before it was seen, so a failure says what happened.
+ */
+function stuckDiagnosis(reports: readonly { client: string; at: string; waitedMs: number; sent: number; received: number }[], accessLogFile: string, lines: readonly string[]): string {
+  const access = existsSync(accessLogFile) ? readFileSync(accessLogFile, 'utf8').split('\n') : [];
+  const first = Math.min(...reports.map((r) => Date.parse(r.at))) - 12_000;
+  const logWindow = lines.filter((l) => {
+    const t = Date.parse(l.slice(0, 24));
+    return Number.isNaN(t) || t >= first;
+  });
+  return [
+    ...reports.map((r) => `stuck ${JSON.stringify(r)}; access log: ${access.find((l) => l.includes(`"${r.client}"`)) ?? 'no line'}`),
+    'balancer log from 12 s before the first:',
+    ...logWindow.slice(-200),
+  ].join('\n');
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('soak of the CLI: checksummed streams and short connections through cuts, resets, flaps, drains, maintenance, re-weighting and SIGHUP reloads', { timeout: (SECONDS + 240) * 1000 }, async (t) => {
@@ -111,6 +130,7 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
   const dir = tempDir(t);
   const file = join(dir, 'balancer.json');
   const tokenFile = join(dir, 'admin.token');
+  const accessLogFile = join(dir, 'access.log');
   writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   const writeConfig = (weights: Record<Name, number>): void =>
     writeFileSync(
@@ -124,6 +144,8 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
         fall: 2,
         'drain-timeout': 1000,
         'queue-timeout': 5000,
+        // Read only when a stream is stuck: which backend held it and why it ended.
+        'access-log': accessLogFile,
       }),
     );
   writeConfig({ a: 1, b: 1, c: 1 });
@@ -147,6 +169,8 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
   const live = new Set<EchoStream>();
   const totals = { streams: 0, shorts: 0, shortsIntact: 0, closedByBalancer: 0, mismatches: 0, bytes: 0, stuck: 0 };
   const stuckSeen = new Set<EchoStream>();
+  /** What a stuck stream looked like when it was seen: enough to find it in the access log and the balancer's log. */
+  const stuckReports: { client: string; at: string; waitedMs: number; sent: number; received: number }[] = [];
   const open = (): EchoStream => {
     const socket = net.connect({ host: HOST, port: ports.listen, allowHalfOpen: true });
     socket.on('error', () => {});
@@ -194,6 +218,7 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
       if (!stuckSeen.has(s) && s.waited(now) > STUCK_BOUND_MS) {
         stuckSeen.add(s);
         totals.stuck++;
+        stuckReports.push({ client: `${HOST}:${s.socket.localPort}`, at: new Date(now).toISOString(), waitedMs: s.waited(now), sent: s.sent, received: s.received });
       }
     }
   }, 250);
@@ -323,7 +348,7 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
   figure(t, summary);
 
   assert.equal(totals.mismatches, 0, summary);
-  assert.equal(totals.stuck, 0, summary);
+  assert.equal(totals.stuck, 0, totals.stuck === 0 ? summary : `${summary}\n${stuckDiagnosis(stuckReports, accessLogFile, lines)}`);
   assert.ok(totals.shortsIntact > 0 && totals.streams > STREAMS, summary);
   for (const op of ['cut', 'drain', 'weight']) assert.ok(SECONDS < 30 || (ops[op] ?? 0) > 0, `${op} never happened: ${summary}`);
   // Generous: a check socket or two in flight; the heap may keep what it grew to.

@@ -8,6 +8,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FaultProxy } from '../../examples/support/fault-proxy.js';
+import { activeResources } from '../helpers/net.js';
 
 /** How long "nothing happens" is watched for. An absence, never a speed. */
 const QUIET_MS = 500;
@@ -232,7 +233,7 @@ test('an upstream that refuses connections is passed on as a reset', opts, async
 });
 
 test('close() is idempotent and leaves no handle behind', opts, async (t) => {
-  const resourcesBefore = process.getActiveResourcesInfo().sort();
+  const resourcesBefore = activeResources();
   const target = await startTarget(t);
   const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: target.port } });
 
@@ -254,7 +255,7 @@ test('close() is idempotent and leaves no handle behind', opts, async (t) => {
   assert.equal(proxy.connections, 0);
 
   await Promise.all([destroyed(forwarded), destroyed(silenced), closeTarget(target.server, target.sockets)]);
-  assert.deepEqual(process.getActiveResourcesInfo().sort(), resourcesBefore);
+  assert.deepEqual(activeResources(), resourcesBefore);
 });
 
 test('start() rejects a bad target and a busy port', opts, async (t) => {
