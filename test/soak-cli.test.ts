@@ -16,7 +16,9 @@
  *   and all of it unless the balancer closed the connection;
  * - 0 streams stuck: no connection waits for its echo longer than the
  *   detection bound (a cut is seen within fall × interval + timeout, 550 ms;
- *   the bound allows 10 s on a loaded machine) without being closed;
+ *   the bound allows 10 s on a loaded machine) without being closed; every
+ *   cut lasts until the balancer has seen it, within that bound (a cut healed
+ *   unseen strands its streams by construction, see cutSeen);
  * - at the end, idle: the balancer's open descriptors (from /proc/PID/fd)
  *   back to their idle count before the traffic (+4 for checks in flight),
  *   its RSS (/proc/PID/status) within 32 MiB (48 with SOAK=1) of what it was
@@ -232,6 +234,24 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
     const reply = await api(ports.status, method, path, { token: TOKEN, body });
     assert.ok(reply.status >= 200 && reply.status < 300, `${method} ${path}: ${reply.status} ${reply.text}`);
   };
+  // A cut lasts its planned time and at least until the balancer has seen it
+  // (the backend is no longer up). Connections open across a cut stay silent
+  // after the heal (the fault proxy models a peer whose TCP state is gone), so
+  // a cut healed before detection would strand its streams by construction:
+  // detection takes fall × interval + timeout (550 ms) on a quiet machine, but
+  // the probe extends a check by the time its process stalled, so on a loaded
+  // one it takes longer. A cut not seen within the stuck bound is a failure.
+  const undetected: string[] = [];
+  const cutSeen = async (name: Name, plannedMs: number): Promise<void> => {
+    const cutAt = Date.now();
+    let seen = false;
+    while (!seen && Date.now() - cutAt < STUCK_BOUND_MS) {
+      await sleep(100);
+      seen = (await backends()).backends.some((b) => b.id === name && b.health !== 'up');
+    }
+    if (!seen) undetected.push(`${name} cut at ${new Date(cutAt).toISOString()}`);
+    await sleep(plannedMs - (Date.now() - cutAt));
+  };
   const disturb = async (name: Name, op: string): Promise<void> => {
     busy.add(name);
     ops[op] = (ops[op] ?? 0) + 1;
@@ -240,17 +260,17 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
       switch (op) {
         case 'cut':
           p.cut();
-          await sleep(r.int(1500, 3000));
+          await cutSeen(name, r.int(1500, 3000));
           p.restore();
           break;
         case 'reset':
           p.reset();
           break;
         case 'flap':
-          // Each cut long enough to be seen (fall 2 × 200 ms + 150 ms).
+          // Each cut long enough to be seen (see cutSeen).
           for (let i = r.int(2, 4); i > 0; i--) {
             p.cut();
-            await sleep(r.int(1000, 1500));
+            await cutSeen(name, r.int(1000, 1500));
             p.restore();
             await sleep(r.int(600, 1200));
           }
@@ -348,6 +368,7 @@ test('soak of the CLI: checksummed streams and short connections through cuts, r
   figure(t, summary);
 
   assert.equal(totals.mismatches, 0, summary);
+  assert.deepEqual(undetected, [], `cuts the balancer never saw within ${STUCK_BOUND_MS} ms: ${summary}`);
   assert.equal(totals.stuck, 0, totals.stuck === 0 ? summary : `${summary}\n${stuckDiagnosis(stuckReports, accessLogFile, lines)}`);
   assert.ok(totals.shortsIntact > 0 && totals.streams > STREAMS, summary);
   for (const op of ['cut', 'drain', 'weight']) assert.ok(SECONDS < 30 || (ops[op] ?? 0) > 0, `${op} never happened: ${summary}`);
