@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { ConfigError, parseBalancerArgs } from '../examples/balancer/config.js';
+import { ConfigError, parseBalancerArgs } from '../src/cli/config.js';
 import { apiserverSlice, configMapsPath, endpointSlicesPath } from '../examples/support/fake-kube-api.js';
 import { api, configOf, startAdminBalancer, tempDir } from './helpers/admin.js';
 import { DNSMASQ, startDnsmasq } from './helpers/dnsmasq.js';

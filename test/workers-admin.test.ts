@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { ControlPool, type AdminCommand, type HealthMessage } from '../examples/balancer/control-pool.js';
+import { ControlPool, type AdminCommand, type HealthMessage } from '../src/cli/control-pool.js';
 import { ConnectTimeoutError, UpstreamPool, type PoolStats } from '../src/index.js';
 import { TOKEN, api, tempDir, type ApiReply } from './helpers/admin.js';
 import { startCli } from './helpers/cli.js';

@@ -18,7 +18,7 @@ import {
   type HealthProbeOptions,
   type ReconcileResult,
   type UpstreamPoolOptions,
-} from '../../src/index.js';
+} from '../index.js';
 import { statSync } from 'node:fs';
 import { MAX_TOKEN_LENGTH, MIN_TOKEN_LENGTH, handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';

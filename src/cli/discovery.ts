@@ -16,7 +16,7 @@ import {
   type DiscoverySource,
   type KubeAccess,
   type UpstreamPool,
-} from '../../src/index.js';
+} from '../index.js';
 import type { BalancerConfig, HostPort } from './config.js';
 import { backendSpecs } from './reload.js';
 

@@ -18,7 +18,7 @@ import type {
   PoolMember,
   StateChange,
   UpstreamPool,
-} from '../../src/index.js';
+} from '../index.js';
 import type { CheckResultSource } from './probe-stats.js';
 
 /** What the log needs of a `HealthProbe`: its results, and the last one of a backend. */

@@ -12,7 +12,7 @@
  * @module
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { FailoverProxyError, type BackendStats, type UpstreamPool } from '../../src/index.js';
+import { FailoverProxyError, type BackendStats, type UpstreamPool } from '../index.js';
 import { MAX_WEIGHT, backendNamePattern, parseAddress } from './config.js';
 import type { RecentEvents } from './recent-events.js';
 import { ReloadError, type ReloadSummary } from './reload.js';

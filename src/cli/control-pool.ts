@@ -17,8 +17,8 @@
  * @module
  */
 import type { EventEmitter } from 'eventemitter3';
-import { backendId } from '../../src/index.js';
-import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
+import { backendId } from '../index.js';
+import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../index.js';
 import type { BackendAddress } from './config.js';
 
 /** A health verdict, as broadcast to every worker. */

@@ -68,7 +68,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type BackendStats, type CheckResult, type PoolStats } from '../../src/index.js';
+import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type BackendStats, type CheckResult, type PoolStats } from '../index.js';
 import { handleAdminRequest, type AdminPool, type AdminReply, type AdminRequest } from './admin-api.js';
 import {
   listen,

@@ -19,7 +19,7 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import type { ConnectionClosedInfo, PoolMember, UpstreamPool } from '../../src/index.js';
+import type { ConnectionClosedInfo, PoolMember, UpstreamPool } from '../index.js';
 
 /** Most bytes queued for a destination that does not keep up; lines beyond are dropped. */
 export const MAX_BUFFERED = 1024 * 1024;

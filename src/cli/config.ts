@@ -13,7 +13,7 @@
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import type { BalancerName } from '../../src/index.js';
+import type { BalancerName } from '../index.js';
 
 /** A bad flag, config file or value. `message` is one line, fit for stderr as is. */
 export class ConfigError extends Error {
