@@ -11,7 +11,8 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startBalancer } from '../src/cli/balancer.js';
-import { parseBalancerArgs, type BalancerConfig } from '../src/cli/config.js';
+import { type BalancerConfig } from '../src/cli/config.js';
+import { parseBalancerArgs } from '../src/cli/parse-balancer-args.js';
 import { echoServer, HOST } from './helpers/net.js';
 import { parseSimpleYaml } from './helpers/simple-yaml.js';
 

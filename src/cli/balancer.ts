@@ -22,7 +22,8 @@ import {
 import { statSync } from 'node:fs';
 import { MAX_TOKEN_LENGTH, MIN_TOKEN_LENGTH, handleAdminRequest, parseToken, tokenDigest } from './admin-api.js';
 import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
-import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
+import { ConfigError, type BalancerConfig } from './config.js';
+import { formatAddress, type HostPort } from './address.js';
 import { EventLog } from './event-log.js';
 import { AccessLog } from './access-log.js';
 import { renderMetrics } from './metrics.js';
@@ -112,11 +113,6 @@ export function accessLogFor(pool: UpstreamPool, config: Pick<BalancerConfig, 'a
     fields,
     onError: (err) => log(`access log ${config.accessLog}: ${err.message}; no more lines are written (SIGHUP does not reopen it; restart to resume)`),
   });
-}
-
-/** Formats `host:port`, brackets around IPv6. */
-export function formatAddress(address: HostPort): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
 /** A file the config names (TLS, token), read now so a bad path stops the start with exit 2. */
@@ -402,7 +398,7 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
       reconcile: (specs, options) =>
         discovery.discovery === undefined
           ? pool.reconcile(specs, options)
-          : (discovery.discovery.setStatic(specs) ?? { added: [], updated: [], removed: [], replaced: [], unchanged: specs.map((s) => s.id ?? `${s.host}:${s.port}`), settled: Promise.resolve() }),
+          : (discovery.discovery.setStatic(specs) ?? { added: [], updated: [], removed: [], replaced: [], unchanged: specs.map((s) => s.id ?? formatAddress(s)), settled: Promise.resolve() }),
       log: (line) => log.info(line),
       applied: (next, nextToken) => {
         token = nextToken;

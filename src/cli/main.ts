@@ -20,8 +20,11 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { PoolStats } from '../index.js';
-import { formatAddress, startBalancer, type RunningBalancer } from './balancer.js';
-import { ConfigError, parseBalancerArgs, usage, type BalancerConfig } from './config.js';
+import { formatAddress } from './address.js';
+import { startBalancer, type RunningBalancer } from './balancer.js';
+import { ConfigError, type BalancerConfig } from './config.js';
+import { parseBalancerArgs } from './parse-balancer-args.js';
+import { usage } from './usage.js';
 import { packageVersion, programName } from './program-info.js';
 import { guardInspector, resilientWriter, sigusr1Disabled } from './process-guards.js';
 import { ReloadError } from './reload.js';

@@ -98,7 +98,8 @@ import {
   type WorkerReply,
 } from './control-pool.js';
 import type { ReloadSummary } from './reload.js';
-import { ConfigError, type BalancerConfig, type HostPort } from './config.js';
+import { ConfigError, type BalancerConfig } from './config.js';
+import { formatAddress, type HostPort } from './address.js';
 import { describeCheck, EventLog } from './event-log.js';
 import { ClientCap, clientShare, descriptorLimit, type ClientCapStats } from './client-cap.js';
 import type { AccessLog } from './access-log.js';
@@ -284,7 +285,7 @@ export async function runCommand(pool: UpstreamPool, command: WorkerCommand, pro
 function describeCommand(command: AdminCommand): string {
   switch (command.op) {
     case 'add':
-      return `add ${command.spec.id ?? `${command.spec.host}:${command.spec.port}`}`;
+      return `add ${command.spec.id ?? formatAddress(command.spec)}`;
     case 'reconcile':
       return 'reconcile';
     default:
