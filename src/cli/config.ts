@@ -93,7 +93,7 @@ export interface BalancerConfig {
   readonly leavingGrace: number;
   /** What new clients get while no backend is up: wait in the queue, or placed on the unhealthy ones. */
   readonly allDown: 'queue' | 'fail-open';
-  /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see workers.ts). */
+  /** Processes accepting clients: 1 runs in this process; more fork `node:cluster` workers (see primary.ts). */
   readonly workers: number;
   /**
    * Clients held at most, all workers together (each worker takes an equal

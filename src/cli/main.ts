@@ -28,7 +28,9 @@ import { usage } from './usage.js';
 import { packageVersion, programName } from './program-info.js';
 import { guardInspector, resilientWriter, sigusr1Disabled } from './process-guards.js';
 import { ReloadError } from './reload.js';
-import { runWorker, startWorkers } from './workers.js';
+import { exitWhenStopped } from './shutdown.js';
+import { runWorker } from './worker.js';
+import { startWorkers } from './primary.js';
 
 const name = programName(process.argv[1]);
 
@@ -88,11 +90,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   let signals = 0;
   const stop = (): void => {
     if (balancer === undefined) return;
-    const stopped = signals === 1 ? balancer.close() : balancer.destroy();
-    stopped.then(
-      () => process.exit(0),
-      (err: unknown) => die(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`, 1),
-    );
+    exitWhenStopped(signals === 1 ? balancer.close() : balancer.destroy(), (message) => die(message, 1));
   };
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
