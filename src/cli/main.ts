@@ -18,19 +18,18 @@
  * @module
  */
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
 import type { PoolStats } from '../index.js';
 import { formatAddress } from './address.js';
 import { startBalancer, type RunningBalancer } from './balancer.js';
-import { ConfigError, type BalancerConfig } from './config.js';
-import { parseBalancerArgs } from './parse-balancer-args.js';
-import { usage } from './usage.js';
-import { packageVersion, programName } from './program-info.js';
-import { guardInspector, resilientWriter, sigusr1Disabled } from './process-guards.js';
-import { ReloadError } from './reload.js';
-import { exitWhenStopped } from './shutdown.js';
-import { runWorker } from './worker.js';
+import { ConfigError } from './config.js';
 import { startWorkers } from './primary.js';
+import { guardInspector, resilientWriter, sigusr1Disabled } from './process-guards.js';
+import { packageVersion, programName } from './program-info.js';
+import { ReloadError } from './reload.js';
+import { processIo, readSettings } from './setup.js';
+import { exitWhenStopped } from './shutdown.js';
+import { usage } from './usage.js';
+import { runWorker } from './worker.js';
 
 const name = programName(process.argv[1]);
 
@@ -61,9 +60,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   let parsed;
-  const parseIo = { readFile: (path: string) => readFileSync(path, 'utf8') };
   try {
-    parsed = parseBalancerArgs(argv, parseIo);
+    parsed = readSettings(argv);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     throw err;
@@ -109,13 +107,6 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGUSR1', onDump);
   process.on('SIGUSR2', onDump);
-  // A reload re-parses the same command line: flags still win over the file.
-  const hasConfig = argv.some((arg) => arg === '--config' || arg.startsWith('--config='));
-  const loadConfig = (): BalancerConfig => {
-    const again = parseBalancerArgs(argv, parseIo);
-    if (again.kind !== 'run') throw new ConfigError('the command line no longer describes a balancer');
-    return again.config;
-  };
   process.on('SIGHUP', () => {
     log(`${new Date().toISOString()} SIGHUP`);
     if (balancer === undefined || signals > 0) return;
@@ -128,7 +119,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   });
 
   try {
-    const io = { log, readFile: (path: string) => readFileSync(path), loadConfig: hasConfig ? loadConfig : undefined };
+    const io = processIo(argv, log);
     balancer = parsed.config.workers > 1 ? await startWorkers(parsed.config, io) : await startBalancer(parsed.config, io);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);

@@ -1,5 +1,7 @@
 /**
- * What both modes of the balancer build a process from, one way: the probe's
+ * What both modes of the balancer build a process from, one way: the
+ * settings (the command line and its config file, read again for a reload),
+ * the process's I/O, the probe's
  * check (with the TLS files read and checked), the admin token, the pool's,
  * probe's and rebalancer's options, the access log, the listener, and the
  * `probe` part of `/stats`. A single process (balancer.ts), the primary of
@@ -9,7 +11,7 @@
  * @module
  */
 import { X509Certificate } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { Rebalancer, type HealthProbeOptions, type UpstreamPool, type UpstreamPoolOptions } from '../index.js';
@@ -17,7 +19,8 @@ import { AccessLog } from './access-log.js';
 import { MAX_TOKEN_LENGTH, MIN_TOKEN_LENGTH, parseToken, tokenDigest } from './admin-api.js';
 import type { HostPort } from './address.js';
 import type { ClientCapStats } from './client-cap.js';
-import { ConfigError, type BalancerConfig } from './config.js';
+import { ConfigError, type BalancerConfig, type ParseResult } from './config.js';
+import { parseBalancerArgs } from './parse-balancer-args.js';
 import type { ProbeStats } from './probe-stats.js';
 import { packageVersion } from './program-info.js';
 import { classifyReadyz, isReadyz } from './readyz.js';
@@ -38,6 +41,26 @@ export interface BalancerIo {
    * without a config file, and a reload is refused (`NO_CONFIG_FILE`).
    */
   readonly loadConfig?: (() => BalancerConfig) | undefined;
+}
+
+/** The settings from a command line (without `node` and the script) and the config file it names, read now. */
+export function readSettings(argv: readonly string[]): ParseResult {
+  return parseBalancerArgs(argv, { readFile: (path) => readFileSync(path, 'utf8') });
+}
+
+/**
+ * A process's I/O: `log` for its lines, files read from disk, and for a
+ * reload the same command line read again (flags still win over the file);
+ * without `--config` there is nothing to re-read, and a reload is refused.
+ */
+export function processIo(argv: readonly string[], log: (line: string) => void): BalancerIo {
+  const hasConfig = argv.some((arg) => arg === '--config' || arg.startsWith('--config='));
+  const loadConfig = (): BalancerConfig => {
+    const again = readSettings(argv);
+    if (again.kind !== 'run') throw new ConfigError('the command line no longer describes a balancer');
+    return again.config;
+  };
+  return { log, readFile: (path) => readFileSync(path), loadConfig: hasConfig ? loadConfig : undefined };
 }
 
 /** `/stats`: the pool's snapshot, the client cap and, per backend, its probe figures. */
