@@ -8,11 +8,11 @@
  * @module
  */
 import { createServer } from 'node:net';
-import { FailoverProxyError, HealthProbe, UpstreamPool, type Rebalancer } from '../index.js';
+import { HealthProbe, UpstreamPool, type Rebalancer } from '../index.js';
 import { formatAddress, type HostPort } from './address.js';
 import { handleAdminRequest } from './admin-api.js';
 import { ClientCap, clientShare, descriptorLimit } from './client-cap.js';
-import { ConfigError, type BalancerConfig } from './config.js';
+import type { BalancerConfig } from './config.js';
 import { createBalancerDiscovery } from './discovery.js';
 import { EventLog } from './event-log.js';
 import { renderMetrics } from './metrics.js';
@@ -24,6 +24,7 @@ import type { ReloadSummary } from './reload.js';
 import { reloadConfig } from './reload-config.js';
 import {
   accessLogFor,
+  asConfigError,
   buildInfo,
   listen,
   poolOptions,
@@ -89,18 +90,10 @@ export async function startBalancer(config: BalancerConfig, io: BalancerIo): Pro
   const check = probeCheck(config, io);
   let token = config.adminTokenFile === undefined ? undefined : readToken(io, config.adminTokenFile);
   let drainTimeout = config.drainTimeout;
-  let pool: UpstreamPool;
-  let probe: HealthProbe;
-  let rebalancer: Rebalancer | undefined;
-  try {
-    pool = new UpstreamPool(poolOptions(config));
-    probe = new HealthProbe(probeOptions(config, check));
-    rebalancer = rebalancerFor(pool, config);
-  } catch (err) {
-    // The parser should have caught it; if the library disagrees, it is still a config error.
-    if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
-    throw err;
-  }
+  const { pool, probe, rebalancer } = asConfigError(() => {
+    const p = new UpstreamPool(poolOptions(config));
+    return { pool: p, probe: new HealthProbe(probeOptions(config, check)), rebalancer: rebalancerFor(p, config) };
+  });
 
   const probeStats = new ProbeStats();
   probeStats.attach(probe);

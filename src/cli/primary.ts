@@ -46,11 +46,11 @@
  * @module
  */
 import cluster, { type Worker } from 'node:cluster';
-import { ConnectError, ConnectTimeoutError, FailoverProxyError, HealthProbe, UpstreamPool, type CheckResult, type PoolStats } from '../index.js';
+import { ConnectError, ConnectTimeoutError, HealthProbe, UpstreamPool, type CheckResult, type PoolStats } from '../index.js';
 import { formatAddress, type HostPort } from './address.js';
 import { handleAdminRequest, type AdminPool, type AdminReply, type AdminRequest } from './admin-api.js';
 import type { ClientCapStats } from './client-cap.js';
-import { ConfigError, type BalancerConfig } from './config.js';
+import type { BalancerConfig } from './config.js';
 import { ControlPool } from './control-pool.js';
 import { describeCheck } from './event-log.js';
 import {
@@ -72,7 +72,7 @@ import { ProcessStats, type ProcessFigures } from './process-stats.js';
 import { RecentEvents } from './recent-events.js';
 import type { ReloadSummary } from './reload.js';
 import { reloadConfig } from './reload-config.js';
-import { buildInfo, checkLabel, poolOptions, probeCheck, probeOptions, probeSummary, readToken, statusOptions, type BalancerIo } from './setup.js';
+import { asConfigError, buildInfo, checkLabel, poolOptions, probeCheck, probeOptions, probeSummary, readToken, statusOptions, type BalancerIo } from './setup.js';
 import { Shutdown } from './shutdown.js';
 import { startStatusServer, type StatusServer } from './status-server.js';
 import { VerdictCounts } from './verdict-counts.js';
@@ -166,7 +166,7 @@ interface Gathering {
 /**
  * Starts the multi-core balancer: validates the TLS files, runs the first
  * round of checks, forks `config.workers` workers and resolves once every one
- * listens. Throws {@link ConfigError} before anything starts when the config
+ * listens. Throws `ConfigError` before anything starts when the config
  * cannot work; rejects (and stops what it started) when a worker cannot listen.
  *
  * @example
@@ -182,15 +182,8 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
   const check = probeCheck(config, io);
   let token = config.adminTokenFile === undefined ? undefined : readToken(io, config.adminTokenFile);
   let drainTimeout = config.drainTimeout;
-  let probe: HealthProbe;
-  let pool: UpstreamPool;
-  try {
-    probe = new HealthProbe(probeOptions(config, check));
-    pool = new UpstreamPool(poolOptions(config));
-  } catch (err) {
-    if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
-    throw err;
-  }
+  const probe = asConfigError(() => new HealthProbe(probeOptions(config, check)));
+  const pool = asConfigError(() => new UpstreamPool(poolOptions(config)));
   const info = (message: string): void => io.log(`${new Date().toISOString()} ${message}`);
   const slots = new Map<number, Slot>();
   const gatherings = new Map<number, Gathering>();

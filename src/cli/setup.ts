@@ -14,7 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import { Rebalancer, type HealthProbeOptions, type UpstreamPool, type UpstreamPoolOptions } from '../index.js';
+import { FailoverProxyError, Rebalancer, type HealthProbeOptions, type UpstreamPool, type UpstreamPoolOptions } from '../index.js';
 import { AccessLog } from './access-log.js';
 import { MAX_TOKEN_LENGTH, MIN_TOKEN_LENGTH, parseToken, tokenDigest } from './admin-api.js';
 import type { HostPort } from './address.js';
@@ -90,6 +90,19 @@ export function accessLogFor(pool: UpstreamPool, config: Pick<BalancerConfig, 'a
     fields,
     onError: (err) => log(`access log ${config.accessLog}: ${err.message}; no more lines are written (SIGHUP does not reopen it; restart to resume)`),
   });
+}
+
+/**
+ * Builds what the library makes of the settings; an option it refuses that the
+ * parser let through is still a config error (exit 2), not a crash.
+ */
+export function asConfigError<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    if (err instanceof FailoverProxyError && err.code === 'INVALID_ARGUMENT') throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 /** A file the config names (TLS, token), read now so a bad path stops the start with exit 2. */
