@@ -52,18 +52,21 @@ function writeEsmWrapper(): void {
 type EsbuildPlugin = NonNullable<Options['esbuildPlugins']>[number];
 
 /**
- * The program imports the library from the package's built entry instead of
- * compiling in a third copy: `../../src/index.js` becomes `./index.js` (the
- * sibling ESM entry). Any other import of src/ would smuggle a copy of part of
- * the library into the program, so it fails the build.
+ * The programs import the library from the package's built entry instead of
+ * compiling in a third copy: an import of `src/index.js` (`../index.js` from
+ * src/cli/, `../src/index.js` from examples/) becomes `./index.js`, the
+ * sibling ESM entry. The CLI's own modules (src/cli/) are bundled; any other
+ * import of src/ would smuggle a copy of part of the library into the
+ * program, so it fails the build.
  */
 const libraryFromPackage: EsbuildPlugin = {
   name: 'library-from-package',
   setup(build) {
     const src = resolve('src');
-    build.onResolve({ filter: /\/src\// }, (args) => {
+    const cli = resolve('src/cli');
+    build.onResolve({ filter: /^\.\.?\// }, (args) => {
       const target = resolve(args.resolveDir, args.path);
-      if (!target.startsWith(`${src}/`)) return undefined;
+      if (!target.startsWith(`${src}/`) || target.startsWith(`${cli}/`)) return undefined;
       if (target === resolve('src/index.js') || target === resolve(libraryEntry)) return { path: './index.js', external: true };
       return { errors: [{ text: `${args.importer} imports ${args.path}: import the library through src/index.js so the program uses the package's build` }] };
     });
@@ -138,12 +141,13 @@ export default defineConfig([
       return Promise.resolve();
     },
   },
-  // The reference balancer as a program (`npx failover-proxy-apiserver …`) and
-  // the verify tool: the example code only, the library imported from ./index.js.
+  // The reference balancer as a program (`npx failover-proxy-apiserver …`,
+  // src/cli/) and the verify tool: their own code only, the library imported
+  // from ./index.js.
   {
     // `failover-proxy-verify`: the silent-partition scenario against any
     // balancer (docs/verify.md). One file, like the balancer's program.
-    entry: { 'apiserver-balancer': 'examples/apiserver-balancer.ts', verify: 'examples/verify.ts' },
+    entry: { 'apiserver-balancer': 'src/cli/apiserver-balancer.ts', verify: 'examples/verify.ts' },
     format: ['esm'],
     // Each program one self-contained file, no shared chunk between them.
     splitting: false,

@@ -1,7 +1,8 @@
 /**
- * The reference balancer for kube-apiservers: TLS passthrough, active health
- * checks, and every connection pinned to a backend torn down the moment the
- * backend is marked down. See docs/apiserver-balancer.md.
+ * The reference balancer for kube-apiservers, run from a clone: TLS
+ * passthrough, active health checks, and every connection pinned to a backend
+ * torn down the moment the backend is marked down. See
+ * docs/apiserver-balancer.md.
  *
  * ```sh
  * npx tsx examples/apiserver-balancer.ts --listen 0.0.0.0:6443 \
@@ -9,157 +10,10 @@
  *   --ca /etc/kubernetes/pki/ca.crt --status 127.0.0.1:9090
  * ```
  *
- * The package ships it built as the `failover-proxy-apiserver` bin. Usage
- * and error lines name the command as it was invoked (`process.argv[1]`).
- *
- * Prints `listening HOST:PORT` once it accepts clients (after `status
- * HOST:PORT` when `--status` is given). A bad flag or config: one line on
- * stderr, exit 2. SIGTERM/SIGINT: stop accepting, drain, exit 0; a second
- * signal closes what is left at once. SIGHUP: re-read `--config` and make the
- * pool match it (an invalid file is logged and changes nothing). SIGUSR1 and
- * SIGUSR2: log the state (never Node's inspector; see
- * balancer/process-guards.ts). A closed stdout or stderr (EPIPE) drops log
- * lines and changes nothing else. With
- * `--workers N` the process is a `node:cluster` primary and the same program
- * runs in each worker (see balancer/workers.ts).
+ * The program is src/cli/ (entry src/cli/apiserver-balancer.ts); the package
+ * ships it built as the `failover-proxy-apiserver` bin. This file only runs
+ * it, so a clone and an installed package start the same code.
  *
  * @module
  */
-import cluster from 'node:cluster';
-import { readFileSync, realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import type { PoolStats } from '../src/index.js';
-import { formatAddress, startBalancer, type RunningBalancer } from './balancer/balancer.js';
-import { ConfigError, parseBalancerArgs, usage, type BalancerConfig } from './balancer/config.js';
-import { packageVersion, programName } from './balancer/program-info.js';
-import { guardInspector, resilientWriter, sigusr1Disabled } from './balancer/process-guards.js';
-import { ReloadError } from './balancer/reload.js';
-import { runWorker, startWorkers } from './balancer/workers.js';
-
-const name = programName(process.argv[1]);
-
-function die(message: string, code: number): never {
-  process.stderr.write(`${name}: ${message.replace(/[\r\n]+/g, ' ')}\n`);
-  process.exit(code);
-}
-
-/** One line: the state of every backend, for SIGUSR1 and SIGUSR2. */
-export function stateLine(stats: Pick<PoolStats, 'active' | 'waiting' | 'allDown' | 'backends'>): string {
-  const backends = stats.backends.map((b) => `${b.id} ${b.state}/${b.admin} ${b.active} active`).join(', ');
-  return `state: ${stats.active} active, ${stats.waiting} waiting${stats.allDown ? ', all down' : ''}; ${backends}`;
-}
-
-/** Runs the balancer with `argv` (without `node` and the script). */
-export async function main(argv: readonly string[]): Promise<void> {
-  // Whatever reads stdout may go away (`| head`, a log shipper): lose lines, not the process.
-  const out = resilientWriter(process.stdout);
-  resilientWriter(process.stderr);
-  const log = (line: string): void => out(`${line}\n`);
-  // A worker of `--workers N`: the primary sends it its settings.
-  if (cluster.isWorker) {
-    if (!sigusr1Disabled()) guardInspector();
-    process.on('SIGUSR1', () => {});
-    process.on('SIGUSR2', () => {});
-    runWorker({ log });
-    return;
-  }
-  let parsed;
-  const parseIo = { readFile: (path: string) => readFileSync(path, 'utf8') };
-  try {
-    parsed = parseBalancerArgs(argv, parseIo);
-  } catch (err) {
-    if (err instanceof ConfigError) die(err.message, 2);
-    throw err;
-  }
-  if (parsed.kind === 'help') {
-    out(usage(name));
-    return;
-  }
-  if (parsed.kind === 'version') {
-    const version = packageVersion();
-    if (version === undefined) die('cannot tell the version: no package.json of failover-proxy above this program', 1);
-    out(`${version}\n`);
-    return;
-  }
-  // SIGUSR1 must never open Node's inspector on this root-run process.
-  if (!sigusr1Disabled()) guardInspector();
-  // Signals are handled from the start: one that arrives during the first
-  // round of checks stops the balancer as soon as it is up, still with exit 0.
-  let balancer:
-    | (Pick<RunningBalancer, 'address' | 'statusAddress' | 'close' | 'destroy' | 'reload'> & {
-        stats(): Pick<PoolStats, 'active' | 'waiting' | 'allDown' | 'backends'> | Promise<Pick<PoolStats, 'active' | 'waiting' | 'allDown' | 'backends'>>;
-      })
-    | undefined;
-  let signals = 0;
-  const stop = (): void => {
-    if (balancer === undefined) return;
-    const stopped = signals === 1 ? balancer.close() : balancer.destroy();
-    stopped.then(
-      () => process.exit(0),
-      (err: unknown) => die(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`, 1),
-    );
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals++;
-    log(`${new Date().toISOString()} ${signal}${signals === 1 ? ' (send it again to close every connection at once)' : ''}`);
-    stop();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  // SIGUSR2 (and SIGUSR1 where Node lets a listener have it): the state, in the log.
-  const onDump = (signal: NodeJS.Signals): void => {
-    if (balancer === undefined) return;
-    Promise.resolve(balancer.stats()).then(
-      (stats) => log(`${new Date().toISOString()} ${signal} ${stateLine(stats)}`),
-      (err: unknown) => log(`${new Date().toISOString()} ${signal} state unavailable: ${err instanceof Error ? err.message : String(err)}`),
-    );
-  };
-  process.on('SIGUSR1', onDump);
-  process.on('SIGUSR2', onDump);
-  // A reload re-parses the same command line: flags still win over the file.
-  const hasConfig = argv.some((arg) => arg === '--config' || arg.startsWith('--config='));
-  const loadConfig = (): BalancerConfig => {
-    const again = parseBalancerArgs(argv, parseIo);
-    if (again.kind !== 'run') throw new ConfigError('the command line no longer describes a balancer');
-    return again.config;
-  };
-  process.on('SIGHUP', () => {
-    log(`${new Date().toISOString()} SIGHUP`);
-    if (balancer === undefined || signals > 0) return;
-    try {
-      balancer.reload();
-    } catch (err) {
-      // Already logged by the balancer, with the reason.
-      if (!(err instanceof ReloadError)) log(`${new Date().toISOString()} reload failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  });
-
-  try {
-    const io = { log, readFile: (path: string) => readFileSync(path), loadConfig: hasConfig ? loadConfig : undefined };
-    balancer = parsed.config.workers > 1 ? await startWorkers(parsed.config, io) : await startBalancer(parsed.config, io);
-  } catch (err) {
-    if (err instanceof ConfigError) die(err.message, 2);
-    die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);
-  }
-  if (signals > 0) {
-    stop();
-    return;
-  }
-  if (balancer.statusAddress !== undefined) out(`status ${formatAddress(balancer.statusAddress)}\n`);
-  // Scripts and tests wait for exactly this line.
-  out(`listening ${formatAddress(balancer.address)}\n`);
-}
-
-/** Whether this module is the program (also through npm's `bin` symlink). */
-function isMain(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-// Only when run as a program, so the module can be imported without effects.
-if (isMain()) {
-  main(process.argv.slice(2)).catch((err: unknown) => die(`unexpected error: ${err instanceof Error ? err.message : String(err)}`, 1));
-}
+import '../src/cli/apiserver-balancer.js';

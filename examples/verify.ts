@@ -31,7 +31,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiserverBackend } from './support/apiserver-backend.js';
 import { netnsMissing } from './support/nft-cut.js';
-import { packageVersion } from './balancer/program-info.js';
+import { packageVersion } from '../src/cli/program-info.js';
 import { parseVerifyArgs, verifyUsage, VerifyUsageError, type VerifyOptions } from './verify/options.js';
 import { GROUPS_FILE, killAllGroups } from './verify/processes.js';
 import { formatTable, type VerifyResult } from './verify/report.js';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
-import { AccessLog, MAX_BUFFERED } from '../examples/balancer/access-log.js';
+import { AccessLog, MAX_BUFFERED } from '../src/cli/access-log.js';
 import { UpstreamPool } from '../src/index.js';
 import { tempDir } from './helpers/admin.js';
 import { HOST, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';

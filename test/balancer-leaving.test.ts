@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { startBalancer } from '../examples/balancer/balancer.js';
-import { parseBalancerArgs } from '../examples/balancer/config.js';
+import { startBalancer } from '../src/cli/balancer.js';
+import { parseBalancerArgs } from '../src/cli/parse-balancer-args.js';
 import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths, loadCerts } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import { ClientCap, clientShare, defaultMaxClients, descriptorLimit, FALLBACK_DESCRIPTOR_LIMIT } from '../examples/balancer/client-cap.js';
+import { ClientCap, clientShare, defaultMaxClients, descriptorLimit, FALLBACK_DESCRIPTOR_LIMIT } from '../src/cli/client-cap.js';
 import { HOST, listen, waitFor } from './helpers/net.js';
 
 const limits = (soft: string): string =>

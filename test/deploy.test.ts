@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startBalancer } from '../examples/balancer/balancer.js';
-import { parseBalancerArgs, type BalancerConfig } from '../examples/balancer/config.js';
+import { startBalancer } from '../src/cli/balancer.js';
+import { type BalancerConfig } from '../src/cli/config.js';
+import { parseBalancerArgs } from '../src/cli/parse-balancer-args.js';
 import { echoServer, HOST } from './helpers/net.js';
 import { parseSimpleYaml } from './helpers/simple-yaml.js';
 

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { classifyReadyz } from '../examples/balancer/readyz.js';
+import { classifyReadyz } from '../src/cli/readyz.js';
 import { HealthProbe, UpstreamPool } from '../src/index.js';
 import { gracefulShutdown, type ScenarioLibrary } from './helpers/graceful-shutdown.js';
 

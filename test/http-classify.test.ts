@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { classifyReadyz } from '../examples/balancer/readyz.js';
+import { classifyReadyz } from '../src/cli/readyz.js';
 import { resolveBackend } from '../src/backend.js';
 import { ConnectionSlot } from '../src/checks/connection-slot.js';
 import { httpCheck, type HttpClassifier } from '../src/checks/http.js';

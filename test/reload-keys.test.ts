@@ -9,8 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { configKeys, type ConfigKey } from '../examples/balancer/config.js';
-import { reloadPolicy, restartNeeded } from '../examples/balancer/reload.js';
+import { configKeys, type ConfigKey } from '../src/cli/config.js';
+import { reloadPolicy, restartNeeded } from '../src/cli/reload.js';
 import { TOKEN, api, configOf, startAdminBalancer, tempDir } from './helpers/admin.js';
 import { HOST, echoServer } from './helpers/net.js';
 

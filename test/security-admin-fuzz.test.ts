@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { test } from 'node:test';
-import { MAX_BODY } from '../examples/balancer/status-server.js';
+import { MAX_BODY } from '../src/cli/status-server.js';
 import { TOKEN, api, startAdminBalancer } from './helpers/admin.js';
 import { Prng, figure, seedFromEnv } from './helpers/faults.js';
 import { HOST, namedServer, waitFor } from './helpers/net.js';

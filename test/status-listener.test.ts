@@ -13,9 +13,9 @@ import { request, type RequestOptions } from 'node:http';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { readToken } from '../examples/balancer/balancer.js';
-import { ConfigError } from '../examples/balancer/config.js';
-import { MAX_CONNECTIONS, hostAllowed, startStatusServer } from '../examples/balancer/status-server.js';
+import { readToken } from '../src/cli/setup.js';
+import { ConfigError } from '../src/cli/config.js';
+import { MAX_CONNECTIONS, hostAllowed, startStatusServer } from '../src/cli/status-server.js';
 import { TOKEN, api, startAdminBalancer, tempDir } from './helpers/admin.js';
 import { HOST, echoServer, waitFor } from './helpers/net.js';
 

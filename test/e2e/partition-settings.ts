@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { balancerDefaults } from '../../examples/balancer/config.js';
+import { balancerDefaults } from '../../src/cli/config.js';
 
 /** The probe settings the balancer runs with in the scenario. */
 export const probeSettings = Object.freeze({ interval: 500, timeout: 500, fall: 2, rise: 2 });

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { MAX_CONNECTIONS } from '../../examples/balancer/status-server.js';
+import { MAX_CONNECTIONS } from '../../src/cli/status-server.js';
 import { api, startAdminBalancer } from '../helpers/admin.js';
 import { HOST, namedServer, waitFor } from '../helpers/net.js';
 

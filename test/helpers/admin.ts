@@ -7,8 +7,9 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { startBalancer, type RunningBalancer } from '../../examples/balancer/balancer.js';
-import { parseBalancerArgs, type BalancerConfig } from '../../examples/balancer/config.js';
+import { startBalancer, type RunningBalancer } from '../../src/cli/balancer.js';
+import { type BalancerConfig } from '../../src/cli/config.js';
+import { parseBalancerArgs } from '../../src/cli/parse-balancer-args.js';
 import { HOST } from './net.js';
 
 /** A token as `--admin-token-file` wants it: 32+ printable characters, in a file of mode 0600. */

@@ -1,9 +1,9 @@
 /**
  * The program each worker runs when test/workers.test.ts starts the
  * multi-core balancer in its own process (`startWorkers(..., { exec })`):
- * a worker of examples/balancer/workers.ts and nothing else.
+ * a worker of src/cli/worker.ts and nothing else.
  */
 import cluster from 'node:cluster';
-import { runWorker } from '../../examples/balancer/workers.js';
+import { runWorker } from '../../src/cli/worker.js';
 
 if (cluster.isWorker) runWorker({ log: (line) => process.stdout.write(`${line}\n`) });

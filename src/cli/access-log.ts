@@ -19,7 +19,8 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
-import type { ConnectionClosedInfo, PoolMember, UpstreamPool } from '../../src/index.js';
+import type { ConnectionClosedInfo, PoolMember, UpstreamPool } from '../index.js';
+import { formatAddress } from './address.js';
 
 /** Most bytes queued for a destination that does not keep up; lines beyond are dropped. */
 export const MAX_BUFFERED = 1024 * 1024;
@@ -54,7 +55,7 @@ export interface AccessLogLine {
 
 function hostPort(host: string | undefined, port: number | undefined): string | undefined {
   if (host === undefined) return undefined;
-  return host.includes(':') ? `[${host}]:${port ?? 0}` : `${host}:${port ?? 0}`;
+  return formatAddress({ host, port: port ?? 0 });
 }
 
 /**

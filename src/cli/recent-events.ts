@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Backend, BackendUpdate, StateChange, UpstreamPool } from '../../src/index.js';
+import type { Backend, BackendUpdate, StateChange, UpstreamPool } from '../index.js';
 
 /** One event in the ring: plain, JSON-safe data. */
 export interface RecentEvent {

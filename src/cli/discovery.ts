@@ -16,8 +16,9 @@ import {
   type DiscoverySource,
   type KubeAccess,
   type UpstreamPool,
-} from '../../src/index.js';
-import type { BalancerConfig, HostPort } from './config.js';
+} from '../index.js';
+import type { BalancerConfig } from './config.js';
+import { formatAddress } from './address.js';
 import { backendSpecs } from './reload.js';
 
 /** What runs besides the pool. */
@@ -28,16 +29,12 @@ export interface BalancerDiscovery {
   close(): Promise<void>;
 }
 
-function server(address: HostPort): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-}
-
 /** Builds the sources and the intent watcher of a config (nothing runs until `start()`). */
 export function createBalancerDiscovery(config: BalancerConfig, pool: UpstreamPool, log: (line: string) => void): BalancerDiscovery {
   let accessPromise: Promise<KubeAccess> | undefined;
   const access = (): Promise<KubeAccess> => (accessPromise ??= config.kubeconfig === undefined ? inClusterAccess() : loadKubeconfig(config.kubeconfig));
-  const bootstrap = config.backends.map((b) => server(b));
-  const servers = config.dnsServer === undefined ? undefined : [server(config.dnsServer)];
+  const bootstrap = config.backends.map((b) => formatAddress(b));
+  const servers = config.dnsServer === undefined ? undefined : [formatAddress(config.dnsServer)];
   const sources: DiscoverySource[] = config.discover.map((d) => {
     if (d.kind === 'dns') return new DnsSource({ name: d.name, port: d.port, servers });
     if (d.kind === 'srv') return new DnsSource({ name: d.name, type: 'srv', servers });

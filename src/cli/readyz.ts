@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { HttpClassification } from '../../src/index.js';
+import type { HttpClassification } from '../index.js';
 
 /** Whether a check path is the apiserver's readiness endpoint (`/readyz`, `/readyz?verbose`). */
 export function isReadyz(path: string): boolean {

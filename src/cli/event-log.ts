@@ -18,7 +18,8 @@ import type {
   PoolMember,
   StateChange,
   UpstreamPool,
-} from '../../src/index.js';
+} from '../index.js';
+import { formatAddress } from './address.js';
 import type { CheckResultSource } from './probe-stats.js';
 
 /** What the log needs of a `HealthProbe`: its results, and the last one of a backend. */
@@ -96,7 +97,7 @@ export class EventLog {
   readonly #onConnectionClosed = (_conn: PoolMember, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
   readonly #onConnectFailed = (backend: Backend, _error: ConnectError | ConnectTimeoutError): void => bump(this.#connectFailures, backend.id);
   readonly #onPinFailed = (error: FailoverProxyError): void => bump(this.#refused, error.code);
-  readonly #onAdded = (backend: Backend): void => this.info(`backend ${backend.id} added (${backend.host}:${backend.port})`);
+  readonly #onAdded = (backend: Backend): void => this.info(`backend ${backend.id} added (${formatAddress(backend)})`);
   readonly #onRemoved = (backend: Backend): void => this.info(`backend ${backend.id} removed`);
   readonly #onChecked = (result: CheckResult): void => this.#checked(result);
   readonly #onSkipped = (_backend: unknown, result: CheckResult): void => {

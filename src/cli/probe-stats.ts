@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { CheckResult } from '../../src/index.js';
+import type { CheckResult } from '../index.js';
 
 /** Upper bounds (seconds) of the check-latency histogram buckets, Prometheus style. */
 export const latencyBuckets: readonly number[] = Object.freeze([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BackendSpec } from '../../src/index.js';
+import type { BackendSpec } from '../index.js';
 import type { BalancerConfig, ConfigKey } from './config.js';
 
 /** Why a reload was refused; the running config stays as it was. */

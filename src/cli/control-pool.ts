@@ -17,46 +17,10 @@
  * @module
  */
 import type { EventEmitter } from 'eventemitter3';
-import { backendId } from '../../src/index.js';
-import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, HealthCause, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../../src/index.js';
+import { backendId } from '../index.js';
+import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../index.js';
 import type { BackendAddress } from './config.js';
-
-/** A health verdict, as broadcast to every worker. */
-export interface HealthMessage {
-  readonly type: 'health';
-  readonly id: string;
-  readonly health: 'up' | 'leaving' | 'down';
-  readonly reason: string;
-  readonly cause: HealthCause | undefined;
-}
-
-/** The tunables a command carries (structured-clone safe: `Infinity` survives the `advanced` serialization). */
-export type CommandTunables = Pick<BackendTunables, 'weight' | 'maxConnections'>;
-
-/**
- * What every worker can be asked to do to its pool. `stats` answers
- * `pool.stats()`; the others are the pool's admin calls, answered as soon as
- * they have taken effect (a drain or a drained removal goes on after the
- * answer, each worker until its own deadline).
- */
-export type WorkerCommand =
-  | { readonly op: 'stats' }
-  | { readonly op: 'process' }
-  | { readonly op: 'drain'; readonly id: string; readonly timeout?: number | undefined }
-  | { readonly op: 'maintenance'; readonly id: string; readonly reason?: string | undefined }
-  | { readonly op: 'ready'; readonly id: string; readonly reason?: string | undefined }
-  | { readonly op: 'update'; readonly id: string; readonly tunables: CommandTunables }
-  | { readonly op: 'add'; readonly spec: BackendSpec }
-  | { readonly op: 'remove'; readonly id: string; readonly drain: boolean; readonly timeout?: number | undefined }
-  | { readonly op: 'reconcile'; readonly specs: readonly BackendInput[]; readonly drainTimeout?: number | undefined };
-
-/** An admin command: every {@link WorkerCommand} but the reads (`stats`, `process`). */
-export type AdminCommand = Exclude<WorkerCommand, { readonly op: 'stats' } | { readonly op: 'process' }>;
-
-/** One worker's answer to a command. */
-export type WorkerReply =
-  | { readonly worker: number; readonly pid: number; readonly ok: true; readonly result: unknown }
-  | { readonly worker: number; readonly pid: number; readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
+import type { AdminCommand, ControlSnapshot, HealthMessage, WorkerReply } from './ipc.js';
 
 /** How the control pool reaches the workers. */
 export interface ControlPoolLinks {
@@ -85,16 +49,6 @@ interface Removal {
   /** Settles the removal: removed (the default), or called off with a reason. */
   readonly finish: (result?: RemoveResult) => void;
 }
-
-/** Where a new worker starts from: the backends with their tunables, the verdicts, the admin states. */
-export interface ControlSnapshot {
-  readonly backends: readonly BackendAddress[];
-  readonly verdicts: readonly HealthMessage[];
-  readonly replay: readonly AdminCommand[];
-}
-
-/** The counters each worker keeps for a backend, summed across workers. */
-export const summedBackendCounters = ['members', 'active', 'dialling', 'total', 'connectFailures', 'writeStalls', 'bytesFromClient', 'bytesFromUpstream'] as const;
 
 /** The longest Node timer: a drain deadline above it is refused by the pool. */
 const MAX_TIMER = 2 ** 31 - 1;
@@ -418,30 +372,4 @@ export class ControlPool {
     const replies = this.#links.command(command);
     this.#captured?.push(replies);
   }
-}
-
-/**
- * The control pool's state with the workers' counters: what the admin API
- * shows in multi-core mode. Backends, states and weights from `control`
- * (the primary's view, current); members, connections, bytes and teardowns
- * summed from `workers` (their merged `stats()`, gathered just before).
- */
-export function withWorkerCounts(control: PoolStats, workers: PoolStats): PoolStats {
-  const byId = new Map(workers.backends.map((b) => [b.id, b]));
-  return {
-    ...control,
-    active: workers.active,
-    closing: workers.closing,
-    waiting: workers.waiting,
-    total: workers.total,
-    teardowns: workers.teardowns,
-    pinFailures: workers.pinFailures,
-    backends: control.backends.map((b) => {
-      const w = byId.get(b.id);
-      if (w === undefined) return b;
-      const counts: Record<string, number> = {};
-      for (const key of summedBackendCounters) counts[key] = w[key];
-      return { ...b, ...counts, teardowns: w.teardowns };
-    }),
-  };
 }

@@ -12,8 +12,9 @@
  * @module
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { FailoverProxyError, type BackendStats, type UpstreamPool } from '../../src/index.js';
-import { MAX_WEIGHT, backendNamePattern, parseAddress } from './config.js';
+import { FailoverProxyError, type BackendStats, type UpstreamPool } from '../index.js';
+import { MAX_WEIGHT, backendNamePattern } from './config.js';
+import { formatAddress, parseAddress } from './address.js';
 import type { RecentEvents } from './recent-events.js';
 import { ReloadError, type ReloadSummary } from './reload.js';
 
@@ -119,7 +120,7 @@ export type BackendView = BackendStats & { readonly address: string; readonly so
 
 function view(b: BackendStats, pool: AdminPool): BackendView {
   const source = pool.backends().find((x) => x.id === b.id)?.meta.source;
-  return { ...b, address: b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`, source: typeof source === 'string' ? source : 'static' };
+  return { ...b, address: formatAddress(b), source: typeof source === 'string' ? source : 'static' };
 }
 
 function findView(pool: AdminPool, id: string): BackendView | undefined {
@@ -271,7 +272,7 @@ function add(target: AdminTarget, raw: Buffer): AdminReply {
   if (address === undefined) throw invalid('"address" must be "HOST:PORT" (or "[IPv6]:PORT"), port 1-65535');
   const weight = weightOf(body['weight']);
   const maxConnections = capOf(body['maxConnections']);
-  const id = name ?? (address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
+  const id = name ?? formatAddress(address);
   const { pool } = target;
   if (pool.has(id)) return errorReply(409, 'DUPLICATE_BACKEND', 'a backend with that name exists');
   if (pool.backends().some((b) => b.host === address.host && b.port === address.port)) {

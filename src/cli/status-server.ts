@@ -29,7 +29,7 @@ import { connect, isIP, type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { AdminReply, AdminRequest } from './admin-api.js';
-import type { HostPort } from './config.js';
+import type { HostPort } from './address.js';
 import { metricsContentType } from './metrics.js';
 import { statusPageCss, statusPageCsp, statusPageHtml, statusPageJs } from './status-page.js';
 

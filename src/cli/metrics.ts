@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AdminState, BackendHealth, BackendState, DiscoveryStats, PoolStats } from '../../src/index.js';
+import type { AdminState, BackendHealth, BackendState, DiscoveryStats, PoolStats } from '../index.js';
 import type { ClientCapStats } from './client-cap.js';
 import { checkOutcomes, latencyBuckets, type BackendProbeStats } from './probe-stats.js';
 import type { ProcessFigures } from './process-stats.js';

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Backend, PoolMember, Rebalancer, UpstreamPool } from '../../src/index.js';
+import type { Backend, PoolMember, Rebalancer, UpstreamPool } from '../index.js';
 
 function spread(pool: UpstreamPool): string {
   return pool

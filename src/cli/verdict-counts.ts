@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Backend, StateChange, UpstreamPool } from '../../src/index.js';
+import type { Backend, StateChange, UpstreamPool } from '../index.js';
 
 /** `backend -> "health cause" -> count`. */
 export type VerdictCountsSnapshot = Readonly<Record<string, readonly { readonly health: string; readonly cause: string; readonly count: number }[]>>;

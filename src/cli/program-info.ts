@@ -34,7 +34,7 @@ export function programName(script: string | undefined): string {
 /**
  * The version in the package's `package.json`, found by walking up from this
  * module's file: `dist/` in the build (the bin is one bundled file there),
- * `examples/balancer/` in a checkout, `node_modules/failover-proxy/dist/`
+ * `src/cli/` in a checkout, `node_modules/failover-proxy/dist/`
  * when installed (Node resolves the bin's symlink to that real path). Only a
  * `package.json` named `failover-proxy` counts, so a project that vendors the
  * file does not report its own version. `undefined` when none is found.
