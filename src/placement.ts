@@ -29,6 +29,7 @@ import {
 } from './errors.js';
 import type { DialFunction } from './options.js';
 import type { PoolMember } from './pool-member.js';
+import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
 
@@ -400,7 +401,6 @@ function dialWithin(dial: DialFunction, backend: Backend, signal: AbortSignal, p
   });
 }
 
-function noop(): void {}
 
 function destroyLate(socket: Socket): void {
   socket.destroy();

@@ -38,6 +38,8 @@ import type { PoolMember } from './pool-member.js';
 import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import * as v from './validate.js';
 import { publishBackendStateChanged, publishConnectionClosed, publishConnectionOpened } from './diagnostics.js';
+import { MAX_TIMER_MS } from './limits.js';
+import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
 
@@ -133,7 +135,6 @@ export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './
 export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
 
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
-const MAX_TIMER = 2 ** 31 - 1;
 const REMOVED: RemoveResult = Object.freeze({ removed: true });
 /** How long past the pool's close deadline a member's own close deadline falls (the pool's comes first). */
 const MEMBER_CLOSE_MARGIN = 1000;
@@ -310,7 +311,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       const entry = this.#table.get(id);
       v.knownKeys('options', v.object('options', options), ['drain', 'timeout', 'signal']);
       if (options.drain !== undefined) v.boolean('drain', options.drain);
-      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
+      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER_MS);
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
       if (options.drain === true) {
@@ -401,7 +402,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.#assertOpen();
     if (!Array.isArray(specs)) throw v.invalid('specs', 'an array of backends', specs);
     v.knownKeys('options', v.object('options', options), ['drainTimeout']);
-    const drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
+    const drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER_MS);
     const wanted = new Map<string, { backend: Backend; tunables: BackendTunables }>();
     specs.forEach((spec, i) => {
       const backend = resolveBackend(spec, `specs[${i}]`);
@@ -594,7 +595,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       this.#assertNotClosed();
       const entry = this.#table.get(id);
       v.knownKeys('options', v.object('options', options), ['timeout', 'signal']);
-      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
+      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER_MS);
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
       return abortable(this.#drain(entry, timeout), signal);
@@ -1004,7 +1005,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
       if (this.#closePromise === undefined) {
-        const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER);
+        const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER_MS);
         this.#closePromise = this.#shutdown(timeout);
       }
       return abortable(this.#closePromise, signal);
@@ -1043,7 +1044,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     // Ask first: what can leave now (idle agent sockets) leaves before we
     // count. A member's own deadline is set past the pool's, so what is still
     // open at the pool's deadline is counted there, as `pool-closed`.
-    const memberTimeout = Math.min(timeout + MEMBER_CLOSE_MARGIN, MAX_TIMER);
+    const memberTimeout = Math.min(timeout + MEMBER_CLOSE_MARGIN, MAX_TIMER_MS);
     for (const entry of this.#table.entries.values()) {
       if (entry.members.size > 0) this.#registry.closeAll(entry, 'pool-closing', memberTimeout);
     }
@@ -1068,7 +1069,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   }
 }
 
-function noop(): void {}
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

@@ -17,6 +17,7 @@ import * as v from '../validate.js';
 import { resolveDiscoveryOptions, type DiscoveryOptions, type ResolvedDiscoveryOptions } from './discovery-options.js';
 import type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './source.js';
 import { loadState, saveState } from './state-file.js';
+import { noop } from '../noop.js';
 
 const log = createDebug('failover-proxy:discovery');
 
@@ -453,7 +454,6 @@ function keyOf(list: readonly DiscoveredBackend[]): string {
   return JSON.stringify(list);
 }
 
-function noop(): void {}
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
