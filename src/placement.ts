@@ -1,9 +1,10 @@
 /**
- * The one placement path: pick a backend, dial it (counted as a lease from the
- * pick until the member is attached or the lease released), retry another
- * backend when a dial fails, wait in a bounded queue while nothing can be
- * picked, and hand the connected socket to the caller's `build` in the same
- * synchronous step as the final up-check, so no verdict can slip in between.
+ * The one placement path: pick a backend, dial it (counted from the pick),
+ * retry another backend when a dial fails, wait in a bounded queue while
+ * nothing can be picked, and grant a {@link Lease} on the connected socket
+ * once the backend is admitted. {@link PlacementEngine.placeWith} uses the
+ * lease in the same synchronous step as the final admission check, so no
+ * verdict can slip in between.
  *
  * One `AbortController` per dial attempt and none otherwise: a placement is
  * cancelled (client gone, caller's signal, pool closing) by aborting the
@@ -15,7 +16,8 @@
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { Backend } from './backend.js';
-import type { BackendEntry } from './backend-entry.js';
+import { refusal, type PoolGate } from './admission.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { Balancer, PickContext } from './balancers/balancer.js';
 import type { Clock } from './clock.js';
 import {
@@ -27,6 +29,7 @@ import {
   NoHealthyBackendError,
   PoolClosedError,
 } from './errors.js';
+import { Lease, type LeaseOwner } from './lease.js';
 import type { DialFunction } from './options.js';
 import type { PoolMember } from './pool-member.js';
 import { noop } from './noop.js';
@@ -82,13 +85,16 @@ export interface PlacementHost {
   readonly balancer: Balancer;
   readonly dial: DialFunction;
   /** Every backend, in the order added. */
-  readonly entries: ReadonlyMap<string, BackendEntry>;
-  /** Whether to place on unhealthy (but active) backends while none is eligible. */
-  failOpen(): boolean;
-  /** Members registered now (pool-wide cap). */
-  registered(): number;
-  closing(): boolean;
-  connectFailed(entry: BackendEntry, error: ConnectError | ConnectTimeoutError): void;
+  readonly entries: ReadonlyMap<string, ReadonlyBackendEntry>;
+  /** The pool's side of the admission rule (read live). */
+  readonly gate: PoolGate;
+  /** A dial to `entry` starts (its slot is counted until the lease ends). */
+  dialStarted(entry: ReadonlyBackendEntry): void;
+  /** A dial's slot is free again. */
+  dialEnded(entry: ReadonlyBackendEntry): void;
+  /** Registers a member built on a lease (see {@link LeaseOwner.register}). */
+  register(entry: ReadonlyBackendEntry, member: PoolMember): void;
+  connectFailed(entry: ReadonlyBackendEntry, error: ConnectError | ConnectTimeoutError): void;
 }
 
 /** One connection being placed. @internal */
@@ -128,7 +134,7 @@ const kPlacement = Symbol('failover-proxy.placement');
 type PendingSocket = Socket & { [kPlacement]?: Placement | undefined };
 
 /** @internal */
-export class PlacementEngine {
+export class PlacementEngine implements LeaseOwner {
   readonly #host: PlacementHost;
   readonly #placements = new Set<Placement>();
   /**
@@ -137,7 +143,7 @@ export class PlacementEngine {
    * never sends it to the back.
    */
   readonly #waiting = new Set<Placement>();
-  readonly #candidates: BackendEntry[] = [];
+  readonly #candidates: ReadonlyBackendEntry[] = [];
   /** Dials in flight, all backends. */
   dialling = 0;
 
@@ -172,15 +178,44 @@ export class PlacementEngine {
   }
 
   /**
-   * Picks, dials with retries, waits in the queue while nothing can be
-   * picked, and calls `attach(entry, socket)` synchronously once the dial is
-   * done and the backend may still take it. `attach` registers the member; if
-   * it throws, the socket is destroyed and the error is the placement's.
+   * Places a connection and uses its lease: `use(lease)` runs synchronously
+   * right after the final admission check and must end the lease
+   * (`attach` or `take`; one it leaves held is released). When a verdict
+   * came in between the grant and this step, the lease is released and
+   * another backend is picked. If `use` throws, the lease is released and
+   * the error is the placement's.
    */
-  async place<T>(placement: Placement, attach: (entry: BackendEntry, socket: Socket) => T): Promise<T> {
+  async placeWith<T>(placement: Placement, use: (lease: Lease) => T): Promise<T> {
+    while (true) {
+      const lease = await this.place(placement);
+      const aborted = placement.abortReason();
+      if (aborted) {
+        lease.release();
+        throw aborted;
+      }
+      if (!lease.admitted) {
+        lease.release();
+        continue;
+      }
+      try {
+        return use(lease);
+      } finally {
+        lease.release();
+      }
+    }
+  }
+
+  /**
+   * Picks, dials with retries, waits in the queue while nothing can be
+   * picked, and grants a lease once the dial is done and the backend may
+   * still take the connection. The lease holds the dial's slot until it ends.
+   */
+  async place(placement: Placement): Promise<Lease> {
     const host = this.#host;
-    if (host.closing()) throw new PoolClosedError();
-    if (host.registered() + this.dialling >= host.maxConnections) throw new MaxConnectionsError(host.maxConnections);
+    const gate = host.gate;
+    const before = refusal(undefined, 'pick', gate);
+    if (before === 'pool-closed') throw new PoolClosedError();
+    if (before === 'pool-full') throw new MaxConnectionsError(host.maxConnections);
     this.#placements.add(placement);
     let tried: Set<string> | undefined;
     let failures = 0;
@@ -189,10 +224,12 @@ export class PlacementEngine {
     try {
       while (true) {
         if (placement.aborted !== undefined) throw placement.aborted;
-        // Every pick re-checks everything, the pool-wide cap included: a
-        // waiter woken from the queue is admitted by the same rule as a
-        // newcomer.
-        const capped = host.registered() + this.dialling >= host.maxConnections;
+        // Every attempt asks the whole admission rule, the pool-wide cap
+        // included: a waiter woken from the queue is admitted by the same
+        // rule as a newcomer.
+        const pool = refusal(undefined, 'pick', gate);
+        if (pool === 'pool-closed') throw new PoolClosedError();
+        const capped = pool === 'pool-full';
         const entry = capped ? undefined : this.pick(placement.context, tried);
         if (entry === undefined) {
           // Every backend we could try has failed us: report the last failure.
@@ -213,42 +250,37 @@ export class PlacementEngine {
         // It leaves the queue to dial; should it have to wait again, it queues anew.
         this.#waiting.delete(placement);
         (tried ??= new Set()).add(entry.backend.id);
-        // The lease: counted from the pick, so least-connections sees the dial.
-        entry.dialling++;
+        // Counted from the pick, so least-connections sees the dial.
         this.dialling++;
+        host.dialStarted(entry);
         let socket: Socket;
         try {
           socket = await this.#dial(entry, placement);
         } catch (err) {
+          this.leaseEnded(entry);
           const aborted = placement.abortReason();
           if (aborted) throw aborted;
           lastError = err as ConnectError | ConnectTimeoutError;
           host.connectFailed(entry, lastError);
           if (++failures > host.retries) throw lastError;
           continue;
-        } finally {
-          entry.dialling--;
-          this.dialling--;
         }
         const aborted = placement.abortReason();
         if (aborted) {
+          this.leaseEnded(entry);
           socket.destroy();
           throw aborted;
         }
         // The backend may have left service while we dialled; never attach to
         // it. That was not its dial failing: should it come back while this
         // client waits, it may be tried again.
-        if (!this.#admits(entry)) {
+        if (!this.admitsDialled(entry)) {
+          this.leaseEnded(entry);
           socket.destroy();
           tried.delete(entry.backend.id);
           continue;
         }
-        try {
-          return attach(entry, socket);
-        } catch (err) {
-          socket.destroy();
-          throw err;
-        }
+        return new Lease(entry, socket, this);
       }
     } finally {
       this.#placements.delete(placement);
@@ -261,31 +293,31 @@ export class PlacementEngine {
     }
   }
 
-  /** Whether `entry` may take a new member now (eligible, or unhealthy while failing open). */
-  #admits(entry: BackendEntry): boolean {
-    if (entry.eligible) return true;
-    return entry.admin === 'active' && !entry.removed && entry.backend.weight > 0 && this.#host.failOpen();
+  /** The admission rule after a dial (stage `dialled`): the pool still open, the backend still serving. */
+  admitsDialled(entry: ReadonlyBackendEntry): boolean {
+    const gate = this.#host.gate;
+    return refusal(undefined, 'dialled', gate) === undefined && refusal(entry, 'dialled', gate) === undefined;
   }
 
-  /** Chooses a backend among those that can take a connection now, or none. */
-  pick(context: PickContext, tried: Set<string> | undefined): BackendEntry | undefined {
+  /** A lease (or a dial that came to nothing) frees its slot. */
+  leaseEnded(entry: ReadonlyBackendEntry): void {
+    this.dialling--;
+    this.#host.dialEnded(entry);
+  }
+
+  register(entry: ReadonlyBackendEntry, member: PoolMember): void {
+    this.#host.register(entry, member);
+  }
+
+  /** Chooses a backend among those the admission rule lets take a new connection now, or none. */
+  pick(context: PickContext, tried: Set<string> | undefined): ReadonlyBackendEntry | undefined {
     // One reused array: picks are synchronous, so it is never shared.
     const candidates = this.#candidates;
-    const { entries } = this.#host;
+    const { entries, gate } = this.#host;
     for (const entry of entries.values()) {
-      if (entry.eligible && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
-        candidates.push(entry);
-      }
+      if (refusal(entry, 'pick', gate) === undefined && !tried?.has(entry.backend.id)) candidates.push(entry);
     }
-    if (candidates.length === 0 && this.#host.failOpen()) {
-      // Panic mode: nothing is healthy, so every active backend is a candidate.
-      for (const entry of entries.values()) {
-        if (this.#admits(entry) && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
-          candidates.push(entry);
-        }
-      }
-    }
-    const picked = candidates.length === 0 ? undefined : (this.#host.balancer.pick(candidates, context) as BackendEntry | undefined);
+    const picked = candidates.length === 0 ? undefined : (this.#host.balancer.pick(candidates, context) as ReadonlyBackendEntry | undefined);
     candidates.length = 0;
     // A custom picker may hand back something that is not one of ours.
     return picked !== undefined && entries.get(picked.backend.id) === picked ? picked : undefined;
@@ -356,7 +388,7 @@ export class PlacementEngine {
     return placement.capped ? new MaxConnectionsError(this.#host.maxConnections) : new NoHealthyBackendError(why);
   }
 
-  async #dial(entry: BackendEntry, placement: Placement): Promise<Socket> {
+  async #dial(entry: ReadonlyBackendEntry, placement: Placement): Promise<Socket> {
     const { backend } = entry;
     const { clock, connectTimeout, dial } = this.#host;
     const controller = new AbortController();

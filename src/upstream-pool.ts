@@ -2,20 +2,18 @@
  * The pool: a facade over membership and state ({@link BackendTable}), the
  * registry of live members ({@link MemberRegistry}) and the placement path
  * ({@link PlacementEngine}). A backend leaving service takes its members with
- * it, synchronously.
- *
- * Over 600 lines, knowingly, for now: the lifecycle (closing phase,
- * leaving evacuations) landed here beside the facade; moving each concern to
- * the module that owns its record (backend table, registry, placement) is
- * the restructuring tracked in issue 19.
+ * it, synchronously. This file is the API, its options and its
+ * events; the table writes the records, the registry holds the members,
+ * placement grants leases, and the lifecycle closes.
  *
  * @module
  */
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
-import { resolveBackend, resolveTunables, sameIdentity, type Backend, type BackendInput, type BackendTunables } from './backend.js';
-import type { BackendEntry } from './backend-entry.js';
+import { refusal, type PoolGate } from './admission.js';
+import { resolveBackend, resolveTunables, type Backend, type BackendInput, type BackendTunables } from './backend.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { BackendStatus, HealthCause } from './backend-status.js';
 import { abortable, checkSignal } from './abortable.js';
 import { BackendTable } from './backend-table.js';
@@ -23,8 +21,8 @@ import type { PickContext } from './balancers/balancer.js';
 import { createBalancer } from './balancers/create-balancer.js';
 import { dialBackend } from './dial.js';
 import { BackendDownError, ConnectError, DuplicateBackendError, FailoverProxyError, PoolClosedError } from './errors.js';
-import type { BackendUpdate, ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
-import { Evacuation } from './leaving-evacuation.js';
+import type { ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
+import { Evacuations } from './leaving-evacuation.js';
 import { MemberRegistry } from './member-registry.js';
 import { resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
@@ -32,10 +30,13 @@ import { PinnedSocket } from './pinned-socket.js';
 import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js';
 import { localErrorCode } from './local-errors.js';
 import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
+import type { Lease } from './lease.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
+import { PoolLifecycle } from './pool-lifecycle.js';
 import { snapshot, type PoolState, type PoolStats } from './pool-stats.js';
 import type { PoolMember } from './pool-member.js';
 import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
+import { planReconcile } from './reconcile-plan.js';
 import * as v from './validate.js';
 import { publishBackendStateChanged, publishConnectionClosed, publishConnectionOpened } from './diagnostics.js';
 import { MAX_TIMER_MS } from './limits.js';
@@ -136,8 +137,6 @@ export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
 
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
 const REMOVED: RemoveResult = Object.freeze({ removed: true });
-/** How long past the pool's close deadline a member's own close deadline falls (the pool's comes first). */
-const MEMBER_CLOSE_MARGIN = 1000;
 
 /**
  * The pick context of a client connection. The hash key defaults to the
@@ -187,28 +186,33 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   readonly #registry: MemberRegistry;
   readonly #table: BackendTable;
   readonly #placement: PlacementEngine;
+  readonly #life: PoolLifecycle;
+  readonly #admission: PoolGate;
   readonly #pinFailures: Record<string, number> = Object.create(null) as Record<string, number>;
   /** Dials that failed in this process (EMFILE...), counted against no backend. */
   #localDialErrors = 0;
   #nextId = 1;
-  #state: PoolState = 'open';
-  #closePromise: Promise<void> | undefined;
-  /** Why a draining removal was called off (`markReady`'s reason), until it settles. */
-  readonly #calledOff = new WeakMap<BackendEntry, string>();
-  #idle: (() => void) | undefined;
   #allDown = false;
   /** Leaving backends: their grace, then their paced evacuation. */
-  readonly #evacuations = new Map<BackendEntry, Evacuation>();
+  readonly #evacuations: Evacuations;
   readonly #stalls: WriteStallDetector | undefined;
 
   constructor(options: UpstreamPoolOptions = {}) {
     super();
     const o = resolveUpstreamPoolOptions(options);
     this.#options = o;
-    const balancer = createBalancer(o.balancer, { random: o.random });
+    const { clock } = o;
     const tls = o.tls;
     const dial = o.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
-    this.#registry = new MemberRegistry(
+    const table = (this.#table = new BackendTable(
+      clock,
+      {
+        changed: (entry, change) => this.#changed(entry, change),
+        takeOut: (entry, reason) => this.#registry.takeOut(entry, reason, o.resetOnTeardown),
+      },
+      { duration: o.slowStart, floor: 0.1, clock },
+    ));
+    const registry = (this.#registry = new MemberRegistry(
       {
         opened: (member) => {
           this.emit('connectionOpened', member);
@@ -216,35 +220,44 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
         },
         closed: (member, entry, info) => this.#memberClosed(member, entry, info),
       },
+      table,
       o.teardown,
-    );
-    this.#table = new BackendTable(
-      o.clock,
-      this.#registry,
-      { changed: (entry, change) => this.#changed(entry, change) },
-      () => this.#options.resetOnTeardown,
-      { duration: o.slowStart, floor: 0.1, clock: o.clock },
-    );
-    const entries = this.#table.entries;
-    this.#placement = new PlacementEngine({
-      clock: o.clock,
+    ));
+    const placement = (this.#placement = new PlacementEngine({
+      clock,
       connectTimeout: o.connectTimeout,
       retries: o.retries,
       queueMax: o.queue.max,
       queueTimeout: o.queue.timeout,
       maxConnections: o.maxConnections,
-      balancer,
+      balancer: createBalancer(o.balancer, { random: o.random }),
       dial,
-      entries,
-      failOpen: () => this.#allDown && o.allDown === 'fail-open',
-      registered: () => this.#registry.active,
-      closing: () => this.#state !== 'open',
+      entries: table.entries,
+      gate: (this.#admission = this.#gate()),
+      dialStarted: (entry) => table.dialStarted(entry),
+      dialEnded: (entry) => table.dialEnded(entry),
+      register: (entry, member) => this.#attach(entry, member),
       connectFailed: (entry, error) => {
         // Out of descriptors, buffers, ports: this process's failure, not the backend's.
-        if (localErrorCode(error) === undefined) entry.connectFailures++;
+        if (localErrorCode(error) === undefined) table.countConnectFailure(entry);
         else this.#localDialErrors++;
         if (log.enabled) log('%s connect failed: %s', entry.backend.id, error.message);
         this.emit('connectFailed', entry.backend, error);
+      },
+    }));
+    this.#evacuations = new Evacuations({ clock, grace: o.leavingGrace, rate: o.leavingRate, closeTimeout: o.closeTimeout });
+    this.#life = new PoolLifecycle({
+      clock,
+      registry,
+      entries: table.entries,
+      closing: () => {
+        this.#evacuations.stopAll();
+        placement.abortAll(new PoolClosedError());
+      },
+      quiet: () => this.#stalls?.close(),
+      closed: () => {
+        table.endDrains();
+        this.emit('closed');
       },
     });
     // Validate every spec before adding any: a bad list changes nothing.
@@ -256,7 +269,26 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     }
     for (const backend of initial) this.#add(backend, false);
     this.#allDown = this.#computeAllDown();
-    if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => o.clock.now() });
+    if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => clock.now() });
+  }
+
+  /** The pool's side of the admission rule, read live by placement. */
+  #gate(): PoolGate {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const pool = this;
+    const o = this.#options;
+    return {
+      get closing() {
+        return pool.#life.closing;
+      },
+      get failOpen() {
+        return pool.#allDown && o.allDown === 'fail-open';
+      },
+      get active() {
+        return pool.#registry.active + pool.#placement.dialling;
+      },
+      maxConnections: o.maxConnections,
+    };
   }
 
   // ---------------------------------------------------------------- backends
@@ -314,20 +346,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER_MS);
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
-      if (options.drain === true) {
-        entry.removing = true;
-        this.#calledOff.delete(entry);
-        const done = this.#drain(entry, timeout).then((): RemoveResult => {
-          if (entry.removed) return REMOVED;
-          if (entry.removing) {
-            this.#delete(entry);
-            return REMOVED;
-          }
-          // A reconcile that listed it again (or markReady) called the removal off.
-          return { removed: false, reason: this.#calledOff.get(entry) ?? 'ready' };
-        });
-        return abortable(done, signal);
-      }
+      if (options.drain === true) return abortable(this.#drainToRemove(entry, timeout), signal);
       this.#delete(entry);
       return Promise.resolve(REMOVED);
     } catch (err) {
@@ -335,9 +354,20 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     }
   }
 
-  #delete(entry: BackendEntry): void {
-    this.#stopDrain(entry);
-    this.#stopEvacuation(entry);
+  async #drainToRemove(entry: ReadonlyBackendEntry, timeout: number): Promise<RemoveResult> {
+    await this.#table.drainToRemove(entry, timeout);
+    const outcome = this.#table.removalOutcome(entry);
+    if (outcome === 'gone') return REMOVED;
+    if (outcome === 'remove') {
+      this.#delete(entry);
+      return REMOVED;
+    }
+    // A reconcile that listed it again (or markReady) called the removal off.
+    return { removed: false, reason: outcome.calledOff };
+  }
+
+  #delete(entry: ReadonlyBackendEntry): void {
+    this.#evacuations.stop(entry);
     const tornDown = this.#table.delete(entry, 'backend-removed');
     if (log.enabled) log('%s removed, %d members taken out', entry.backend.id, tornDown);
     this.emit('backendRemoved', entry.backend);
@@ -365,23 +395,13 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     return this.#applyTunables(entry, next);
   }
 
-  #applyTunables(entry: BackendEntry, next: BackendTunables): Backend {
-    const backend = entry.backend as { -readonly [K in keyof Backend]: Backend[K] };
-    const changed: { -readonly [K in keyof BackendUpdate]: BackendUpdate[K] } = {};
-    const wasEligible = entry.eligible;
-    const oldCap = backend.maxConnections;
-    if (next.weight !== undefined && next.weight !== backend.weight) changed.weight = backend.weight = next.weight;
-    if (next.maxConnections !== undefined && next.maxConnections !== backend.maxConnections) {
-      changed.maxConnections = backend.maxConnections = next.maxConnections;
-    }
-    if (next.meta !== undefined && JSON.stringify(next.meta) !== JSON.stringify(backend.meta)) changed.meta = backend.meta = next.meta;
-    if (Object.keys(changed).length === 0) return backend;
-    if (log.enabled) log('%s updated: %o', backend.id, changed);
-    if (entry.eligible && !wasEligible) entry.becameEligible(this.#options.clock.now(), true);
-    this.emit('backendUpdated', backend, changed);
-    if (entry.eligible && (!wasEligible || backend.maxConnections > oldCap)) this.#capacityAppeared();
+  #applyTunables(entry: ReadonlyBackendEntry, next: BackendTunables): Backend {
+    const change = this.#table.applyTunables(entry, next);
+    if (change === undefined) return entry.backend;
+    this.emit('backendUpdated', entry.backend, change.changed);
+    if (change.capacityAppeared) this.#capacityAppeared();
     this.#checkAllDown();
-    return backend;
+    return entry.backend;
   }
 
   /**
@@ -403,52 +423,24 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     if (!Array.isArray(specs)) throw v.invalid('specs', 'an array of backends', specs);
     v.knownKeys('options', v.object('options', options), ['drainTimeout']);
     const drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER_MS);
-    const wanted = new Map<string, { backend: Backend; tunables: BackendTunables }>();
-    specs.forEach((spec, i) => {
-      const backend = resolveBackend(spec, `specs[${i}]`);
-      if (wanted.has(backend.id)) throw new DuplicateBackendError(backend.id, 'pool', ' list');
-      const tunables = typeof spec === 'string' ? { weight: 1, maxConnections: Infinity, meta: {} } : { weight: backend.weight, maxConnections: backend.maxConnections, meta: backend.meta };
-      wanted.set(backend.id, { backend, tunables });
-    });
-    const added: string[] = [];
-    const updated: string[] = [];
-    const removed: string[] = [];
-    const replaced: string[] = [];
-    const unchanged: string[] = [];
-    const drains: Promise<unknown>[] = [];
-    for (const entry of Array.from(this.#table.entries.values())) {
-      if (!wanted.has(entry.backend.id)) {
-        removed.push(entry.backend.id);
-        drains.push(this.remove(entry.backend.id, { drain: true, timeout: drainTimeout }));
+    const plan = planReconcile(specs, this.#table.entries.values());
+    const drains = plan.remove.map((id) => this.remove(id, { drain: true, timeout: drainTimeout }));
+    for (const step of plan.steps) {
+      if (step.action === 'add') this.#add(step.backend, true);
+      else if (step.action === 'replace') {
+        this.#delete(this.#table.get(step.backend.id));
+        this.#add(step.backend, true);
+      } else if (step.action === 'update') {
+        const { id, tunables, relisted } = step.update;
+        // Listed again while an earlier reconcile drains it: keep it.
+        if (relisted) this.#table.relist(this.#table.get(id));
+        this.#applyTunables(this.#table.get(id), tunables);
       }
     }
-    for (const [id, { backend, tunables }] of wanted) {
-      const entry = this.#table.entries.get(id);
-      if (entry === undefined) {
-        this.#add(backend, true);
-        added.push(id);
-      } else if (!sameIdentity(entry.backend, backend)) {
-        this.#delete(entry);
-        this.#add(backend, true);
-        replaced.push(id);
-      } else {
-        if (entry.removing) {
-          // Listed again while an earlier reconcile drains it: keep it.
-          this.#calledOff.set(entry, 'relisted');
-          entry.removing = false;
-          if (entry.admin === 'draining') this.markReady(id, 'relisted');
-          updated.push(id);
-          this.#applyTunables(entry, tunables);
-          continue;
-        }
-        const before = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
-        this.#applyTunables(entry, tunables);
-        const after = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
-        (before === after ? unchanged : updated).push(id);
-      }
-    }
-    if (log.enabled) log('reconciled: +%d ~%d -%d replaced %d', added.length, updated.length, removed.length, replaced.length);
-    return { added, updated, removed, replaced, unchanged, settled: Promise.all(drains).then(noop) };
+    const ids = (backends: readonly Backend[]): string[] => backends.map((b) => b.id);
+    const result = { added: ids(plan.add), updated: plan.update.map((u) => u.id), removed: [...plan.remove], replaced: ids(plan.replace), unchanged: [...plan.unchanged] };
+    if (log.enabled) log('reconciled: +%d ~%d -%d replaced %d', result.added.length, result.updated.length, result.removed.length, result.replaced.length);
+    return { ...result, settled: Promise.all(drains).then(noop) };
   }
 
   /** The backend with this id, or `undefined`. */
@@ -547,19 +539,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     this.#table.setHealth(entry, 'leaving', reason, this.#cause(reason, cause, 'leaving'));
   }
 
-  #startEvacuation(entry: BackendEntry): void {
-    if (this.#evacuations.has(entry) || this.#state !== 'open') return;
-    const { clock, leavingGrace, leavingRate, closeTimeout } = this.#options;
-    this.#evacuations.set(entry, new Evacuation(entry, { clock, grace: leavingGrace, rate: leavingRate, closeTimeout }));
-  }
-
-  #stopEvacuation(entry: BackendEntry): void {
-    const evacuation = this.#evacuations.get(entry);
-    if (evacuation === undefined) return;
-    evacuation.stop();
-    this.#evacuations.delete(entry);
-  }
-
   #cause(reason: string, given: Partial<HealthCause> | undefined, health: 'up' | 'leaving' | 'down'): HealthCause {
     const at = given?.at ?? this.#options.clock.now();
     return {
@@ -598,34 +577,10 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER_MS);
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
-      return abortable(this.#drain(entry, timeout), signal);
+      return abortable(this.#table.drain(entry, timeout), signal);
     } catch (err) {
       return Promise.reject(asError(err));
     }
-  }
-
-  #drain(entry: BackendEntry, timeout: number): Promise<void> {
-    if (entry.admin !== 'draining') {
-      this.#stopDrain(entry);
-      this.#table.setAdmin(entry, 'draining', 'drain');
-    }
-    if (entry.members.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      entry.drainWaiters.push(resolve);
-      // A second drain can bring the deadline forward, never push it back:
-      // "drain within 10 s" after "within 60 s" means 10 s.
-      const { clock } = this.#options;
-      const at = clock.now() + timeout;
-      if (entry.drainTimer !== undefined && at >= entry.drainDeadlineAt) return;
-      if (entry.drainTimer !== undefined) clock.clearTimeout(entry.drainTimer);
-      entry.drainDeadlineAt = at;
-      entry.drainTimer = clock.setTimeout(() => {
-        entry.drainTimer = undefined;
-        const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
-        if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
-        this.#stopDrain(entry);
-      }, timeout);
-    });
   }
 
   /**
@@ -637,9 +592,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    */
   markMaintenance(id: string, reason: TeardownReason = 'maintenance'): number {
     this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    this.#stopDrain(entry);
-    return this.#table.setAdmin(entry, 'maintenance', reason)?.tornDown ?? 0;
+    return this.#table.markMaintenance(this.#table.get(id), reason)?.tornDown ?? 0;
   }
 
   /**
@@ -651,33 +604,17 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    */
   markReady(id: string, reason = 'ready'): void {
     this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    if (entry.removing) this.#calledOff.set(entry, reason);
-    entry.removing = false;
-    this.#stopDrain(entry);
-    this.#table.setAdmin(entry, 'active', reason);
-  }
-
-  #stopDrain(entry: BackendEntry): void {
-    if (entry.drainTimer !== undefined) {
-      this.#options.clock.clearTimeout(entry.drainTimer);
-      entry.drainTimer = undefined;
-    }
-    const waiters = entry.drainWaiters;
-    if (waiters.length > 0) {
-      entry.drainWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
+    this.#table.markReady(this.#table.get(id), reason);
   }
 
   /** Every transition of either axis: emit, then let waiting clients through. */
-  #changed(entry: BackendEntry, change: StateChange): void {
+  #changed(entry: ReadonlyBackendEntry, change: StateChange): void {
     const { backend } = entry;
     this.emit('backendStateChanged', backend, change);
     publishBackendStateChanged(this, backend, change);
     if (change.axis === 'health') {
-      if (change.health === 'leaving') this.#startEvacuation(entry);
-      else this.#stopEvacuation(entry);
+      if (change.health === 'leaving' && !this.#life.closing) this.#evacuations.start(entry);
+      else if (change.health !== 'leaving') this.#evacuations.stop(entry);
       if (change.health === 'up') this.emit('backendUp', backend, change);
       else if (change.health === 'leaving') this.emit('backendLeaving', backend, change);
       else if (change.health === 'down') this.emit('backendDown', backend, change);
@@ -747,8 +684,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     const connection = this.#options.connection;
     const clock = this.#options.clock;
     try {
-      return await this.place({ key: options.key, meta: options.meta, client }, (backend, upstream, id) =>
-        new PinnedConnection(client, upstream, { ...connection, backend, id, clock }),
+      return await this.#place({ key: options.key, meta: options.meta, client }, (lease) =>
+        lease.attach(new PinnedConnection(client, lease.upstream, { ...connection, backend: lease.backend, id: this.#newId(), clock })),
       );
     } catch (err) {
       const error = err instanceof FailoverProxyError ? err : new ConnectError('?', { cause: err });
@@ -786,18 +723,15 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * ```
    */
   place<M extends PoolMember>(options: PlaceOptions, build: MemberFactory<M>): Promise<M> {
-    return this.#place(options, (entry, upstream) => {
-      const member = build(entry.backend, upstream, `${this.#nextId++}`);
-      this.#registry.check(member);
-      if (member.backend?.id !== entry.backend.id) {
-        throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
-      }
-      if (!member.closed) this.#registry.add(entry, member);
-      return member;
-    });
+    return this.#place(options, (lease) => lease.attach(build(lease.backend, lease.upstream, this.#newId())));
   }
 
-  async #place<T>(options: PlaceOptions, attach: (entry: BackendEntry, upstream: Socket) => T): Promise<T> {
+  #newId(): string {
+    return `${this.#nextId++}`;
+  }
+
+  /** Places a connection and hands its lease to `use`, in one synchronous step with the last admission check. */
+  async #place<T>(options: PlaceOptions, use: (lease: Lease) => T): Promise<T> {
     this.#assertOpen();
     const raw = v.object('options', options);
     v.knownKeys('options', raw, ['key', 'meta', 'client', 'signal', 'watchClient']);
@@ -809,7 +743,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     const onAbort = signal === undefined ? undefined : (): void => placement.abort(signal.reason as Error);
     if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
     try {
-      return await this.#placement.place(placement, attach);
+      return await this.#placement.placeWith(placement, use);
     } finally {
       if (watch) this.#placement.unwatch(client);
       if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
@@ -831,7 +765,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    */
   connect(options: ConnectOptions = {}): Promise<UpstreamSocket> {
     if (typeof options !== 'object' || options === null) return Promise.reject(v.invalid('options', 'an object', options));
-    return this.#place({ ...options, watchClient: false }, (entry, socket) => ({ backend: entry.backend, socket }));
+    return this.#place({ ...options, watchClient: false }, (lease) => ({ backend: lease.backend, socket: lease.take() }));
   }
 
   /**
@@ -873,18 +807,27 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
     }
     if (this.#registry.holds(member)) return;
-    if (this.#state !== 'open') {
+    const gate = this.#admission;
+    if (refusal(undefined, 'register', gate) !== undefined) {
       member.destroy('pool-closed');
       throw new PoolClosedError();
     }
     const entry = this.#table.get(member.backend.id);
-    if (entry.health !== 'up' || entry.admin === 'maintenance' || entry.removed) {
+    if (refusal(entry, 'register', gate) !== undefined) {
       const reason = entry.admin === 'maintenance' ? 'maintenance' : entry.reason;
       member.destroy(reason, { reset: this.#options.resetOnTeardown });
       throw new BackendDownError(entry.backend.id, entry.state);
     }
-    if (member.closed) return;
-    this.#registry.add(entry, member);
+    if (!member.closed) this.#registry.add(entry, member);
+  }
+
+  /** Registers a member built on a lease: it must be a member of the backend it was placed on. */
+  #attach(entry: ReadonlyBackendEntry, member: PoolMember): void {
+    this.#registry.check(member);
+    if (member.backend?.id !== entry.backend.id) {
+      throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
+    }
+    if (!member.closed) this.#registry.add(entry, member);
   }
 
   /**
@@ -911,11 +854,9 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     for (const member of this.members(id)) if (member instanceof PinnedSocket) yield member;
   }
 
-  #memberClosed(member: PoolMember, entry: BackendEntry, info: ConnectionClosedInfo): void {
-    if (info.reason === 'write-stalled') entry.writeStalls++;
+  #memberClosed(member: PoolMember, entry: ReadonlyBackendEntry, info: ConnectionClosedInfo): void {
     this.emit('connectionClosed', member, info);
     publishConnectionClosed(this, member, info);
-    if (entry.members.size === 0 && entry.drainWaiters.length > 0) this.#stopDrain(entry);
     // A freed slot lets one waiting client through a per-backend cap, or
     // through the pool-wide cap when the pool was full.
     if (
@@ -924,7 +865,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     ) {
       this.#placement.wakeOne();
     }
-    if (this.#registry.active === 0) this.#idle?.();
+    if (this.#registry.active === 0) this.#life.idle();
   }
 
   /**
@@ -946,12 +887,12 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /** New work (placements, backends, tunables) is refused from the moment `close()` is called. */
   #assertOpen(): void {
-    if (this.#state !== 'open') throw new PoolClosedError();
+    if (this.#life.closing) throw new PoolClosedError();
   }
 
   /** Verdicts and operator intents stay live while the pool closes. */
   #assertNotClosed(): void {
-    if (this.#state === 'closed') throw new PoolClosedError();
+    if (this.#life.state === 'closed') throw new PoolClosedError();
   }
 
   // ------------------------------------------------------------------ stats
@@ -960,8 +901,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   stats(): PoolStats {
     return snapshot(this.#table.entries.values(), {
       at: this.#options.clock.now(),
-      state: this.#state,
-      closed: this.#state !== 'open',
+      state: this.#life.state,
+      closed: this.#life.closing,
       closing: this.#registry.closing,
       waiting: this.#placement.waiting,
       total: this.#registry.total,
@@ -976,7 +917,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /** Whether `close()` or `destroy()` was called (the pool is `closing` or `closed`). */
   get closed(): boolean {
-    return this.#state !== 'open';
+    return this.#life.closing;
   }
 
   /**
@@ -986,7 +927,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * with `POOL_CLOSED`); then `closed`.
    */
   get state(): PoolState {
-    return this.#state;
+    return this.#life.state;
   }
 
   /**
@@ -1004,11 +945,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       v.knownKeys('options', v.object('options', options), ['timeout', 'signal']);
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
-      if (this.#closePromise === undefined) {
-        const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER_MS);
-        this.#closePromise = this.#shutdown(timeout);
-      }
-      return abortable(this.#closePromise, signal);
+      const closed = this.#life.close(() => v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER_MS));
+      return abortable(closed, signal);
     } catch (err) {
       return Promise.reject(asError(err));
     }
@@ -1020,55 +958,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * a graceful close short.
    */
   destroy(): Promise<void> {
-    this.#beginShutdown();
-    this.#stalls?.close();
-    this.#registry.destroyAll(this.#table.entries.values(), 'pool-destroyed', false);
-    return (this.#closePromise ??= this.#shutdown(0));
+    return this.#life.destroy();
   }
 
   /** `await using pool = new UpstreamPool(…)`: the same as `await pool.close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-
-  #beginShutdown(): void {
-    if (this.#state !== 'open') return;
-    this.#state = 'closing';
-    log('open -> closing');
-    for (const entry of Array.from(this.#evacuations.keys())) this.#stopEvacuation(entry);
-    this.#placement.abortAll(new PoolClosedError());
-  }
-
-  async #shutdown(timeout: number): Promise<void> {
-    this.#beginShutdown();
-    // Ask first: what can leave now (idle agent sockets) leaves before we
-    // count. A member's own deadline is set past the pool's, so what is still
-    // open at the pool's deadline is counted there, as `pool-closed`.
-    const memberTimeout = Math.min(timeout + MEMBER_CLOSE_MARGIN, MAX_TIMER_MS);
-    for (const entry of this.#table.entries.values()) {
-      if (entry.members.size > 0) this.#registry.closeAll(entry, 'pool-closing', memberTimeout);
-    }
-    if (this.#registry.active > 0) {
-      const { clock } = this.#options;
-      let timer: unknown;
-      await new Promise<void>((resolve) => {
-        this.#idle = resolve;
-        timer = clock.setTimeout(() => {
-          this.#registry.destroyAll(this.#table.entries.values(), 'pool-closed', false);
-        }, timeout);
-      });
-      clock.clearTimeout(timer);
-      this.#idle = undefined;
-    }
-    this.#stalls?.close();
-    await this.#registry.swept();
-    for (const entry of this.#table.entries.values()) this.#stopDrain(entry);
-    this.#state = 'closed';
-    log('closing -> closed');
-    this.emit('closed');
-  }
 }
-
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
