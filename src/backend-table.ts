@@ -60,6 +60,13 @@ export class BackendTable implements MemberLedger {
     return this.#entries;
   }
 
+  /** Whether there are backends and none is eligible. */
+  get allDown(): boolean {
+    if (this.#entries.size === 0) return false;
+    for (const entry of this.#entries.values()) if (entry.eligible) return false;
+    return true;
+  }
+
   get(id: string): ReadonlyBackendEntry {
     const entry = this.#entries.get(id);
     if (entry === undefined) throw new UnknownBackendError(String(id));

@@ -15,7 +15,8 @@
 import { performance } from 'node:perf_hooks';
 import createDebug from 'debug';
 import type { ReadonlyBackendEntry } from './backend-entry.js';
-import { MemberRegisteredError } from './errors.js';
+import { refusal, type PoolGate } from './admission.js';
+import { BackendDownError, MemberRegisteredError, PoolClosedError } from './errors.js';
 import type { ConnectionClosedInfo, TeardownReason } from './events.js';
 import { isPoolMember, kOwner, kQuiesce, type PoolMember } from './pool-member.js';
 import * as v from './validate.js';
@@ -92,6 +93,41 @@ export class MemberRegistry {
   /** Whether this registry holds `member`. */
   holds(member: PoolMember): boolean {
     return (member as Registered)[kOwner] === this;
+  }
+
+  /**
+   * Registers a member built by hand (`pool.register`), under the backend it
+   * names, by the admission rule at stage `register`: a pool closing
+   * destroys it (`POOL_CLOSED`), a backend that no longer serves too
+   * (`BACKEND_DOWN`). Throws `INVALID_ARGUMENT` for what is not a member with
+   * a backend, `MEMBER_ALREADY_REGISTERED` for one another registry holds.
+   * A member this registry holds already is left as it is.
+   */
+  register(member: PoolMember, find: (id: string) => ReadonlyBackendEntry, gate: PoolGate, reset: boolean): void {
+    this.check(member);
+    if (member.backend === undefined || member.backend === null) {
+      throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
+    }
+    if (this.holds(member)) return;
+    if (refusal(undefined, 'register', gate) !== undefined) {
+      member.destroy('pool-closed');
+      throw new PoolClosedError();
+    }
+    const entry = find(member.backend.id);
+    if (refusal(entry, 'register', gate) !== undefined) {
+      member.destroy(entry.admin === 'maintenance' ? 'maintenance' : entry.reason, { reset });
+      throw new BackendDownError(entry.backend.id, entry.state);
+    }
+    if (!member.closed) this.add(entry, member);
+  }
+
+  /** Registers a member built on a lease: it must be a member of the backend it was placed on. */
+  attach(entry: ReadonlyBackendEntry, member: PoolMember): void {
+    this.check(member);
+    if (member.backend?.id !== entry.backend.id) {
+      throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
+    }
+    if (!member.closed) this.add(entry, member);
   }
 
   /** Registers a live member under `entry`. The caller checked it and the entry's state. */

@@ -32,6 +32,8 @@ import {
 import { Lease, type LeaseOwner } from './lease.js';
 import type { DialFunction } from './options.js';
 import type { PoolMember } from './pool-member.js';
+import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
+import * as v from './validate.js';
 import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
@@ -75,6 +77,7 @@ export interface PlaceOptions extends ConnectOptions {
 export type MemberFactory<M extends PoolMember> = (backend: Backend, upstream: Socket, id: string) => M;
 
 
+/** What placement needs of its pool. @internal */
 export interface PlacementHost {
   readonly clock: Clock;
   readonly connectTimeout: number;
@@ -82,6 +85,8 @@ export interface PlacementHost {
   readonly queueMax: number;
   readonly queueTimeout: number;
   readonly maxConnections: number;
+  /** The PROXY protocol header the pool sends first, if any. */
+  readonly proxyProtocol: false | 'v1' | 'v2';
   readonly balancer: Balancer;
   readonly dial: DialFunction;
   /** Every backend, in the order added. */
@@ -95,6 +100,26 @@ export interface PlacementHost {
   /** Registers a member built on a lease (see {@link LeaseOwner.register}). */
   register(entry: ReadonlyBackendEntry, member: PoolMember): void;
   connectFailed(entry: ReadonlyBackendEntry, error: ConnectError | ConnectTimeoutError): void;
+}
+
+/**
+ * The pick context of a client connection. The hash key defaults to the
+ * client's address, read only when a picker asks: `remoteAddress` is a
+ * `getpeername()` syscall that least-connections never needs.
+ */
+class ClientPickContext implements PickContext {
+  readonly #key: string | undefined;
+  readonly meta: Readonly<Record<string, unknown>> | undefined;
+  constructor(
+    readonly client: Socket | undefined,
+    options: PinOptions,
+  ) {
+    this.#key = options.key;
+    this.meta = options.meta;
+  }
+  get key(): string | undefined {
+    return this.#key ?? this.client?.remoteAddress;
+  }
 }
 
 /** One connection being placed. @internal */
@@ -175,6 +200,36 @@ export class PlacementEngine implements LeaseOwner {
     // Not `delete`: deleting a property turns the socket into a slow
     // dictionary-mode object for the rest of its life (~1.6 kB each).
     (client as PendingSocket)[kPlacement] = undefined;
+  }
+
+  /**
+   * Places a connection for a caller's options (see {@link PlaceOptions}):
+   * watches its client while it is placed, and cancels on its signal. The
+   * lease is used as in {@link placeWith}.
+   */
+  async placeFor<T>(options: PlaceOptions, use: (lease: Lease) => T): Promise<T> {
+    const raw = v.object('options', options);
+    v.knownKeys('options', raw, ['key', 'meta', 'client', 'signal', 'watchClient']);
+    const { client, signal } = options;
+    signal?.throwIfAborted();
+    const placement = new Placement(new ClientPickContext(client, options), this.#preambleFor(client));
+    const watch = client !== undefined && options.watchClient !== false;
+    if (watch) this.watch(client, placement);
+    const onAbort = signal === undefined ? undefined : (): void => placement.abort(signal.reason as Error);
+    if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.placeWith(placement, use);
+    } finally {
+      if (watch) this.unwatch(client);
+      if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The PROXY protocol header for a connection made for `client`, when the pool sends one. */
+  #preambleFor(client: Socket | undefined): Buffer | undefined {
+    const version = this.#host.proxyProtocol;
+    if (version === false) return undefined;
+    return proxyHeader(version, client === undefined ? undefined : proxyAddressesOf(client));
   }
 
   /**
@@ -335,6 +390,15 @@ export class PlacementEngine implements LeaseOwner {
       placement.wake();
       return;
     }
+  }
+
+  /**
+   * A member of `entry` left: its slot lets one waiting client through a
+   * per-backend cap, or through the pool-wide cap when the pool was full.
+   */
+  slotFreed(entry: ReadonlyBackendEntry): void {
+    const gate = this.#host.gate;
+    if (this.#waiting.size > 0 && (entry.eligible || gate.active + 1 >= gate.maxConnections)) this.wakeOne();
   }
 
   /** Capacity appeared (a backend became eligible, a cap was raised): every waiter re-picks. */

@@ -11,7 +11,7 @@
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
-import { refusal, type PoolGate } from './admission.js';
+import type { PoolGate } from './admission.js';
 import { resolveBackend, resolveTunables, type Backend, type BackendInput, type BackendTunables } from './backend.js';
 import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { BackendStatus, HealthCause } from './backend-status.js';
@@ -20,7 +20,7 @@ import { BackendTable } from './backend-table.js';
 import type { PickContext } from './balancers/balancer.js';
 import { createBalancer } from './balancers/create-balancer.js';
 import { dialBackend } from './dial.js';
-import { BackendDownError, ConnectError, DuplicateBackendError, FailoverProxyError, PoolClosedError } from './errors.js';
+import { ConnectError, DuplicateBackendError, FailoverProxyError, PoolClosedError } from './errors.js';
 import type { ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
 import { Evacuations } from './leaving-evacuation.js';
 import { MemberRegistry } from './member-registry.js';
@@ -29,13 +29,13 @@ import { PinnedConnection } from './pinned-connection.js';
 import { PinnedSocket } from './pinned-socket.js';
 import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js';
 import { localErrorCode } from './local-errors.js';
-import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
+import { PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
 import type { Lease } from './lease.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
+import type { CloseOptions, DrainOptions, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, UpstreamSocket } from './pool-call-options.js';
 import { PoolLifecycle } from './pool-lifecycle.js';
 import { snapshot, type PoolState, type PoolStats } from './pool-stats.js';
 import type { PoolMember } from './pool-member.js';
-import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import { planReconcile } from './reconcile-plan.js';
 import * as v from './validate.js';
 import { publishBackendStateChanged, publishConnectionClosed, publishConnectionOpened } from './diagnostics.js';
@@ -44,119 +44,8 @@ import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
 
-/** Options of {@link UpstreamPool.drain}. */
-export interface DrainOptions {
-  /**
-   * Deadline in ms; members still open then are destroyed with reason `drained`.
-   * @default 30000
-   */
-  readonly timeout?: number | undefined;
-  /**
-   * Gives up waiting: the promise rejects with `signal.reason`. The drain
-   * itself goes on (the backend stays `draining`, its deadline holds); end
-   * it with `markReady`. An already aborted signal rejects at once and
-   * starts nothing.
-   */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/** Options of {@link UpstreamPool.remove}. */
-export interface RemoveOptions {
-  /** Drain before removing, instead of tearing down at once. @default false */
-  readonly drain?: boolean | undefined;
-  /** Drain deadline, in ms. @default 30000 */
-  readonly timeout?: number | undefined;
-  /**
-   * Gives up waiting for a draining removal: the promise rejects with
-   * `signal.reason`, and the removal goes on (call it off with `markReady`).
-   * An already aborted signal rejects at once and changes nothing.
-   */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/**
- * How {@link UpstreamPool.remove} ended: the backend left the pool, or the
- * removal was called off while it drained (`reason`: the `markReady` reason,
- * `relisted` when a reconcile listed it again).
- */
-export type RemoveResult = { readonly removed: true } | { readonly removed: false; readonly reason: string };
-
-/** Options of {@link UpstreamPool.reconcile}. */
-export interface ReconcileOptions {
-  /**
-   * Deadline in ms for draining backends that are no longer listed; then
-   * they are removed (and what is left on them destroyed, reason `drained`).
-   * @default 30000
-   */
-  readonly drainTimeout?: number | undefined;
-}
-
-/** What {@link UpstreamPool.reconcile} did. */
-export interface ReconcileResult {
-  /** Ids added. */
-  readonly added: readonly string[];
-  /** Ids whose tunables changed. */
-  readonly updated: readonly string[];
-  /** Ids draining, to be removed. */
-  readonly removed: readonly string[];
-  /** Ids whose address (or TLS, SNI) changed: removed at once and added anew. */
-  readonly replaced: readonly string[];
-  /** Ids left as they were. */
-  readonly unchanged: readonly string[];
-  /** Settles when every drained backend is removed. */
-  readonly settled: Promise<void>;
-}
-
-/** Options of {@link UpstreamPool.close}. */
-export interface CloseOptions {
-  /** Grace period in ms before open members are destroyed. @default the pool's `closeTimeout` */
-  readonly timeout?: number | undefined;
-  /**
-   * Gives up waiting: this call's promise rejects with `signal.reason`; the
-   * close goes on to its deadline (`destroy()` cuts it short). An already
-   * aborted signal rejects at once and starts nothing.
-   */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/** A connected upstream socket and the backend it leads to, from {@link UpstreamPool.connect}. */
-export interface UpstreamSocket {
-  readonly backend: Backend;
-  readonly socket: Socket;
-}
-
-/**
- * What the registry holds: anything that fulfils the member contract
- * ({@link PoolMember}): pairs from {@link UpstreamPool.pin}, agent sockets,
- * upgrades, members of your own.
- */
-export type PoolConnection = PoolMember;
-
-export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
-export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
-
 const DEFAULT_DRAIN_TIMEOUT = 30_000;
 const REMOVED: RemoveResult = Object.freeze({ removed: true });
-
-/**
- * The pick context of a client connection. The hash key defaults to the
- * client's address, read only when a picker asks: `remoteAddress` is a
- * `getpeername()` syscall that least-connections never needs.
- */
-class ClientPickContext implements PickContext {
-  readonly #key: string | undefined;
-  readonly meta: Readonly<Record<string, unknown>> | undefined;
-  constructor(
-    readonly client: Socket | undefined,
-    options: PinOptions,
-  ) {
-    this.#key = options.key;
-    this.meta = options.meta;
-  }
-  get key(): string | undefined {
-    return this.#key ?? this.client?.remoteAddress;
-  }
-}
 
 /**
  * A set of backends with two state axes, a picker, and a registry of the
@@ -230,13 +119,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       queueMax: o.queue.max,
       queueTimeout: o.queue.timeout,
       maxConnections: o.maxConnections,
+      proxyProtocol: o.proxyProtocol,
       balancer: createBalancer(o.balancer, { random: o.random }),
       dial,
       entries: table.entries,
       gate: (this.#admission = this.#gate()),
       dialStarted: (entry) => table.dialStarted(entry),
       dialEnded: (entry) => table.dialEnded(entry),
-      register: (entry, member) => this.#attach(entry, member),
+      register: (entry, member) => registry.attach(entry, member),
       connectFailed: (entry, error) => {
         // Out of descriptors, buffers, ports: this process's failure, not the backend's.
         if (localErrorCode(error) === undefined) table.countConnectFailure(entry);
@@ -268,7 +158,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       seen.add(backend.id);
     }
     for (const backend of initial) this.#add(backend, false);
-    this.#allDown = this.#computeAllDown();
+    this.#allDown = table.allDown;
     if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => clock.now() });
   }
 
@@ -625,14 +515,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     if (entry.eligible) this.#capacityAppeared();
   }
 
-  #computeAllDown(): boolean {
-    if (this.#table.entries.size === 0) return false;
-    for (const entry of this.#table.entries.values()) if (entry.eligible) return false;
-    return true;
-  }
-
   #checkAllDown(): void {
-    const now = this.#computeAllDown();
+    const now = this.#table.allDown;
     if (now === this.#allDown) return;
     this.#allDown = now;
     const policy = this.#options.allDown;
@@ -733,21 +617,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   /** Places a connection and hands its lease to `use`, in one synchronous step with the last admission check. */
   async #place<T>(options: PlaceOptions, use: (lease: Lease) => T): Promise<T> {
     this.#assertOpen();
-    const raw = v.object('options', options);
-    v.knownKeys('options', raw, ['key', 'meta', 'client', 'signal', 'watchClient']);
-    const { client, signal } = options;
-    signal?.throwIfAborted();
-    const placement = new Placement(new ClientPickContext(client, options), this.#preambleFor(client));
-    const watch = client !== undefined && options.watchClient !== false;
-    if (watch) this.#placement.watch(client, placement);
-    const onAbort = signal === undefined ? undefined : (): void => placement.abort(signal.reason as Error);
-    if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.#placement.placeWith(placement, use);
-    } finally {
-      if (watch) this.#placement.unwatch(client);
-      if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
-    }
+    return await this.#placement.placeFor(options, use);
   }
 
   /**
@@ -784,13 +654,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     return new PoolAgent(this, options);
   }
 
-  /** The PROXY protocol header for a connection made for `client`, when the pool sends one. */
-  #preambleFor(client: Socket | undefined): Buffer | undefined {
-    const version = this.#options.proxyProtocol;
-    if (version === false) return undefined;
-    return proxyHeader(version, client === undefined ? undefined : proxyAddressesOf(client));
-  }
-
   /**
    * Adds a member built by hand (see {@link connect}) to the registry under
    * its `backend`, so it is torn down with that backend. A member belongs to
@@ -802,32 +665,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * up or is in maintenance (the member is then destroyed), `POOL_CLOSED` (likewise).
    */
   register(member: PoolMember): void {
-    this.#registry.check(member);
-    if (member.backend === undefined || member.backend === null) {
-      throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
-    }
-    if (this.#registry.holds(member)) return;
-    const gate = this.#admission;
-    if (refusal(undefined, 'register', gate) !== undefined) {
-      member.destroy('pool-closed');
-      throw new PoolClosedError();
-    }
-    const entry = this.#table.get(member.backend.id);
-    if (refusal(entry, 'register', gate) !== undefined) {
-      const reason = entry.admin === 'maintenance' ? 'maintenance' : entry.reason;
-      member.destroy(reason, { reset: this.#options.resetOnTeardown });
-      throw new BackendDownError(entry.backend.id, entry.state);
-    }
-    if (!member.closed) this.#registry.add(entry, member);
-  }
-
-  /** Registers a member built on a lease: it must be a member of the backend it was placed on. */
-  #attach(entry: ReadonlyBackendEntry, member: PoolMember): void {
-    this.#registry.check(member);
-    if (member.backend?.id !== entry.backend.id) {
-      throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
-    }
-    if (!member.closed) this.#registry.add(entry, member);
+    this.#registry.register(member, (id) => this.#table.get(id), this.#admission, this.#options.resetOnTeardown);
   }
 
   /**
@@ -857,14 +695,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   #memberClosed(member: PoolMember, entry: ReadonlyBackendEntry, info: ConnectionClosedInfo): void {
     this.emit('connectionClosed', member, info);
     publishConnectionClosed(this, member, info);
-    // A freed slot lets one waiting client through a per-backend cap, or
-    // through the pool-wide cap when the pool was full.
-    if (
-      this.#placement.waiting > 0 &&
-      (entry.eligible || this.#registry.active + this.#placement.dialling + 1 >= this.#options.maxConnections)
-    ) {
-      this.#placement.wakeOne();
-    }
+    this.#placement.slotFreed(entry);
     if (this.#registry.active === 0) this.#life.idle();
   }
 

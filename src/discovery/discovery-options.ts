@@ -7,7 +7,7 @@
 import type { BackendInput } from '../backend.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { BackendStatus } from '../backend-status.js';
-import type { ReconcileOptions, ReconcileResult, DrainOptions } from '../upstream-pool.js';
+import type { ReconcileOptions, ReconcileResult, DrainOptions } from '../pool-call-options.js';
 import * as v from '../validate.js';
 import type { DiscoverySource } from './source.js';
 import { MAX_TIMER_MS } from '../limits.js';

@@ -12,7 +12,7 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import { backendId, parseHostPort, type BackendInput, type BackendSpec } from '../backend.js';
 import { DiscoveryClosedError, DiscoverySourceError, errorCode } from '../errors.js';
-import type { ReconcileResult } from '../upstream-pool.js';
+import type { ReconcileResult } from '../pool-call-options.js';
 import * as v from '../validate.js';
 import { resolveDiscoveryOptions, type DiscoveryOptions, type ResolvedDiscoveryOptions } from './discovery-options.js';
 import type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './source.js';

@@ -15,7 +15,7 @@ import { EventEmitter } from 'eventemitter3';
 import type { Backend } from '../backend.js';
 import type { BackendStatus } from '../backend-status.js';
 import { DiscoveryClosedError, type DiscoverySourceError } from '../errors.js';
-import type { DrainOptions } from '../upstream-pool.js';
+import type { DrainOptions } from '../pool-call-options.js';
 import * as v from '../validate.js';
 import { kubeConnectionKeys, resolveKubeConnectionOptions, type KubeConnectionOptions, type ResolvedKubeConnectionOptions } from './kube-options.js';
 import { KubeTransport } from './kube-transport.js';
