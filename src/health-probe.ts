@@ -6,9 +6,10 @@
  * apart.
  *
  * Over 600 lines, knowingly: one class holds the timer queue, the runs in
- * flight, the stall credit and the pool reports, which all share the same
- * per-backend entry; splitting them means giving that entry one owner first,
- * the restructuring tracked in issue 19 (with upstream-pool.ts).
+ * flight, the stall credit and the pool reports, which all share the probe's
+ * own per-backend entry (not the pool's record, which the backend table
+ * owns). Splitting them means giving that entry one owner inside the probe
+ * first, as the pool's record got; not done yet.
  *
  * @module
  */
