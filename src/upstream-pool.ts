@@ -1,10 +1,10 @@
 /**
- * The pool: a facade over membership and state ({@link BackendTable}), the
- * registry of live members ({@link MemberRegistry}) and the placement path
- * ({@link PlacementEngine}). A backend leaving service takes its members with
- * it, synchronously. This file is the API, its options and its
- * events; the table writes the records, the registry holds the members,
- * placement grants leases, and the lifecycle closes.
+ * The pool: the connection side of the API (pin, place, connect, register,
+ * the members, stats, close) over its backend side ({@link BackendSet}).
+ * It wires the parts and owns none of their work: the table writes the
+ * backend records, the registry holds the members, placement grants leases,
+ * the lifecycle closes. A backend leaving service takes its members with it,
+ * synchronously.
  *
  * @module
  */
@@ -40,7 +40,6 @@ import { MAX_TIMER_MS } from './limits.js';
 import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
-
 
 /**
  * A set of backends with two state axes, a picker, and a registry of the
