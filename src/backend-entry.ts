@@ -1,8 +1,8 @@
 /**
- * The pool's bookkeeping for one backend: both state axes, the members
- * registered under it, dials in flight and counters. Plain data with derived
- * getters; the modules that change it (membership, registry, placement) each
- * own their fields.
+ * The pool's record of one backend: both state axes, the members registered
+ * under it, dials in flight and counters. One module writes it, the
+ * {@link BackendTable}, through methods named after intents; every other
+ * module reads it through {@link ReadonlyBackendEntry}.
  *
  * @module
  * @internal
@@ -22,8 +22,45 @@ export interface SlowStart {
 }
 import type { PoolMember } from './pool-member.js';
 
-/** @internal */
-export class BackendEntry implements PickCandidate {
+/**
+ * What every module but the backend table sees of a backend's record.
+ *
+ * @internal
+ */
+export interface ReadonlyBackendEntry extends PickCandidate {
+  readonly backend: Backend;
+  readonly health: BackendHealth;
+  readonly admin: AdminState;
+  readonly cause: HealthCause;
+  readonly reason: string;
+  readonly state: BackendState;
+  /** Members registered under this backend (insertion order = oldest first). */
+  readonly members: ReadonlySet<PoolMember>;
+  /** Dials in flight: counted from the pick until the member is attached or the lease released. */
+  readonly dialling: number;
+  /** Members open plus dials in flight. */
+  readonly active: number;
+  readonly total: number;
+  readonly connectFailures: number;
+  readonly writeStalls: number;
+  readonly closedBytesFromClient: number;
+  readonly closedBytesFromUpstream: number;
+  readonly teardowns: Readonly<Record<string, number>>;
+  /** Out of the pool (a lease or a late `closed` may still hold it). */
+  readonly removed: boolean;
+  /** A drain that ends in removal is under way. */
+  readonly removing: boolean;
+  /** Takes new connections: healthy, active, not removed, weight above 0. */
+  readonly eligible: boolean;
+  status(): BackendStatus;
+}
+
+/**
+ * The record itself: only the backend table holds it as this type.
+ *
+ * @internal
+ */
+export class BackendEntry implements ReadonlyBackendEntry {
   health: BackendHealth;
   admin: AdminState = 'active';
   cause: HealthCause;
@@ -47,6 +84,8 @@ export class BackendEntry implements PickCandidate {
   removed = false;
   /** A drain that ends in removal is under way (`remove(id, { drain: true })`, `reconcile`). */
   removing = false;
+  /** Why a draining removal was called off (`markReady`'s reason, `relisted`), until the removal settles. */
+  calledOff: string | undefined = undefined;
   /** Clock time the backend last became eligible (up and active); 0 if never. */
   eligibleSince = 0;
   /** While above `now`, the backend warms up (slow start); 0 once warm. */

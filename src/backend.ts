@@ -193,3 +193,31 @@ export function parseHostPort(text: string, name = 'address'): { host: string; p
   }
   return { host: (match[1] ?? match[2])!, port };
 }
+
+/**
+ * What applying `next` to `backend` would change, field by field (empty when
+ * nothing). `meta` is compared by value, as data.
+ *
+ * @internal
+ */
+export function tunablesDiff(backend: Backend, next: BackendTunables): { weight?: number; maxConnections?: number; meta?: Readonly<Record<string, unknown>> } {
+  const diff: { weight?: number; maxConnections?: number; meta?: Readonly<Record<string, unknown>> } = {};
+  if (next.weight !== undefined && next.weight !== backend.weight) diff.weight = next.weight;
+  if (next.maxConnections !== undefined && next.maxConnections !== backend.maxConnections) diff.maxConnections = next.maxConnections;
+  if (next.meta !== undefined && !sameData(next.meta, backend.meta)) diff.meta = next.meta;
+  return diff;
+}
+
+/** Deep equality of plain data (what JSON can carry): key order does not matter. */
+function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (const k of ka) {
+    if (!Object.hasOwn(b, k) || !sameData((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}

@@ -1,3 +1,5 @@
+import * as v from './validate.js';
+
 /**
  * Time as the library sees it. Injected so interval logic can be tested with a
  * fake clock, without monkeypatching timers.
@@ -25,3 +27,17 @@ export const systemClock: Clock = Object.freeze({
     clearTimeout(handle as NodeJS.Timeout);
   },
 });
+
+/**
+ * The clock an option names, or the real one when it names none. Throws
+ * `INVALID_ARGUMENT` naming `name` when it is not a {@link Clock}.
+ *
+ * @internal
+ */
+export function resolveClock(clock: Clock | undefined, name = 'clock'): Clock {
+  const resolved = clock ?? systemClock;
+  if (typeof resolved?.now !== 'function' || typeof resolved.setTimeout !== 'function' || typeof resolved.clearTimeout !== 'function') {
+    throw v.invalid(name, 'a Clock ({ now, setTimeout, clearTimeout })', resolved);
+  }
+  return resolved;
+}

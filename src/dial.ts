@@ -7,6 +7,8 @@
 import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Backend, UpstreamTlsOptions } from './backend.js';
+import { noop } from './noop.js';
+import { servernameFor } from './servername.js';
 
 /** Options of {@link dialBackend}. */
 export interface DialOptions {
@@ -42,7 +44,7 @@ export function dialBackend(backend: Backend, options: DialOptions): Promise<Soc
       if (preamble !== undefined) socket.write(preamble);
       readyEvent = 'connect';
     } else {
-      const servername = tlsOptions.servername ?? backend.servername ?? (net.isIP(backend.host) === 0 ? backend.host : undefined);
+      const servername = servernameFor(backend, tlsOptions.servername);
       // allowHalfOpen is honoured by tls.connect but missing from its typings.
       const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
         ...tlsOptions,
@@ -95,7 +97,6 @@ export function dialBackend(backend: Backend, options: DialOptions): Promise<Soc
   });
 }
 
-function noop(): void {}
 
 /**
  * Destroys a socket nobody will listen to again. A TLS socket layered over a

@@ -6,9 +6,10 @@
  * apart.
  *
  * Over 600 lines, knowingly: one class holds the timer queue, the runs in
- * flight, the stall credit and the pool reports, which all share the same
- * per-backend entry; splitting them means giving that entry one owner first,
- * the restructuring tracked in issue 19 (with upstream-pool.ts).
+ * flight, the stall credit and the pool reports, which all share the probe's
+ * own per-backend entry (not the pool's record, which the backend table
+ * owns). Splitting them means giving that entry one owner inside the probe
+ * first, as the pool's record got; not done yet.
  *
  * @module
  */
@@ -36,11 +37,12 @@ import { HealthState, type CheckOutcome, type HealthVerdict, type InitialHealth 
 import { localErrorCode } from './local-errors.js';
 import { resolveProbeOptions, type HealthProbeOptions, type ResolvedProbeOptions } from './probe-options.js';
 import { QueuedTimer, TimerQueue } from './timer-queue.js';
+import { MAX_TIMER_MS } from './limits.js';
+import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:probe');
 
 // Node's timers hold at most a signed 32-bit delay.
-const MAX_TIMER = 2 ** 31 - 1;
 /**
  * Lateness of the probe's timer that is ordinary jitter, not a stall: Node
  * timers fire a millisecond or two late on an idle loop, and a few more on a
@@ -191,7 +193,6 @@ interface Entry {
   lastTriggeredAt: number;
 }
 
-function noop(): void {}
 
 function createRun(): Run {
   let resolve!: (result: CheckResult) => void;
@@ -877,7 +878,7 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     const { interval, fastInterval, downInterval, jitter, random } = this.#options;
     const h = entry.health;
     const base = h.changing ? fastInterval : h.verdict === 'down' ? downInterval : interval;
-    return Math.min(MAX_TIMER, Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1)))));
+    return Math.min(MAX_TIMER_MS, Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1)))));
   }
 }
 

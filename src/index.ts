@@ -1,17 +1,15 @@
 export { UpstreamPool } from './upstream-pool.js';
+export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
 export type {
-  BackendStats,
   CloseOptions,
   DrainOptions,
-  PoolState,
-  PoolStats,
   ReconcileOptions,
   ReconcileResult,
   RemoveOptions,
   RemoveResult,
   UpstreamSocket,
   PoolConnection,
-} from './upstream-pool.js';
+} from './pool-call-options.js';
 export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
 export { isPoolMember, kMember as memberBrand } from './pool-member.js';
 export type { DestroyOptions, MemberCloseOptions, MemberKind, PoolMember } from './pool-member.js';

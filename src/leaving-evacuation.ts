@@ -12,7 +12,7 @@
  * @internal
  */
 import createDebug from 'debug';
-import type { BackendEntry } from './backend-entry.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { Clock } from './clock.js';
 import type { PoolMember } from './pool-member.js';
 
@@ -40,7 +40,7 @@ export interface EvacuationSettings {
  * @internal
  */
 export class Evacuation {
-  readonly #entry: BackendEntry;
+  readonly #entry: ReadonlyBackendEntry;
   readonly #settings: EvacuationSettings;
   #timer: unknown;
   #stopped = false;
@@ -51,7 +51,7 @@ export class Evacuation {
   /** Whether the grace ran out (members are being closed, or were). */
   graceOver = false;
 
-  constructor(entry: BackendEntry, settings: EvacuationSettings) {
+  constructor(entry: ReadonlyBackendEntry, settings: EvacuationSettings) {
     this.#entry = entry;
     this.#settings = settings;
     this.#timer = settings.clock.setTimeout(() => this.#graceOver(), settings.grace);
@@ -94,5 +94,37 @@ export class Evacuation {
     if (log.enabled) log('%s: leaving grace over, closing %s', this.#entry.backend.id, next.id);
     next.close(LEAVING_GRACE, { timeout: this.#settings.closeTimeout });
     this.#timer = this.#settings.clock.setTimeout(() => this.#step(), Math.max(1, Math.round(1000 / this.#settings.rate)));
+  }
+}
+
+/**
+ * A pool's evacuations, one per leaving backend: started when a backend's
+ * health becomes `leaving`, stopped when it changes again, the backend is
+ * removed, or the pool closes.
+ *
+ * @internal
+ */
+export class Evacuations {
+  readonly #running = new Map<ReadonlyBackendEntry, Evacuation>();
+  readonly #settings: EvacuationSettings;
+
+  constructor(settings: EvacuationSettings) {
+    this.#settings = settings;
+  }
+
+  start(entry: ReadonlyBackendEntry): void {
+    if (!this.#running.has(entry)) this.#running.set(entry, new Evacuation(entry, this.#settings));
+  }
+
+  stop(entry: ReadonlyBackendEntry): void {
+    const evacuation = this.#running.get(entry);
+    if (evacuation === undefined) return;
+    evacuation.stop();
+    this.#running.delete(entry);
+  }
+
+  stopAll(): void {
+    for (const evacuation of this.#running.values()) evacuation.stop();
+    this.#running.clear();
   }
 }

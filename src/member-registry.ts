@@ -14,8 +14,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import createDebug from 'debug';
-import type { BackendEntry } from './backend-entry.js';
-import { MemberRegisteredError } from './errors.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
+import { refusal, type PoolGate } from './admission.js';
+import { BackendDownError, MemberRegisteredError, PoolClosedError } from './errors.js';
 import type { ConnectionClosedInfo, TeardownReason } from './events.js';
 import { isPoolMember, kOwner, kQuiesce, type PoolMember } from './pool-member.js';
 import * as v from './validate.js';
@@ -28,7 +29,7 @@ const log = createDebug('failover-proxy:pool');
 const kEntry = Symbol('failover-proxy.registry.entry');
 type Registered = PoolMember & {
   [kOwner]?: unknown;
-  [kEntry]?: BackendEntry | undefined;
+  [kEntry]?: ReadonlyBackendEntry | undefined;
   [kQuiesce]?: () => void;
 };
 
@@ -40,15 +41,30 @@ export interface TeardownSlicing {
   readonly budgetMs: number;
 }
 
+/**
+ * The one writer of backend records ({@link BackendTable}), as the registry
+ * sees it: a member joining or leaving a backend's record, and the report of
+ * one that closed.
+ *
+ * @internal
+ */
+export interface MemberLedger {
+  joined(entry: ReadonlyBackendEntry, member: PoolMember): void;
+  /** Whether `member` was still in the record (it is not, after this). */
+  left(entry: ReadonlyBackendEntry, member: PoolMember, reason: TeardownReason): boolean;
+  closed(entry: ReadonlyBackendEntry, info: ConnectionClosedInfo): void;
+}
+
 /** What the registry tells its owner. @internal */
 export interface RegistryHooks {
   opened(member: PoolMember): void;
-  closed(member: PoolMember, entry: BackendEntry, info: ConnectionClosedInfo): void;
+  closed(member: PoolMember, entry: ReadonlyBackendEntry, info: ConnectionClosedInfo): void;
 }
 
 /** @internal */
 export class MemberRegistry {
   readonly #hooks: RegistryHooks;
+  readonly #ledger: MemberLedger;
   readonly #slicing: TeardownSlicing;
   readonly teardowns: Record<string, number> = Object.create(null) as Record<string, number>;
   /** Members registered now, all backends. */
@@ -61,8 +77,9 @@ export class MemberRegistry {
   #sweep: NodeJS.Immediate | undefined;
   #onSwept: (() => void)[] = [];
 
-  constructor(hooks: RegistryHooks, slicing: TeardownSlicing) {
+  constructor(hooks: RegistryHooks, ledger: MemberLedger, slicing: TeardownSlicing) {
     this.#hooks = hooks;
+    this.#ledger = ledger;
     this.#slicing = slicing;
   }
 
@@ -78,13 +95,47 @@ export class MemberRegistry {
     return (member as Registered)[kOwner] === this;
   }
 
+  /**
+   * Registers a member built by hand (`pool.register`), under the backend it
+   * names, by the admission rule at stage `register`: a pool closing
+   * destroys it (`POOL_CLOSED`), a backend that no longer serves too
+   * (`BACKEND_DOWN`). Throws `INVALID_ARGUMENT` for what is not a member with
+   * a backend, `MEMBER_ALREADY_REGISTERED` for one another registry holds.
+   * A member this registry holds already is left as it is.
+   */
+  register(member: PoolMember, find: (id: string) => ReadonlyBackendEntry, gate: PoolGate, reset: boolean): void {
+    this.check(member);
+    if (member.backend === undefined || member.backend === null) {
+      throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
+    }
+    if (this.holds(member)) return;
+    if (refusal(undefined, 'register', gate) !== undefined) {
+      member.destroy('pool-closed');
+      throw new PoolClosedError();
+    }
+    const entry = find(member.backend.id);
+    if (refusal(entry, 'register', gate) !== undefined) {
+      member.destroy(entry.admin === 'maintenance' ? 'maintenance' : entry.reason, { reset });
+      throw new BackendDownError(entry.backend.id, entry.state);
+    }
+    if (!member.closed) this.add(entry, member);
+  }
+
+  /** Registers a member built on a lease: it must be a member of the backend it was placed on. */
+  attach(entry: ReadonlyBackendEntry, member: PoolMember): void {
+    this.check(member);
+    if (member.backend?.id !== entry.backend.id) {
+      throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
+    }
+    if (!member.closed) this.add(entry, member);
+  }
+
   /** Registers a live member under `entry`. The caller checked it and the entry's state. */
-  add(entry: BackendEntry, member: PoolMember): void {
+  add(entry: ReadonlyBackendEntry, member: PoolMember): void {
     const m = member as Registered;
     m[kOwner] = this;
     m[kEntry] = entry;
-    entry.members.add(member);
-    entry.total++;
+    this.#ledger.joined(entry, member);
     this.active++;
     this.total++;
     member.on('closed', onMemberClosed);
@@ -97,7 +148,7 @@ export class MemberRegistry {
    * when there are at most `syncMax`, else in slices on later turns. Returns
    * how many were taken out.
    */
-  takeOut(entry: BackendEntry, reason: TeardownReason, reset: boolean): number {
+  takeOut(entry: ReadonlyBackendEntry, reason: TeardownReason, reset: boolean): number {
     const n = entry.members.size;
     if (n === 0) return 0;
     publishTeardown(entry.backend, reason, n, n > this.#slicing.syncMax);
@@ -117,9 +168,9 @@ export class MemberRegistry {
         continue;
       }
       quiesce.call(member);
-      entry.members.delete(member);
+      this.#ledger.left(entry, member, reason);
       this.active--;
-      this.#count(entry, reason);
+      this.#count(reason);
       this.#doomed.push({ member, reason, reset });
     }
     if (log.enabled) log('%s: %d members out, closing in slices', entry.backend.id, n);
@@ -132,7 +183,7 @@ export class MemberRegistry {
    * `timeout` as its own deadline); they leave as they close, the idle ones
    * (an agent's free socket) before this returns.
    */
-  closeAll(entry: BackendEntry, reason: TeardownReason, timeout: number): number {
+  closeAll(entry: ReadonlyBackendEntry, reason: TeardownReason, timeout: number): number {
     let n = 0;
     for (const member of Array.from(entry.members)) {
       if (member.closed) continue;
@@ -143,7 +194,7 @@ export class MemberRegistry {
   }
 
   /** Destroys every member, all backends, at once (no slicing: the pool is going away). */
-  destroyAll(entries: Iterable<BackendEntry>, reason: TeardownReason, reset: boolean): void {
+  destroyAll(entries: Iterable<ReadonlyBackendEntry>, reason: TeardownReason, reset: boolean): void {
     for (const entry of entries) for (const member of entry.members) member.destroy(reason, { reset });
     this.#flush();
   }
@@ -159,8 +210,7 @@ export class MemberRegistry {
     return this.#doomed.length - this.#doomedHead;
   }
 
-  #count(entry: BackendEntry, reason: TeardownReason): void {
-    entry.teardowns[reason] = (entry.teardowns[reason] ?? 0) + 1;
+  #count(reason: TeardownReason): void {
     this.teardowns[reason] = (this.teardowns[reason] ?? 0) + 1;
   }
 
@@ -210,12 +260,11 @@ export class MemberRegistry {
   memberClosed(member: Registered, info: ConnectionClosedInfo): void {
     const entry = member[kEntry];
     if (entry === undefined || member[kOwner] !== this) return;
-    if (entry.members.delete(member)) {
+    if (this.#ledger.left(entry, member, info.reason)) {
       this.active--;
-      this.#count(entry, info.reason);
+      this.#count(info.reason);
     }
-    entry.closedBytesFromClient += info.bytesFromClient;
-    entry.closedBytesFromUpstream += info.bytesFromUpstream;
+    this.#ledger.closed(entry, info);
     this.#hooks.closed(member, entry, info);
   }
 }

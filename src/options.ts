@@ -8,9 +8,10 @@
 import type { Socket } from 'node:net';
 import type { Backend, BackendInput, UpstreamTlsOptions } from './backend.js';
 import type { Balancer, BalancerName, PickFunction } from './balancers/balancer.js';
-import { systemClock, type Clock } from './clock.js';
+import { resolveClock, type Clock } from './clock.js';
 import { rebalancerDefaults } from './rebalancer.js';
 import * as v from './validate.js';
+import { MAX_TIMER_MS } from './limits.js';
 
 /** Socket settings applied to both sides of a {@link PinnedConnection}. */
 export interface PinnedConnectionOptions {
@@ -74,7 +75,7 @@ export function resolvePinnedConnectionOptions(
       0,
     ),
     noDelay: v.boolean(`${name}.noDelay`, options.noDelay ?? d.noDelay),
-    idleTimeout: v.integer(`${name}.idleTimeout`, options.idleTimeout ?? d.idleTimeout, 0, 2 ** 31 - 1),
+    idleTimeout: v.integer(`${name}.idleTimeout`, options.idleTimeout ?? d.idleTimeout, 0, MAX_TIMER_MS),
   });
 }
 
@@ -336,7 +337,6 @@ const poolKeys = [
   'random',
 ] as const;
 
-const MAX_TIMER = 2 ** 31 - 1;
 
 /** Validates pool options and fills in defaults. Throws `INVALID_ARGUMENT`. */
 export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): ResolvedUpstreamPoolOptions {
@@ -358,20 +358,17 @@ export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): R
   if (options.tls !== undefined) v.object('tls', options.tls);
   const proxyProtocol = options.proxyProtocol ?? d.proxyProtocol;
   if (proxyProtocol !== false) v.oneOf('proxyProtocol', proxyProtocol, ['v1', 'v2']);
-  const clock = options.clock ?? systemClock;
-  if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
-    throw v.invalid('clock', 'a Clock ({ now, setTimeout, clearTimeout })', clock);
-  }
+  const clock = resolveClock(options.clock);
 
   return Object.freeze({
     backends: options.backends ?? [],
     balancer,
     initialState: v.oneOf('initialState', options.initialState ?? d.initialState, ['up', 'probe']),
-    connectTimeout: v.integer('connectTimeout', options.connectTimeout ?? d.connectTimeout, 1, MAX_TIMER),
+    connectTimeout: v.integer('connectTimeout', options.connectTimeout ?? d.connectTimeout, 1, MAX_TIMER_MS),
     retries: v.integer('retries', options.retries ?? d.retries, 0, 1000),
     queue: Object.freeze({
       max: v.integer('queue.max', (queue as QueueOptions).max ?? d.queue.max, 0, Infinity),
-      timeout: v.integer('queue.timeout', (queue as QueueOptions).timeout ?? d.queue.timeout, 1, MAX_TIMER),
+      timeout: v.integer('queue.timeout', (queue as QueueOptions).timeout ?? d.queue.timeout, 1, MAX_TIMER_MS),
     }),
     maxConnections: v.integer('maxConnections', options.maxConnections ?? d.maxConnections, 1, Infinity),
     resetOnTeardown: v.boolean('resetOnTeardown', options.resetOnTeardown ?? d.resetOnTeardown),
@@ -379,11 +376,11 @@ export function resolveUpstreamPoolOptions(options: UpstreamPoolOptions = {}): R
     tls: options.tls,
     proxyProtocol,
     dial: options.dial === undefined ? undefined : v.func<DialFunction>('dial', options.dial),
-    closeTimeout: v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, MAX_TIMER),
-    slowStart: v.integer('slowStart', options.slowStart ?? d.slowStart, 0, MAX_TIMER),
-    leavingGrace: v.integer('leavingGrace', options.leavingGrace ?? d.leavingGrace, 0, MAX_TIMER),
+    closeTimeout: v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, MAX_TIMER_MS),
+    slowStart: v.integer('slowStart', options.slowStart ?? d.slowStart, 0, MAX_TIMER_MS),
+    leavingGrace: v.integer('leavingGrace', options.leavingGrace ?? d.leavingGrace, 0, MAX_TIMER_MS),
     leavingRate: v.number('leavingRate', options.leavingRate ?? d.leavingRate, 0.01, 10_000),
-    writeStallTimeout: options.writeStallTimeout === 0 ? 0 : v.integer('writeStallTimeout', options.writeStallTimeout ?? d.writeStallTimeout, 100, MAX_TIMER),
+    writeStallTimeout: options.writeStallTimeout === 0 ? 0 : v.integer('writeStallTimeout', options.writeStallTimeout ?? d.writeStallTimeout, 100, MAX_TIMER_MS),
     allDown: v.oneOf('allDown', options.allDown ?? d.allDown, ['queue', 'fail-open']),
     teardown: Object.freeze({
       syncMax: v.integer('teardown.syncMax', (teardown as TeardownOptions).syncMax ?? d.teardown.syncMax, 0, Infinity),

@@ -7,19 +7,10 @@
  */
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
-import { EventEmitter } from 'eventemitter3';
-import type { Backend } from './backend.js';
-import { systemClock, type Clock } from './clock.js';
-import type { ConnectionClosedInfo, MemberEvents, TeardownReason } from './events.js';
+import type { TeardownReason } from './events.js';
+import { closeTimeoutOf, MemberBase, type MemberInit } from './member-base.js';
 import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
-import {
-  DEFAULT_MEMBER_CLOSE_TIMEOUT,
-  kMember,
-  kQuiesce,
-  type DestroyOptions,
-  type MemberCloseOptions,
-  type PoolMember,
-} from './pool-member.js';
+import { kMember, kQuiesce, type DestroyOptions, type MemberCloseOptions } from './pool-member.js';
 import { readBufferPool, type ReadBufferPool } from './read-buffer-pool.js';
 import { readInto, readThroughStream } from './read-into.js';
 import * as v from './validate.js';
@@ -56,14 +47,7 @@ const EMPTY = Buffer.alloc(0);
 let nextTarget: Buffer | undefined;
 
 /** Options of a {@link PinnedConnection} built by hand. */
-export interface PinnedConnectionInit extends PinnedConnectionOptions {
-  /** The backend the upstream socket leads to (needed to register with a pool). */
-  readonly backend?: Backend | undefined;
-  /** An identifier for logs. @default `${client.remoteAddress}:${client.remotePort}` */
-  readonly id?: string | undefined;
-  /** Time source for `openedAt` and `durationMs`. */
-  readonly clock?: Clock | undefined;
-}
+export interface PinnedConnectionInit extends PinnedConnectionOptions, MemberInit {}
 
 export type { DestroyOptions } from './pool-member.js';
 
@@ -99,7 +83,7 @@ export type { DestroyOptions } from './pool-member.js';
  * }).listen(8000);
  * ```
  */
-export class PinnedConnection extends EventEmitter<MemberEvents> implements PoolMember {
+export class PinnedConnection extends MemberBase {
   /** The member brand. */
   readonly [kMember] = 'connection' as const;
   /** A client-to-upstream pair. */
@@ -108,18 +92,10 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
   readonly client: Socket;
   /** The backend-facing socket. */
   readonly upstream: Socket;
-  /** The backend this connection is pinned to, when known. */
-  readonly backend: Backend | undefined;
-  /** Identifier for logs. */
-  readonly id: string;
-  /** Clock time the connection was pinned (ms since epoch). */
-  readonly openedAt: number;
 
-  #clock: Clock;
   #closed = false;
   /** Taken out by the registry: forwards nothing; its sockets close on a later turn. */
   #quiesced = false;
-  #info: ConnectionClosedInfo | undefined;
   /** Reason noted when one side closed cleanly and the other is still flushing. */
   #pendingReason: TeardownReason | undefined;
   /** The graceful close's deadline, while one runs. */
@@ -135,16 +111,12 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
 
 
   constructor(client: Socket, upstream: Socket, init: PinnedConnectionInit = {}) {
-    super();
     if (!isSocketLike(client)) throw v.invalid('client', 'a net.Socket', client);
     if (!isSocketLike(upstream)) throw v.invalid('upstream', 'a net.Socket', upstream);
     const options = resolvePinnedConnectionOptions(init, 'init');
+    super(init, client);
     this.client = client;
     this.upstream = upstream;
-    this.backend = init.backend;
-    this.#clock = init.clock ?? systemClock;
-    this.openedAt = this.#clock.now();
-    this.id = init.id ?? `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
 
     const c = client as OwnedSocket;
     const u = upstream as OwnedSocket;
@@ -230,11 +202,6 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
     return this.#closed || this.#quiesced;
   }
 
-  /** What the `closed` event reported, once closed. */
-  get closedInfo(): ConnectionClosedInfo | undefined {
-    return this.#info;
-  }
-
   /**
    * Closes gracefully: stops forwarding, sends FIN both ways, and emits
    * `closed` with `reason` once both peers have closed, or destroys the pair
@@ -242,7 +209,7 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
    */
   close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
     if (this.#closed || this.#quiesced || this.#closeTimer !== undefined) return;
-    const timeout = v.integer('timeout', options.timeout ?? DEFAULT_MEMBER_CLOSE_TIMEOUT, 0, 2 ** 31 - 1);
+    const timeout = closeTimeoutOf(options);
     const { client, upstream } = this;
     this.#pendingReason = reason;
     // Bytes still arriving from either peer have nowhere to go once both
@@ -297,17 +264,7 @@ export class PinnedConnection extends EventEmitter<MemberEvents> implements Pool
     // The client's idle timer must not outlive the connection.
     if (client.timeout) client.setTimeout(0);
 
-    const info: ConnectionClosedInfo = Object.freeze({
-      reason,
-      kind: this.kind,
-      error,
-      bytesFromClient: client.bytesRead,
-      bytesFromUpstream: upstream.bytesRead,
-      durationMs: this.#clock.now() - this.openedAt,
-    });
-    this.#info = info;
-    if (log.enabled) log('%s closed: %s (%d B in, %d B out)', this.id, reason, info.bytesFromClient, info.bytesFromUpstream);
-    this.emit('closed', info);
+    this.reportClosed(reason, error, client.bytesRead, upstream.bytesRead);
   }
 
   #releaseBuffers(): void {

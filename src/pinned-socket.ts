@@ -7,19 +7,10 @@
  */
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
-import { EventEmitter } from 'eventemitter3';
-import type { Backend } from './backend.js';
-import { systemClock, type Clock } from './clock.js';
 import { BackendDownError, PoolClosedError } from './errors.js';
-import type { ConnectionClosedInfo, MemberEvents, TeardownReason } from './events.js';
-import {
-  DEFAULT_MEMBER_CLOSE_TIMEOUT,
-  kMember,
-  kQuiesce,
-  type DestroyOptions,
-  type MemberCloseOptions,
-  type PoolMember,
-} from './pool-member.js';
+import type { TeardownReason } from './events.js';
+import { closeTimeoutOf, MemberBase, type MemberInit } from './member-base.js';
+import { kMember, kQuiesce, type DestroyOptions, type MemberCloseOptions } from './pool-member.js';
 import * as v from './validate.js';
 
 const log = createDebug('failover-proxy:conn');
@@ -32,15 +23,8 @@ type OwnedSocket = Socket & { [kPinned]?: PinnedSocket };
 // Assigned in the class's static block, where it may read private state.
 let closingReasonOf: (pinned: PinnedSocket) => TeardownReason;
 
-/** Options of a {@link PinnedSocket}. */
-export interface PinnedSocketInit {
-  /** The backend the socket leads to (needed to register with a pool). */
-  readonly backend?: Backend | undefined;
-  /** An identifier for logs. @default `${socket.remoteAddress}:${socket.remotePort}` */
-  readonly id?: string | undefined;
-  /** Time source for `openedAt` and `durationMs`. */
-  readonly clock?: Clock | undefined;
-}
+/** Options of a {@link PinnedSocket}: its backend, id and clock. */
+export type PinnedSocketInit = MemberInit;
 
 /**
  * An upstream socket that a pool can tear down, for owners that do their own
@@ -69,36 +53,24 @@ export interface PinnedSocketInit {
  * socket.on('error', (err) => console.log((err as FailoverProxyError).code)); // 'BACKEND_DOWN' after markDown
  * ```
  */
-export class PinnedSocket extends EventEmitter<MemberEvents> implements PoolMember {
+export class PinnedSocket extends MemberBase {
   /** The member brand. */
   readonly [kMember] = 'socket' as const;
   /** A lone upstream socket whose I/O someone else does. */
   readonly kind = 'socket' as const;
   /** The backend-facing socket. */
   readonly upstream: Socket;
-  /** The backend the socket leads to, when known. */
-  readonly backend: Backend | undefined;
-  /** Identifier for logs. */
-  readonly id: string;
-  /** Clock time the socket was pinned (ms since epoch). */
-  readonly openedAt: number;
 
-  #clock: Clock;
   #closed = false;
-  #info: ConnectionClosedInfo | undefined;
   #closingReason: TeardownReason | undefined;
   #closeTimer: NodeJS.Timeout | undefined;
 
   constructor(upstream: Socket, init: PinnedSocketInit = {}) {
-    super();
     if (typeof upstream !== 'object' || upstream === null || typeof (upstream).destroy !== 'function') {
       throw v.invalid('upstream', 'a net.Socket', upstream);
     }
+    super(init, upstream);
     this.upstream = upstream;
-    this.backend = init.backend;
-    this.#clock = init.clock ?? systemClock;
-    this.openedAt = this.#clock.now();
-    this.id = init.id ?? `${upstream.remoteAddress ?? '?'}:${upstream.remotePort ?? '?'}`;
     const owned = upstream as OwnedSocket;
     owned[kPinned] = this;
     // Always listened: an upstream failure must never crash the process, even
@@ -123,11 +95,6 @@ export class PinnedSocket extends EventEmitter<MemberEvents> implements PoolMemb
     return this.#closed;
   }
 
-  /** What the `closed` event reported, once closed. */
-  get closedInfo(): ConnectionClosedInfo | undefined {
-    return this.#info;
-  }
-
   /**
    * Whether `close()` asked for the socket to go: its owner should not reuse
    * it (a {@link PoolAgent} keeps no such socket alive).
@@ -143,7 +110,7 @@ export class PinnedSocket extends EventEmitter<MemberEvents> implements PoolMemb
    */
   close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
     if (this.#closed || this.#closingReason !== undefined) return;
-    const timeout = v.integer('timeout', options.timeout ?? DEFAULT_MEMBER_CLOSE_TIMEOUT, 0, 2 ** 31 - 1);
+    const timeout = closeTimeoutOf(options);
     this.#closingReason = reason;
     if (isIdle(this.upstream)) {
       this.destroy(reason);
@@ -172,17 +139,7 @@ export class PinnedSocket extends EventEmitter<MemberEvents> implements PoolMemb
     }
     const { upstream } = this;
     if (!upstream.destroyed) upstream.destroy(options.error ?? teardownError(this, reason));
-    const info: ConnectionClosedInfo = Object.freeze({
-      reason,
-      kind: this.kind,
-      error: options.error,
-      bytesFromClient: upstream.bytesWritten,
-      bytesFromUpstream: upstream.bytesRead,
-      durationMs: this.#clock.now() - this.openedAt,
-    });
-    this.#info = info;
-    if (log.enabled) log('%s closed: %s (%d B out, %d B in)', this.id, reason, info.bytesFromClient, info.bytesFromUpstream);
-    this.emit('closed', info);
+    this.reportClosed(reason, options.error, upstream.bytesWritten, upstream.bytesRead);
   }
 
   static {

@@ -1,9 +1,10 @@
 /**
- * The one placement path: pick a backend, dial it (counted as a lease from the
- * pick until the member is attached or the lease released), retry another
- * backend when a dial fails, wait in a bounded queue while nothing can be
- * picked, and hand the connected socket to the caller's `build` in the same
- * synchronous step as the final up-check, so no verdict can slip in between.
+ * The one placement path: pick a backend, dial it (counted from the pick),
+ * retry another backend when a dial fails, wait in a bounded queue while
+ * nothing can be picked, and grant a {@link Lease} on the connected socket
+ * once the backend is admitted. {@link PlacementEngine.placeWith} uses the
+ * lease in the same synchronous step as the final admission check, so no
+ * verdict can slip in between.
  *
  * One `AbortController` per dial attempt and none otherwise: a placement is
  * cancelled (client gone, caller's signal, pool closing) by aborting the
@@ -15,7 +16,8 @@
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { Backend } from './backend.js';
-import type { BackendEntry } from './backend-entry.js';
+import { refusal, type PoolGate } from './admission.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { Balancer, PickContext } from './balancers/balancer.js';
 import type { Clock } from './clock.js';
 import {
@@ -27,8 +29,12 @@ import {
   NoHealthyBackendError,
   PoolClosedError,
 } from './errors.js';
+import { Lease, type LeaseOwner } from './lease.js';
 import type { DialFunction } from './options.js';
 import type { PoolMember } from './pool-member.js';
+import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
+import * as v from './validate.js';
+import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
 
@@ -71,6 +77,7 @@ export interface PlaceOptions extends ConnectOptions {
 export type MemberFactory<M extends PoolMember> = (backend: Backend, upstream: Socket, id: string) => M;
 
 
+/** What placement needs of its pool. @internal */
 export interface PlacementHost {
   readonly clock: Clock;
   readonly connectTimeout: number;
@@ -78,16 +85,41 @@ export interface PlacementHost {
   readonly queueMax: number;
   readonly queueTimeout: number;
   readonly maxConnections: number;
+  /** The PROXY protocol header the pool sends first, if any. */
+  readonly proxyProtocol: false | 'v1' | 'v2';
   readonly balancer: Balancer;
   readonly dial: DialFunction;
   /** Every backend, in the order added. */
-  readonly entries: ReadonlyMap<string, BackendEntry>;
-  /** Whether to place on unhealthy (but active) backends while none is eligible. */
-  failOpen(): boolean;
-  /** Members registered now (pool-wide cap). */
-  registered(): number;
-  closing(): boolean;
-  connectFailed(entry: BackendEntry, error: ConnectError | ConnectTimeoutError): void;
+  readonly entries: ReadonlyMap<string, ReadonlyBackendEntry>;
+  /** The pool's side of the admission rule (read live). */
+  readonly gate: PoolGate;
+  /** A dial to `entry` starts (its slot is counted until the lease ends). */
+  dialStarted(entry: ReadonlyBackendEntry): void;
+  /** A dial's slot is free again. */
+  dialEnded(entry: ReadonlyBackendEntry): void;
+  /** Registers a member built on a lease (see {@link LeaseOwner.register}). */
+  register(entry: ReadonlyBackendEntry, member: PoolMember): void;
+  connectFailed(entry: ReadonlyBackendEntry, error: ConnectError | ConnectTimeoutError): void;
+}
+
+/**
+ * The pick context of a client connection. The hash key defaults to the
+ * client's address, read only when a picker asks: `remoteAddress` is a
+ * `getpeername()` syscall that least-connections never needs.
+ */
+class ClientPickContext implements PickContext {
+  readonly #key: string | undefined;
+  readonly meta: Readonly<Record<string, unknown>> | undefined;
+  constructor(
+    readonly client: Socket | undefined,
+    options: PinOptions,
+  ) {
+    this.#key = options.key;
+    this.meta = options.meta;
+  }
+  get key(): string | undefined {
+    return this.#key ?? this.client?.remoteAddress;
+  }
 }
 
 /** One connection being placed. @internal */
@@ -127,7 +159,7 @@ const kPlacement = Symbol('failover-proxy.placement');
 type PendingSocket = Socket & { [kPlacement]?: Placement | undefined };
 
 /** @internal */
-export class PlacementEngine {
+export class PlacementEngine implements LeaseOwner {
   readonly #host: PlacementHost;
   readonly #placements = new Set<Placement>();
   /**
@@ -136,7 +168,7 @@ export class PlacementEngine {
    * never sends it to the back.
    */
   readonly #waiting = new Set<Placement>();
-  readonly #candidates: BackendEntry[] = [];
+  readonly #candidates: ReadonlyBackendEntry[] = [];
   /** Dials in flight, all backends. */
   dialling = 0;
 
@@ -171,15 +203,74 @@ export class PlacementEngine {
   }
 
   /**
-   * Picks, dials with retries, waits in the queue while nothing can be
-   * picked, and calls `attach(entry, socket)` synchronously once the dial is
-   * done and the backend may still take it. `attach` registers the member; if
-   * it throws, the socket is destroyed and the error is the placement's.
+   * Places a connection for a caller's options (see {@link PlaceOptions}):
+   * watches its client while it is placed, and cancels on its signal. The
+   * lease is used as in {@link placeWith}.
    */
-  async place<T>(placement: Placement, attach: (entry: BackendEntry, socket: Socket) => T): Promise<T> {
+  async placeFor<T>(options: PlaceOptions, use: (lease: Lease) => T): Promise<T> {
+    const raw = v.object('options', options);
+    v.knownKeys('options', raw, ['key', 'meta', 'client', 'signal', 'watchClient']);
+    const { client, signal } = options;
+    signal?.throwIfAborted();
+    const placement = new Placement(new ClientPickContext(client, options), this.#preambleFor(client));
+    const watch = client !== undefined && options.watchClient !== false;
+    if (watch) this.watch(client, placement);
+    const onAbort = signal === undefined ? undefined : (): void => placement.abort(signal.reason as Error);
+    if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.placeWith(placement, use);
+    } finally {
+      if (watch) this.unwatch(client);
+      if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The PROXY protocol header for a connection made for `client`, when the pool sends one. */
+  #preambleFor(client: Socket | undefined): Buffer | undefined {
+    const version = this.#host.proxyProtocol;
+    if (version === false) return undefined;
+    return proxyHeader(version, client === undefined ? undefined : proxyAddressesOf(client));
+  }
+
+  /**
+   * Places a connection and uses its lease: `use(lease)` runs synchronously
+   * right after the final admission check and must end the lease
+   * (`attach` or `take`; one it leaves held is released). When a verdict
+   * came in between the grant and this step, the lease is released and
+   * another backend is picked. If `use` throws, the lease is released and
+   * the error is the placement's.
+   */
+  async placeWith<T>(placement: Placement, use: (lease: Lease) => T): Promise<T> {
+    while (true) {
+      const lease = await this.place(placement);
+      const aborted = placement.abortReason();
+      if (aborted) {
+        lease.release();
+        throw aborted;
+      }
+      if (!lease.admitted) {
+        lease.release();
+        continue;
+      }
+      try {
+        return use(lease);
+      } finally {
+        lease.release();
+      }
+    }
+  }
+
+  /**
+   * Picks, dials with retries, waits in the queue while nothing can be
+   * picked, and grants a lease once the dial is done and the backend may
+   * still take the connection. The lease holds the dial's slot until it ends.
+   */
+  async place(placement: Placement): Promise<Lease> {
     const host = this.#host;
-    if (host.closing()) throw new PoolClosedError();
-    if (host.registered() + this.dialling >= host.maxConnections) throw new MaxConnectionsError(host.maxConnections);
+    const gate = host.gate;
+    const before = refusal(undefined, 'pick', gate);
+    if (before === 'pool-closed') throw new PoolClosedError();
+    if (before === 'pool-full') throw new MaxConnectionsError(host.maxConnections);
     this.#placements.add(placement);
     let tried: Set<string> | undefined;
     let failures = 0;
@@ -188,10 +279,12 @@ export class PlacementEngine {
     try {
       while (true) {
         if (placement.aborted !== undefined) throw placement.aborted;
-        // Every pick re-checks everything, the pool-wide cap included: a
-        // waiter woken from the queue is admitted by the same rule as a
-        // newcomer.
-        const capped = host.registered() + this.dialling >= host.maxConnections;
+        // Every attempt asks the whole admission rule, the pool-wide cap
+        // included: a waiter woken from the queue is admitted by the same
+        // rule as a newcomer.
+        const pool = refusal(undefined, 'pick', gate);
+        if (pool === 'pool-closed') throw new PoolClosedError();
+        const capped = pool === 'pool-full';
         const entry = capped ? undefined : this.pick(placement.context, tried);
         if (entry === undefined) {
           // Every backend we could try has failed us: report the last failure.
@@ -212,42 +305,37 @@ export class PlacementEngine {
         // It leaves the queue to dial; should it have to wait again, it queues anew.
         this.#waiting.delete(placement);
         (tried ??= new Set()).add(entry.backend.id);
-        // The lease: counted from the pick, so least-connections sees the dial.
-        entry.dialling++;
+        // Counted from the pick, so least-connections sees the dial.
         this.dialling++;
+        host.dialStarted(entry);
         let socket: Socket;
         try {
           socket = await this.#dial(entry, placement);
         } catch (err) {
+          this.leaseEnded(entry);
           const aborted = placement.abortReason();
           if (aborted) throw aborted;
           lastError = err as ConnectError | ConnectTimeoutError;
           host.connectFailed(entry, lastError);
           if (++failures > host.retries) throw lastError;
           continue;
-        } finally {
-          entry.dialling--;
-          this.dialling--;
         }
         const aborted = placement.abortReason();
         if (aborted) {
+          this.leaseEnded(entry);
           socket.destroy();
           throw aborted;
         }
         // The backend may have left service while we dialled; never attach to
         // it. That was not its dial failing: should it come back while this
         // client waits, it may be tried again.
-        if (!this.#admits(entry)) {
+        if (!this.admitsDialled(entry)) {
+          this.leaseEnded(entry);
           socket.destroy();
           tried.delete(entry.backend.id);
           continue;
         }
-        try {
-          return attach(entry, socket);
-        } catch (err) {
-          socket.destroy();
-          throw err;
-        }
+        return new Lease(entry, socket, this);
       }
     } finally {
       this.#placements.delete(placement);
@@ -260,31 +348,31 @@ export class PlacementEngine {
     }
   }
 
-  /** Whether `entry` may take a new member now (eligible, or unhealthy while failing open). */
-  #admits(entry: BackendEntry): boolean {
-    if (entry.eligible) return true;
-    return entry.admin === 'active' && !entry.removed && entry.backend.weight > 0 && this.#host.failOpen();
+  /** The admission rule after a dial (stage `dialled`): the pool still open, the backend still serving. */
+  admitsDialled(entry: ReadonlyBackendEntry): boolean {
+    const gate = this.#host.gate;
+    return refusal(undefined, 'dialled', gate) === undefined && refusal(entry, 'dialled', gate) === undefined;
   }
 
-  /** Chooses a backend among those that can take a connection now, or none. */
-  pick(context: PickContext, tried: Set<string> | undefined): BackendEntry | undefined {
+  /** A lease (or a dial that came to nothing) frees its slot. */
+  leaseEnded(entry: ReadonlyBackendEntry): void {
+    this.dialling--;
+    this.#host.dialEnded(entry);
+  }
+
+  register(entry: ReadonlyBackendEntry, member: PoolMember): void {
+    this.#host.register(entry, member);
+  }
+
+  /** Chooses a backend among those the admission rule lets take a new connection now, or none. */
+  pick(context: PickContext, tried: Set<string> | undefined): ReadonlyBackendEntry | undefined {
     // One reused array: picks are synchronous, so it is never shared.
     const candidates = this.#candidates;
-    const { entries } = this.#host;
+    const { entries, gate } = this.#host;
     for (const entry of entries.values()) {
-      if (entry.eligible && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
-        candidates.push(entry);
-      }
+      if (refusal(entry, 'pick', gate) === undefined && !tried?.has(entry.backend.id)) candidates.push(entry);
     }
-    if (candidates.length === 0 && this.#host.failOpen()) {
-      // Panic mode: nothing is healthy, so every active backend is a candidate.
-      for (const entry of entries.values()) {
-        if (this.#admits(entry) && entry.active < entry.backend.maxConnections && !tried?.has(entry.backend.id)) {
-          candidates.push(entry);
-        }
-      }
-    }
-    const picked = candidates.length === 0 ? undefined : (this.#host.balancer.pick(candidates, context) as BackendEntry | undefined);
+    const picked = candidates.length === 0 ? undefined : (this.#host.balancer.pick(candidates, context) as ReadonlyBackendEntry | undefined);
     candidates.length = 0;
     // A custom picker may hand back something that is not one of ours.
     return picked !== undefined && entries.get(picked.backend.id) === picked ? picked : undefined;
@@ -302,6 +390,15 @@ export class PlacementEngine {
       placement.wake();
       return;
     }
+  }
+
+  /**
+   * A member of `entry` left: its slot lets one waiting client through a
+   * per-backend cap, or through the pool-wide cap when the pool was full.
+   */
+  slotFreed(entry: ReadonlyBackendEntry): void {
+    const gate = this.#host.gate;
+    if (this.#waiting.size > 0 && (entry.eligible || gate.active + 1 >= gate.maxConnections)) this.wakeOne();
   }
 
   /** Capacity appeared (a backend became eligible, a cap was raised): every waiter re-picks. */
@@ -355,7 +452,7 @@ export class PlacementEngine {
     return placement.capped ? new MaxConnectionsError(this.#host.maxConnections) : new NoHealthyBackendError(why);
   }
 
-  async #dial(entry: BackendEntry, placement: Placement): Promise<Socket> {
+  async #dial(entry: ReadonlyBackendEntry, placement: Placement): Promise<Socket> {
     const { backend } = entry;
     const { clock, connectTimeout, dial } = this.#host;
     const controller = new AbortController();
@@ -400,7 +497,6 @@ function dialWithin(dial: DialFunction, backend: Backend, signal: AbortSignal, p
   });
 }
 
-function noop(): void {}
 
 function destroyLate(socket: Socket): void {
   socket.destroy();

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { BackendEntry } from './backend-entry.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { BackendStatus } from './backend-status.js';
 
 /** A per-backend snapshot in {@link PoolStats}. */
@@ -75,7 +75,7 @@ export interface PoolStats {
 export type PoolTotals = Omit<PoolStats, 'active' | 'backends'>;
 
 /** Builds the snapshot of `entries` with the pool's totals. @internal */
-export function snapshot(entries: Iterable<BackendEntry>, totals: PoolTotals): PoolStats {
+export function snapshot(entries: Iterable<ReadonlyBackendEntry>, totals: PoolTotals): PoolStats {
   const backends: BackendStats[] = [];
   let active = 0;
   for (const entry of entries) {

@@ -7,8 +7,9 @@
  */
 import type { CheckFunction } from './checks/check.js';
 import { resolveCheck, type CheckSpec } from './checks/resolve-check.js';
-import { systemClock, type Clock } from './clock.js';
+import { resolveClock, type Clock } from './clock.js';
 import * as v from './validate.js';
+import { MAX_TIMER_MS } from './limits.js';
 
 /**
  * How a {@link HealthProbe} checks its backends. Intervals and timeouts are in
@@ -155,7 +156,6 @@ const probeKeys = [
 ] as const;
 
 // Node's timers hold at most a signed 32-bit delay.
-const MAX_TIMER = 2 ** 31 - 1;
 
 /**
  * Validates probe options and fills in defaults. Throws `INVALID_ARGUMENT`
@@ -166,13 +166,10 @@ export function resolveProbeOptions(options: HealthProbeOptions = {}): ResolvedP
   v.knownKeys('', raw, probeKeys);
   const d = healthProbeDefaults;
 
-  const interval = v.integer('interval', options.interval ?? d.interval, 1, MAX_TIMER);
-  const timeout = v.integer('timeout', options.timeout ?? Math.min(d.timeout, interval), 1, MAX_TIMER);
+  const interval = v.integer('interval', options.interval ?? d.interval, 1, MAX_TIMER_MS);
+  const timeout = v.integer('timeout', options.timeout ?? Math.min(d.timeout, interval), 1, MAX_TIMER_MS);
   if (timeout > interval) throw v.invalid('timeout', `an integer from 1 to \`interval\` (${interval})`, timeout);
-  const clock = options.clock ?? systemClock;
-  if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
-    throw v.invalid('clock', 'a Clock ({ now, setTimeout, clearTimeout })', clock);
-  }
+  const clock = resolveClock(options.clock);
 
   return Object.freeze({
     check: resolveCheck(options.check ?? d.check),
@@ -181,8 +178,8 @@ export function resolveProbeOptions(options: HealthProbeOptions = {}): ResolvedP
     jitter: v.number('jitter', options.jitter ?? d.jitter, 0, 1),
     rise: v.integer('rise', options.rise ?? d.rise, 1, 1000),
     fall: v.integer('fall', options.fall ?? d.fall, 1, 1000),
-    downInterval: v.integer('downInterval', options.downInterval ?? interval, 1, MAX_TIMER),
-    fastInterval: v.integer('fastInterval', options.fastInterval ?? interval, 1, MAX_TIMER),
+    downInterval: v.integer('downInterval', options.downInterval ?? interval, 1, MAX_TIMER_MS),
+    fastInterval: v.integer('fastInterval', options.fastInterval ?? interval, 1, MAX_TIMER_MS),
     concurrency: v.integer('concurrency', options.concurrency ?? d.concurrency, 1, Infinity),
     countConnectFailures: v.boolean('countConnectFailures', options.countConnectFailures ?? d.countConnectFailures),
     autoStart: v.boolean('autoStart', options.autoStart ?? d.autoStart),

@@ -23,6 +23,7 @@ import type { BackendStatus } from './backend-status.js';
 import { InvalidArgumentError } from './errors.js';
 import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
+import { MAX_TIMER_MS } from './limits.js';
 
 const log = createDebug('failover-proxy:rebalance');
 
@@ -161,10 +162,10 @@ export class Rebalancer extends EventEmitter<RebalancerEvents> {
     const d = rebalancerDefaults;
     this.#rate = v.number('rate', options.rate ?? d.rate, 0.01, 10_000);
     this.#tolerance = v.number('tolerance', options.tolerance ?? d.tolerance, 0, 10);
-    this.#minAge = v.integer('minAge', options.minAge ?? d.minAge, 0, 2 ** 31 - 1);
-    this.#stableFor = v.integer('stableFor', options.stableFor ?? d.stableFor, 0, 2 ** 31 - 1);
+    this.#minAge = v.integer('minAge', options.minAge ?? d.minAge, 0, MAX_TIMER_MS);
+    this.#stableFor = v.integer('stableFor', options.stableFor ?? d.stableFor, 0, MAX_TIMER_MS);
     this.#warmthFloor = v.number('warmthFloor', options.warmthFloor ?? d.warmthFloor, 0, 1);
-    this.#closeTimeout = v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, 2 ** 31 - 1);
+    this.#closeTimeout = v.integer('closeTimeout', options.closeTimeout ?? d.closeTimeout, 0, MAX_TIMER_MS);
     this.#now = options.now === undefined ? Date.now : v.func<() => number>('now', options.now);
     this.#pool = pool;
     for (const event of triggers) pool.on(event, this.#poke);

@@ -16,6 +16,7 @@ import { PinnedConnection } from './pinned-connection.js';
 import type { MemberFactory, PinOptions, PlaceOptions } from './placement.js';
 import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
+import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:upgrade');
 
@@ -153,7 +154,6 @@ function refuse(client: Socket, error: FailoverProxyError): void {
   client.setTimeout(REFUSAL_GRACE_MS, onRefusalTimeout);
 }
 
-function noop(): void {}
 
 function onRefusalTimeout(this: Socket): void {
   this.destroy();

@@ -1,162 +1,45 @@
 /**
- * The pool: a facade over membership and state ({@link BackendTable}), the
- * registry of live members ({@link MemberRegistry}) and the placement path
- * ({@link PlacementEngine}). A backend leaving service takes its members with
- * it, synchronously.
- *
- * Over 600 lines, knowingly, for now: the lifecycle (closing phase,
- * leaving evacuations) landed here beside the facade; moving each concern to
- * the module that owns its record (backend table, registry, placement) is
- * the restructuring tracked in issue 19.
+ * The pool: the connection side of the API (pin, place, connect, register,
+ * the members, stats, close) over its backend side ({@link BackendSet}).
+ * It wires the parts and owns none of their work: the table writes the
+ * backend records, the registry holds the members, placement grants leases,
+ * the lifecycle closes. A backend leaving service takes its members with it,
+ * synchronously.
  *
  * @module
  */
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
-import { EventEmitter } from 'eventemitter3';
-import { resolveBackend, resolveTunables, sameIdentity, type Backend, type BackendInput, type BackendTunables } from './backend.js';
-import type { BackendEntry } from './backend-entry.js';
-import type { BackendStatus, HealthCause } from './backend-status.js';
+import type { PoolGate } from './admission.js';
+import type { Backend } from './backend.js';
+import type { ReadonlyBackendEntry } from './backend-entry.js';
 import { abortable, checkSignal } from './abortable.js';
-import { BackendTable } from './backend-table.js';
+import type { BackendTable } from './backend-table.js';
+import { BackendSet, partsOf } from './backend-set.js';
 import type { PickContext } from './balancers/balancer.js';
 import { createBalancer } from './balancers/create-balancer.js';
 import { dialBackend } from './dial.js';
-import { BackendDownError, ConnectError, DuplicateBackendError, FailoverProxyError, PoolClosedError } from './errors.js';
-import type { BackendUpdate, ConnectionClosedInfo, StateChange, TeardownReason, UpstreamPoolEvents } from './events.js';
-import { Evacuation } from './leaving-evacuation.js';
+import { ConnectError, FailoverProxyError, PoolClosedError } from './errors.js';
+import type { ConnectionClosedInfo } from './events.js';
 import { MemberRegistry } from './member-registry.js';
 import { resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
 import { PinnedSocket } from './pinned-socket.js';
 import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js';
 import { localErrorCode } from './local-errors.js';
-import { Placement, PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
+import { PlacementEngine, type ConnectOptions, type MemberFactory, type PinOptions, type PlaceOptions } from './placement.js';
+import type { Lease } from './lease.js';
 import { PoolAgent, type PoolAgentOptions } from './pool-agent.js';
+import type { CloseOptions, UpstreamSocket } from './pool-call-options.js';
+import { PoolLifecycle } from './pool-lifecycle.js';
 import { snapshot, type PoolState, type PoolStats } from './pool-stats.js';
 import type { PoolMember } from './pool-member.js';
-import { proxyAddressesOf, proxyHeader } from './proxy-protocol.js';
 import * as v from './validate.js';
-import { publishBackendStateChanged, publishConnectionClosed, publishConnectionOpened } from './diagnostics.js';
+import { publishConnectionClosed, publishConnectionOpened } from './diagnostics.js';
+import { MAX_TIMER_MS } from './limits.js';
+import { noop } from './noop.js';
 
 const log = createDebug('failover-proxy:pool');
-
-/** Options of {@link UpstreamPool.drain}. */
-export interface DrainOptions {
-  /**
-   * Deadline in ms; members still open then are destroyed with reason `drained`.
-   * @default 30000
-   */
-  readonly timeout?: number | undefined;
-  /**
-   * Gives up waiting: the promise rejects with `signal.reason`. The drain
-   * itself goes on (the backend stays `draining`, its deadline holds); end
-   * it with `markReady`. An already aborted signal rejects at once and
-   * starts nothing.
-   */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/** Options of {@link UpstreamPool.remove}. */
-export interface RemoveOptions {
-  /** Drain before removing, instead of tearing down at once. @default false */
-  readonly drain?: boolean | undefined;
-  /** Drain deadline, in ms. @default 30000 */
-  readonly timeout?: number | undefined;
-  /**
-   * Gives up waiting for a draining removal: the promise rejects with
-   * `signal.reason`, and the removal goes on (call it off with `markReady`).
-   * An already aborted signal rejects at once and changes nothing.
-   */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/**
- * How {@link UpstreamPool.remove} ended: the backend left the pool, or the
- * removal was called off while it drained (`reason`: the `markReady` reason,
- * `relisted` when a reconcile listed it again).
- */
-export type RemoveResult = { readonly removed: true } | { readonly removed: false; readonly reason: string };
-
-/** Options of {@link UpstreamPool.reconcile}. */
-export interface ReconcileOptions {
-  /**
-   * Deadline in ms for draining backends that are no longer listed; then
-   * they are removed (and what is left on them destroyed, reason `drained`).
-   * @default 30000
-   */
-  readonly drainTimeout?: number | undefined;
-}
-
-/** What {@link UpstreamPool.reconcile} did. */
-export interface ReconcileResult {
-  /** Ids added. */
-  readonly added: readonly string[];
-  /** Ids whose tunables changed. */
-  readonly updated: readonly string[];
-  /** Ids draining, to be removed. */
-  readonly removed: readonly string[];
-  /** Ids whose address (or TLS, SNI) changed: removed at once and added anew. */
-  readonly replaced: readonly string[];
-  /** Ids left as they were. */
-  readonly unchanged: readonly string[];
-  /** Settles when every drained backend is removed. */
-  readonly settled: Promise<void>;
-}
-
-/** Options of {@link UpstreamPool.close}. */
-export interface CloseOptions {
-  /** Grace period in ms before open members are destroyed. @default the pool's `closeTimeout` */
-  readonly timeout?: number | undefined;
-  /**
-   * Gives up waiting: this call's promise rejects with `signal.reason`; the
-   * close goes on to its deadline (`destroy()` cuts it short). An already
-   * aborted signal rejects at once and starts nothing.
-   */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/** A connected upstream socket and the backend it leads to, from {@link UpstreamPool.connect}. */
-export interface UpstreamSocket {
-  readonly backend: Backend;
-  readonly socket: Socket;
-}
-
-/**
- * What the registry holds: anything that fulfils the member contract
- * ({@link PoolMember}): pairs from {@link UpstreamPool.pin}, agent sockets,
- * upgrades, members of your own.
- */
-export type PoolConnection = PoolMember;
-
-export type { ConnectOptions, MemberFactory, PinOptions, PlaceOptions } from './placement.js';
-export type { BackendStats, PoolState, PoolStats } from './pool-stats.js';
-
-const DEFAULT_DRAIN_TIMEOUT = 30_000;
-const MAX_TIMER = 2 ** 31 - 1;
-const REMOVED: RemoveResult = Object.freeze({ removed: true });
-/** How long past the pool's close deadline a member's own close deadline falls (the pool's comes first). */
-const MEMBER_CLOSE_MARGIN = 1000;
-
-/**
- * The pick context of a client connection. The hash key defaults to the
- * client's address, read only when a picker asks: `remoteAddress` is a
- * `getpeername()` syscall that least-connections never needs.
- */
-class ClientPickContext implements PickContext {
-  readonly #key: string | undefined;
-  readonly meta: Readonly<Record<string, unknown>> | undefined;
-  constructor(
-    readonly client: Socket | undefined,
-    options: PinOptions,
-  ) {
-    this.#key = options.key;
-    this.meta = options.meta;
-  }
-  get key(): string | undefined {
-    return this.#key ?? this.client?.remoteAddress;
-  }
-}
 
 /**
  * A set of backends with two state axes, a picker, and a registry of the
@@ -181,33 +64,41 @@ class ClientPickContext implements PickContext {
  * net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => pool.accept(socket)).listen(6443);
  * ```
  */
-export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
+export class UpstreamPool extends BackendSet {
   readonly #options: ResolvedUpstreamPoolOptions;
   readonly #registry: MemberRegistry;
   readonly #table: BackendTable;
   readonly #placement: PlacementEngine;
+  readonly #life: PoolLifecycle;
+  readonly #admission: PoolGate;
+  readonly #allDown: () => boolean;
   readonly #pinFailures: Record<string, number> = Object.create(null) as Record<string, number>;
   /** Dials that failed in this process (EMFILE...), counted against no backend. */
   #localDialErrors = 0;
   #nextId = 1;
-  #state: PoolState = 'open';
-  #closePromise: Promise<void> | undefined;
-  /** Why a draining removal was called off (`markReady`'s reason), until it settles. */
-  readonly #calledOff = new WeakMap<BackendEntry, string>();
-  #idle: (() => void) | undefined;
-  #allDown = false;
-  /** Leaving backends: their grace, then their paced evacuation. */
-  readonly #evacuations = new Map<BackendEntry, Evacuation>();
   readonly #stalls: WriteStallDetector | undefined;
 
   constructor(options: UpstreamPoolOptions = {}) {
-    super();
     const o = resolveUpstreamPoolOptions(options);
+    // The backend side is made first (it adds the initial backends); what it
+    // calls back reaches the parts made below once they exist.
+    const late: { registry?: MemberRegistry; placement?: PlacementEngine; life?: PoolLifecycle } = {};
+    super(o, {
+      closing: () => late.life?.closing ?? false,
+      closed: () => late.life?.state === 'closed',
+      takeOut: (entry, reason) => late.registry?.takeOut(entry, reason, o.resetOnTeardown) ?? 0,
+      capacityAppeared: () => {
+        if (late.placement !== undefined && late.placement.waiting > 0) late.placement.wakeAll();
+      },
+    });
     this.#options = o;
-    const balancer = createBalancer(o.balancer, { random: o.random });
+    const { clock } = o;
+    const { table, evacuations, allDown } = partsOf(this);
+    this.#table = table;
+    this.#allDown = allDown;
     const tls = o.tls;
     const dial = o.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
-    this.#registry = new MemberRegistry(
+    const registry = (late.registry = this.#registry = new MemberRegistry(
       {
         opened: (member) => {
           this.emit('connectionOpened', member);
@@ -215,496 +106,66 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
         },
         closed: (member, entry, info) => this.#memberClosed(member, entry, info),
       },
+      table,
       o.teardown,
-    );
-    this.#table = new BackendTable(
-      o.clock,
-      this.#registry,
-      { changed: (entry, change) => this.#changed(entry, change) },
-      () => this.#options.resetOnTeardown,
-      { duration: o.slowStart, floor: 0.1, clock: o.clock },
-    );
-    const entries = this.#table.entries;
-    this.#placement = new PlacementEngine({
-      clock: o.clock,
+    ));
+    const placement = (late.placement = this.#placement = new PlacementEngine({
+      clock,
       connectTimeout: o.connectTimeout,
       retries: o.retries,
       queueMax: o.queue.max,
       queueTimeout: o.queue.timeout,
       maxConnections: o.maxConnections,
-      balancer,
+      proxyProtocol: o.proxyProtocol,
+      balancer: createBalancer(o.balancer, { random: o.random }),
       dial,
-      entries,
-      failOpen: () => this.#allDown && o.allDown === 'fail-open',
-      registered: () => this.#registry.active,
-      closing: () => this.#state !== 'open',
+      entries: table.entries,
+      gate: (this.#admission = this.#gate()),
+      dialStarted: (entry) => table.dialStarted(entry),
+      dialEnded: (entry) => table.dialEnded(entry),
+      register: (entry, member) => registry.attach(entry, member),
       connectFailed: (entry, error) => {
         // Out of descriptors, buffers, ports: this process's failure, not the backend's.
-        if (localErrorCode(error) === undefined) entry.connectFailures++;
+        if (localErrorCode(error) === undefined) table.countConnectFailure(entry);
         else this.#localDialErrors++;
         if (log.enabled) log('%s connect failed: %s', entry.backend.id, error.message);
         this.emit('connectFailed', entry.backend, error);
       },
+    }));
+    late.life = this.#life = new PoolLifecycle({
+      clock,
+      registry,
+      entries: table.entries,
+      closing: () => {
+        evacuations.stopAll();
+        placement.abortAll(new PoolClosedError());
+      },
+      quiet: () => this.#stalls?.close(),
+      closed: () => {
+        table.endDrains();
+        this.emit('closed');
+      },
     });
-    // Validate every spec before adding any: a bad list changes nothing.
-    const initial = o.backends.map((spec, i) => resolveBackend(spec, `backends[${i}]`));
-    const seen = new Set<string>();
-    for (const backend of initial) {
-      if (seen.has(backend.id)) throw new DuplicateBackendError(backend.id);
-      seen.add(backend.id);
-    }
-    for (const backend of initial) this.#add(backend, false);
-    this.#allDown = this.#computeAllDown();
-    if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => o.clock.now() });
+    if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => clock.now() });
   }
 
-  // ---------------------------------------------------------------- backends
-
-  /**
-   * Adds a backend (a spec or a `'host:port'` string). Its health starts
-   * `up`, or `unknown` (cause `awaiting-probe`) when the pool's
-   * `initialState` is `'probe'`; its admin state starts `active`.
-   *
-   * @throws `INVALID_ARGUMENT` for a bad spec, `DUPLICATE_BACKEND` for a taken id, `POOL_CLOSED`.
-   * @example
-   * ```ts
-   * pool.add('10.0.0.4:6443');
-   * pool.add({ host: '10.0.0.5', port: 6443, weight: 2 });
-   * ```
-   */
-  add(spec: BackendInput): Backend {
-    this.#assertOpen();
-    const backend = resolveBackend(spec, 'backend');
-    this.#table.assertFree(backend.id);
-    return this.#add(backend, true);
-  }
-
-  #add(backend: Backend, warm: boolean): Backend {
-    const at = this.#options.clock.now();
-    const probeFirst = this.#options.initialState === 'probe';
-    const cause: HealthCause = probeFirst
-      ? { source: 'pool', code: 'awaiting-probe', message: 'waiting for the first health check', at }
-      : { source: 'pool', code: 'added', message: 'assumed healthy until checked', at };
-    const entry = this.#table.add(backend, probeFirst ? 'unknown' : 'up', cause, warm);
-    if (log.enabled) log('%s added (%s)', backend.id, entry.state);
-    this.emit('backendAdded', backend);
-    if (entry.eligible) this.#capacityAppeared();
-    return backend;
-  }
-
-  /**
-   * Removes a backend. Without `drain`, every member pinned to it is taken
-   * out (reason `backend-removed`) before this returns and the promise is
-   * already settled; with `drain`, it first drains with the given deadline
-   * (see {@link drain}). Resolves with `{ removed: true }` once the backend
-   * is out of the pool, or `{ removed: false, reason }` when the removal was
-   * called off while it drained (`markReady`, or a reconcile listing it
-   * again: reason `relisted`). Works while the pool closes.
-   *
-   * Rejects with `UNKNOWN_BACKEND` for an id not in the pool,
-   * `INVALID_ARGUMENT`, `POOL_CLOSED` once closed, or `signal.reason`.
-   */
-  remove(id: string, options: RemoveOptions = {}): Promise<RemoveResult> {
-    try {
-      this.#assertNotClosed();
-      const entry = this.#table.get(id);
-      v.knownKeys('options', v.object('options', options), ['drain', 'timeout', 'signal']);
-      if (options.drain !== undefined) v.boolean('drain', options.drain);
-      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
-      const signal = checkSignal('signal', options.signal);
-      signal?.throwIfAborted();
-      if (options.drain === true) {
-        entry.removing = true;
-        this.#calledOff.delete(entry);
-        const done = this.#drain(entry, timeout).then((): RemoveResult => {
-          if (entry.removed) return REMOVED;
-          if (entry.removing) {
-            this.#delete(entry);
-            return REMOVED;
-          }
-          // A reconcile that listed it again (or markReady) called the removal off.
-          return { removed: false, reason: this.#calledOff.get(entry) ?? 'ready' };
-        });
-        return abortable(done, signal);
-      }
-      this.#delete(entry);
-      return Promise.resolve(REMOVED);
-    } catch (err) {
-      return Promise.reject(asError(err));
-    }
-  }
-
-  #delete(entry: BackendEntry): void {
-    this.#stopDrain(entry);
-    this.#stopEvacuation(entry);
-    const tornDown = this.#table.delete(entry, 'backend-removed');
-    if (log.enabled) log('%s removed, %d members taken out', entry.backend.id, tornDown);
-    this.emit('backendRemoved', entry.backend);
-    this.#checkAllDown();
-  }
-
-  /**
-   * Changes a live backend's tunables without touching its members: weight
-   * (`0` takes it out of rotation, its members stay), per-backend
-   * `maxConnections`, `meta`. Identity (id, host, port, TLS) is immutable:
-   * a changed address is a remove and an add (see {@link reconcile}).
-   *
-   * @throws `UNKNOWN_BACKEND`, `INVALID_ARGUMENT` (nothing changed), `POOL_CLOSED`
-   * @example
-   * ```ts
-   * pool.update('10.0.0.3:6443', { weight: 0 }); // no new connections; existing ones stay
-   * ```
-   */
-  update(id: string, tunables: BackendTunables): Backend {
-    this.#assertOpen();
-    const entry = this.#table.get(id);
-    const raw = v.object('tunables', tunables);
-    v.knownKeys('tunables', raw, ['weight', 'maxConnections', 'meta']);
-    const next = resolveTunables(tunables, 'tunables');
-    return this.#applyTunables(entry, next);
-  }
-
-  #applyTunables(entry: BackendEntry, next: BackendTunables): Backend {
-    const backend = entry.backend as { -readonly [K in keyof Backend]: Backend[K] };
-    const changed: { -readonly [K in keyof BackendUpdate]: BackendUpdate[K] } = {};
-    const wasEligible = entry.eligible;
-    const oldCap = backend.maxConnections;
-    if (next.weight !== undefined && next.weight !== backend.weight) changed.weight = backend.weight = next.weight;
-    if (next.maxConnections !== undefined && next.maxConnections !== backend.maxConnections) {
-      changed.maxConnections = backend.maxConnections = next.maxConnections;
-    }
-    if (next.meta !== undefined && JSON.stringify(next.meta) !== JSON.stringify(backend.meta)) changed.meta = backend.meta = next.meta;
-    if (Object.keys(changed).length === 0) return backend;
-    if (log.enabled) log('%s updated: %o', backend.id, changed);
-    if (entry.eligible && !wasEligible) entry.becameEligible(this.#options.clock.now(), true);
-    this.emit('backendUpdated', backend, changed);
-    if (entry.eligible && (!wasEligible || backend.maxConnections > oldCap)) this.#capacityAppeared();
-    this.#checkAllDown();
-    return backend;
-  }
-
-  /**
-   * Makes the pool match a desired list of backends — the one call behind a
-   * config reload and DNS re-resolution: adds new ones, updates changed
-   * tunables live (their members untouched), drains then removes the ones no
-   * longer listed (with `drainTimeout`), and replaces a backend whose address
-   * or TLS settings changed (removed at once, added anew). Every spec is
-   * validated first: a bad list throws and changes nothing.
-   *
-   * @throws `INVALID_ARGUMENT`, `DUPLICATE_BACKEND` (an id listed twice), `POOL_CLOSED`
-   * @example
-   * ```ts
-   * const { added, removed } = pool.reconcile(['10.0.0.1:6443', '10.0.0.4:6443'], { drainTimeout: 60_000 });
-   * ```
-   */
-  reconcile(specs: readonly BackendInput[], options: ReconcileOptions = {}): ReconcileResult {
-    this.#assertOpen();
-    if (!Array.isArray(specs)) throw v.invalid('specs', 'an array of backends', specs);
-    v.knownKeys('options', v.object('options', options), ['drainTimeout']);
-    const drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
-    const wanted = new Map<string, { backend: Backend; tunables: BackendTunables }>();
-    specs.forEach((spec, i) => {
-      const backend = resolveBackend(spec, `specs[${i}]`);
-      if (wanted.has(backend.id)) throw new DuplicateBackendError(backend.id, 'pool', ' list');
-      const tunables = typeof spec === 'string' ? { weight: 1, maxConnections: Infinity, meta: {} } : { weight: backend.weight, maxConnections: backend.maxConnections, meta: backend.meta };
-      wanted.set(backend.id, { backend, tunables });
-    });
-    const added: string[] = [];
-    const updated: string[] = [];
-    const removed: string[] = [];
-    const replaced: string[] = [];
-    const unchanged: string[] = [];
-    const drains: Promise<unknown>[] = [];
-    for (const entry of Array.from(this.#table.entries.values())) {
-      if (!wanted.has(entry.backend.id)) {
-        removed.push(entry.backend.id);
-        drains.push(this.remove(entry.backend.id, { drain: true, timeout: drainTimeout }));
-      }
-    }
-    for (const [id, { backend, tunables }] of wanted) {
-      const entry = this.#table.entries.get(id);
-      if (entry === undefined) {
-        this.#add(backend, true);
-        added.push(id);
-      } else if (!sameIdentity(entry.backend, backend)) {
-        this.#delete(entry);
-        this.#add(backend, true);
-        replaced.push(id);
-      } else {
-        if (entry.removing) {
-          // Listed again while an earlier reconcile drains it: keep it.
-          this.#calledOff.set(entry, 'relisted');
-          entry.removing = false;
-          if (entry.admin === 'draining') this.markReady(id, 'relisted');
-          updated.push(id);
-          this.#applyTunables(entry, tunables);
-          continue;
-        }
-        const before = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
-        this.#applyTunables(entry, tunables);
-        const after = entry.backend.weight + '/' + entry.backend.maxConnections + '/' + JSON.stringify(entry.backend.meta);
-        (before === after ? unchanged : updated).push(id);
-      }
-    }
-    if (log.enabled) log('reconciled: +%d ~%d -%d replaced %d', added.length, updated.length, removed.length, replaced.length);
-    return { added, updated, removed, replaced, unchanged, settled: Promise.all(drains).then(noop) };
-  }
-
-  /** The backend with this id, or `undefined`. */
-  get(id: string): Backend | undefined {
-    return this.#table.entries.get(id)?.backend;
-  }
-
-  /** Whether a backend with this id is in the pool. */
-  has(id: string): boolean {
-    return this.#table.entries.has(id);
-  }
-
-  /** Every backend, in the order they were added. */
-  backends(): Backend[] {
-    return Array.from(this.#table.entries.values(), (e) => e.backend);
-  }
-
-  /**
-   * Where a backend stands: both axes, the derived word, the cause, since
-   * when; `undefined` when it is not in the pool.
-   *
-   * @example
-   * ```ts
-   * const s = pool.status('10.0.0.3:6443');
-   * console.log(s?.health, s?.admin, s?.cause.code); // 'down' 'draining' 'PROBE_TIMEOUT'
-   * ```
-   */
-  status(id: string): BackendStatus | undefined {
-    return this.#table.entries.get(id)?.status();
-  }
-
-  // ------------------------------------------------------------ health axis
-
-  /**
-   * Sets a backend's health to `down` and takes every member pinned to it out
-   * **before returning** (whatever its admin state): out of the registry,
-   * forwarding no byte; clients are reset when `resetOnTeardown`. With many
-   * members their sockets are closed in slices on the next turns (see the
-   * pool's `teardown` option). Other backends' members are untouched.
-   * Returns how many were taken out (0 when it was already down).
-   *
-   * Verdicts stay live while the pool closes: a backend that fails during a
-   * graceful close is torn down as usual. Once closed, they throw.
-   *
-   * @param reason carried into each teardown and the `backendDown` event.
-   * @param cause why, as data (a probe passes its check result); defaults to an operator cause.
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed)
-   * @example
-   * ```ts
-   * const n = pool.markDown('10.0.0.3:6443', 'probe-failed');
-   * // here no connection to 10.0.0.3 is in the registry or forwards a byte
-   * ```
-   */
-  markDown(id: string, reason: TeardownReason = 'marked-down', cause?: Partial<HealthCause>): number {
-    this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    const change = this.#table.setHealth(entry, 'down', reason, this.#cause(reason, cause, 'down'));
-    return change?.tornDown ?? 0;
-  }
-
-  /**
-   * Sets a backend's health to `up`. It takes new connections again if its
-   * admin state is `active` (a drain or maintenance stays as it was). Live
-   * while the pool closes, like {@link markDown}.
-   *
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed)
-   */
-  markUp(id: string, reason = 'marked-up', cause?: Partial<HealthCause>): void {
-    this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    this.#table.setHealth(entry, 'up', reason, this.#cause(reason, cause, 'up'));
-  }
-
-  /**
-   * Sets a backend's health to `leaving`: it answered that it is shutting
-   * down gracefully and still serves (a kube-apiserver whose `/readyz` reports
-   * `[-]shutdown`). It takes no new connection from now on; its members stay,
-   * for the backend to close. Those still open after the pool's
-   * `leavingGrace` are closed gracefully (reason `leaving-grace`), oldest
-   * first, at `leavingRate` per second. A later `markDown` tears down what is
-   * left at once; `markUp` ends it. The admin axis is untouched.
-   *
-   * @param reason carried into the `backendLeaving` event.
-   * @param cause why, as data (a probe passes its check result); defaults to an operator cause.
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED`
-   * @example
-   * ```ts
-   * pool.markLeaving('10.0.0.3:6443', 'probe-leaving');
-   * pool.status('10.0.0.3:6443')?.health; // 'leaving'
-   * ```
-   */
-  markLeaving(id: string, reason = 'marked-leaving', cause?: Partial<HealthCause>): void {
-    // A verdict: live while the pool closes, as markDown and markUp are.
-    this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    this.#table.setHealth(entry, 'leaving', reason, this.#cause(reason, cause, 'leaving'));
-  }
-
-  #startEvacuation(entry: BackendEntry): void {
-    if (this.#evacuations.has(entry) || this.#state !== 'open') return;
-    const { clock, leavingGrace, leavingRate, closeTimeout } = this.#options;
-    this.#evacuations.set(entry, new Evacuation(entry, { clock, grace: leavingGrace, rate: leavingRate, closeTimeout }));
-  }
-
-  #stopEvacuation(entry: BackendEntry): void {
-    const evacuation = this.#evacuations.get(entry);
-    if (evacuation === undefined) return;
-    evacuation.stop();
-    this.#evacuations.delete(entry);
-  }
-
-  #cause(reason: string, given: Partial<HealthCause> | undefined, health: 'up' | 'leaving' | 'down'): HealthCause {
-    const at = given?.at ?? this.#options.clock.now();
+  /** The pool's side of the admission rule, read live by placement. */
+  #gate(): PoolGate {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const pool = this;
+    const o = this.#options;
     return {
-      source: given?.source ?? 'operator',
-      code: given?.code ?? reason,
-      layer: given?.layer,
-      message: given?.message ?? `marked ${health} (${reason})`,
-      durationMs: given?.durationMs,
-      at,
+      get closing() {
+        return pool.#life.closing;
+      },
+      get failOpen() {
+        return pool.#allDown() && o.allDown === 'fail-open';
+      },
+      get active() {
+        return pool.#registry.active + pool.#placement.dialling;
+      },
+      maxConnections: o.maxConnections,
     };
-  }
-
-  // ------------------------------------------------------------- admin axis
-
-  /**
-   * Stops new connections to a backend and lets existing ones finish (a
-   * {@link PoolAgent} evicts its idle sockets to it at once); at the deadline
-   * those still open are destroyed with reason `drained`. A drain of a
-   * backend already draining can bring that deadline forward, never back. Resolves when the backend holds no member (or the
-   * drain is superseded by `markReady`, `markMaintenance` or removal). The
-   * drain survives health changes: the backend stays `draining` until
-   * `markReady`. Works while the pool closes. Rejects with
-   * `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed), `INVALID_ARGUMENT`, or
-   * `signal.reason` (the drain goes on).
-   *
-   * @example
-   * ```ts
-   * await pool.drain('10.0.0.3:6443', { timeout: 60_000 });
-   * ```
-   */
-  drain(id: string, options: DrainOptions = {}): Promise<void> {
-    try {
-      this.#assertNotClosed();
-      const entry = this.#table.get(id);
-      v.knownKeys('options', v.object('options', options), ['timeout', 'signal']);
-      const timeout = v.integer('timeout', options.timeout ?? DEFAULT_DRAIN_TIMEOUT, 0, MAX_TIMER);
-      const signal = checkSignal('signal', options.signal);
-      signal?.throwIfAborted();
-      return abortable(this.#drain(entry, timeout), signal);
-    } catch (err) {
-      return Promise.reject(asError(err));
-    }
-  }
-
-  #drain(entry: BackendEntry, timeout: number): Promise<void> {
-    if (entry.admin !== 'draining') {
-      this.#stopDrain(entry);
-      this.#table.setAdmin(entry, 'draining', 'drain');
-    }
-    if (entry.members.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      entry.drainWaiters.push(resolve);
-      // A second drain can bring the deadline forward, never push it back:
-      // "drain within 10 s" after "within 60 s" means 10 s.
-      const { clock } = this.#options;
-      const at = clock.now() + timeout;
-      if (entry.drainTimer !== undefined && at >= entry.drainDeadlineAt) return;
-      if (entry.drainTimer !== undefined) clock.clearTimeout(entry.drainTimer);
-      entry.drainDeadlineAt = at;
-      entry.drainTimer = clock.setTimeout(() => {
-        entry.drainTimer = undefined;
-        const n = this.#registry.takeOut(entry, 'drained', this.#options.resetOnTeardown);
-        if (log.enabled) log('%s drain deadline: %d members taken out', entry.backend.id, n);
-        this.#stopDrain(entry);
-      }, timeout);
-    });
-  }
-
-  /**
-   * Puts a backend in maintenance: every member is taken out now (as for
-   * `markDown`); health verdicts are still recorded but act on nothing until
-   * `markReady`. Returns how many members were taken out.
-   *
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed; it works while the pool closes)
-   */
-  markMaintenance(id: string, reason: TeardownReason = 'maintenance'): number {
-    this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    this.#stopDrain(entry);
-    return this.#table.setAdmin(entry, 'maintenance', reason)?.tornDown ?? 0;
-  }
-
-  /**
-   * Ends a drain or maintenance: the backend takes new connections again
-   * when its health is `up`. A draining removal under way is called off: its
-   * promise resolves with `{ removed: false, reason }`.
-   *
-   * @throws `UNKNOWN_BACKEND`, `POOL_CLOSED` (once closed; it works while the pool closes)
-   */
-  markReady(id: string, reason = 'ready'): void {
-    this.#assertNotClosed();
-    const entry = this.#table.get(id);
-    if (entry.removing) this.#calledOff.set(entry, reason);
-    entry.removing = false;
-    this.#stopDrain(entry);
-    this.#table.setAdmin(entry, 'active', reason);
-  }
-
-  #stopDrain(entry: BackendEntry): void {
-    if (entry.drainTimer !== undefined) {
-      this.#options.clock.clearTimeout(entry.drainTimer);
-      entry.drainTimer = undefined;
-    }
-    const waiters = entry.drainWaiters;
-    if (waiters.length > 0) {
-      entry.drainWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
-  }
-
-  /** Every transition of either axis: emit, then let waiting clients through. */
-  #changed(entry: BackendEntry, change: StateChange): void {
-    const { backend } = entry;
-    this.emit('backendStateChanged', backend, change);
-    publishBackendStateChanged(this, backend, change);
-    if (change.axis === 'health') {
-      if (change.health === 'leaving') this.#startEvacuation(entry);
-      else this.#stopEvacuation(entry);
-      if (change.health === 'up') this.emit('backendUp', backend, change);
-      else if (change.health === 'leaving') this.emit('backendLeaving', backend, change);
-      else if (change.health === 'down') this.emit('backendDown', backend, change);
-    } else if (change.admin === 'draining') this.emit('backendDraining', backend, change);
-    else if (change.admin === 'maintenance') this.emit('backendMaintenance', backend, change);
-    else this.emit('backendReady', backend, change);
-    this.#checkAllDown();
-    if (entry.eligible) this.#capacityAppeared();
-  }
-
-  #computeAllDown(): boolean {
-    if (this.#table.entries.size === 0) return false;
-    for (const entry of this.#table.entries.values()) if (entry.eligible) return false;
-    return true;
-  }
-
-  #checkAllDown(): void {
-    const now = this.#computeAllDown();
-    if (now === this.#allDown) return;
-    this.#allDown = now;
-    const policy = this.#options.allDown;
-    if (log.enabled) log(now ? 'all backends down: %s' : 'a backend is eligible again (was all down, %s)', policy);
-    this.emit('allDownChanged', now, policy);
-    if (now && policy === 'fail-open') this.#capacityAppeared();
-  }
-
-  #capacityAppeared(): void {
-    if (this.#placement.waiting > 0) this.#placement.wakeAll();
   }
 
   // ----------------------------------------------------------- connections
@@ -746,8 +207,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     const connection = this.#options.connection;
     const clock = this.#options.clock;
     try {
-      return await this.place({ key: options.key, meta: options.meta, client }, (backend, upstream, id) =>
-        new PinnedConnection(client, upstream, { ...connection, backend, id, clock }),
+      return await this.#place({ key: options.key, meta: options.meta, client }, (lease) =>
+        lease.attach(new PinnedConnection(client, lease.upstream, { ...connection, backend: lease.backend, id: this.#newId(), clock })),
       );
     } catch (err) {
       const error = err instanceof FailoverProxyError ? err : new ConnectError('?', { cause: err });
@@ -785,34 +246,17 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * ```
    */
   place<M extends PoolMember>(options: PlaceOptions, build: MemberFactory<M>): Promise<M> {
-    return this.#place(options, (entry, upstream) => {
-      const member = build(entry.backend, upstream, `${this.#nextId++}`);
-      this.#registry.check(member);
-      if (member.backend?.id !== entry.backend.id) {
-        throw v.invalid('member.backend', `the backend it was placed on (${entry.backend.id})`, member.backend?.id);
-      }
-      if (!member.closed) this.#registry.add(entry, member);
-      return member;
-    });
+    return this.#place(options, (lease) => lease.attach(build(lease.backend, lease.upstream, this.#newId())));
   }
 
-  async #place<T>(options: PlaceOptions, attach: (entry: BackendEntry, upstream: Socket) => T): Promise<T> {
+  #newId(): string {
+    return `${this.#nextId++}`;
+  }
+
+  /** Places a connection and hands its lease to `use`, in one synchronous step with the last admission check. */
+  async #place<T>(options: PlaceOptions, use: (lease: Lease) => T): Promise<T> {
     this.#assertOpen();
-    const raw = v.object('options', options);
-    v.knownKeys('options', raw, ['key', 'meta', 'client', 'signal', 'watchClient']);
-    const { client, signal } = options;
-    signal?.throwIfAborted();
-    const placement = new Placement(new ClientPickContext(client, options), this.#preambleFor(client));
-    const watch = client !== undefined && options.watchClient !== false;
-    if (watch) this.#placement.watch(client, placement);
-    const onAbort = signal === undefined ? undefined : (): void => placement.abort(signal.reason as Error);
-    if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.#placement.place(placement, attach);
-    } finally {
-      if (watch) this.#placement.unwatch(client);
-      if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
-    }
+    return await this.#placement.placeFor(options, use);
   }
 
   /**
@@ -830,7 +274,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    */
   connect(options: ConnectOptions = {}): Promise<UpstreamSocket> {
     if (typeof options !== 'object' || options === null) return Promise.reject(v.invalid('options', 'an object', options));
-    return this.#place({ ...options, watchClient: false }, (entry, socket) => ({ backend: entry.backend, socket }));
+    return this.#place({ ...options, watchClient: false }, (lease) => ({ backend: lease.backend, socket: lease.take() }));
   }
 
   /**
@@ -849,13 +293,6 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     return new PoolAgent(this, options);
   }
 
-  /** The PROXY protocol header for a connection made for `client`, when the pool sends one. */
-  #preambleFor(client: Socket | undefined): Buffer | undefined {
-    const version = this.#options.proxyProtocol;
-    if (version === false) return undefined;
-    return proxyHeader(version, client === undefined ? undefined : proxyAddressesOf(client));
-  }
-
   /**
    * Adds a member built by hand (see {@link connect}) to the registry under
    * its `backend`, so it is torn down with that backend. A member belongs to
@@ -867,23 +304,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * up or is in maintenance (the member is then destroyed), `POOL_CLOSED` (likewise).
    */
   register(member: PoolMember): void {
-    this.#registry.check(member);
-    if (member.backend === undefined || member.backend === null) {
-      throw v.invalid('connection.backend', 'a Backend of this pool', member.backend);
-    }
-    if (this.#registry.holds(member)) return;
-    if (this.#state !== 'open') {
-      member.destroy('pool-closed');
-      throw new PoolClosedError();
-    }
-    const entry = this.#table.get(member.backend.id);
-    if (entry.health !== 'up' || entry.admin === 'maintenance' || entry.removed) {
-      const reason = entry.admin === 'maintenance' ? 'maintenance' : entry.reason;
-      member.destroy(reason, { reset: this.#options.resetOnTeardown });
-      throw new BackendDownError(entry.backend.id, entry.state);
-    }
-    if (member.closed) return;
-    this.#registry.add(entry, member);
+    this.#registry.register(member, (id) => this.#table.get(id), this.#admission, this.#options.resetOnTeardown);
   }
 
   /**
@@ -910,20 +331,11 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
     for (const member of this.members(id)) if (member instanceof PinnedSocket) yield member;
   }
 
-  #memberClosed(member: PoolMember, entry: BackendEntry, info: ConnectionClosedInfo): void {
-    if (info.reason === 'write-stalled') entry.writeStalls++;
+  #memberClosed(member: PoolMember, entry: ReadonlyBackendEntry, info: ConnectionClosedInfo): void {
     this.emit('connectionClosed', member, info);
     publishConnectionClosed(this, member, info);
-    if (entry.members.size === 0 && entry.drainWaiters.length > 0) this.#stopDrain(entry);
-    // A freed slot lets one waiting client through a per-backend cap, or
-    // through the pool-wide cap when the pool was full.
-    if (
-      this.#placement.waiting > 0 &&
-      (entry.eligible || this.#registry.active + this.#placement.dialling + 1 >= this.#options.maxConnections)
-    ) {
-      this.#placement.wakeOne();
-    }
-    if (this.#registry.active === 0) this.#idle?.();
+    this.#placement.slotFreed(entry);
+    if (this.#registry.active === 0) this.#life.idle();
   }
 
   /**
@@ -945,13 +357,9 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /** New work (placements, backends, tunables) is refused from the moment `close()` is called. */
   #assertOpen(): void {
-    if (this.#state !== 'open') throw new PoolClosedError();
+    if (this.#life.closing) throw new PoolClosedError();
   }
 
-  /** Verdicts and operator intents stay live while the pool closes. */
-  #assertNotClosed(): void {
-    if (this.#state === 'closed') throw new PoolClosedError();
-  }
 
   // ------------------------------------------------------------------ stats
 
@@ -959,12 +367,12 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
   stats(): PoolStats {
     return snapshot(this.#table.entries.values(), {
       at: this.#options.clock.now(),
-      state: this.#state,
-      closed: this.#state !== 'open',
+      state: this.#life.state,
+      closed: this.#life.closing,
       closing: this.#registry.closing,
       waiting: this.#placement.waiting,
       total: this.#registry.total,
-      allDown: this.#allDown,
+      allDown: this.#allDown(),
       teardowns: { ...this.#registry.teardowns },
       pinFailures: { ...this.#pinFailures },
       localDialErrors: this.#localDialErrors,
@@ -975,7 +383,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
 
   /** Whether `close()` or `destroy()` was called (the pool is `closing` or `closed`). */
   get closed(): boolean {
-    return this.#state !== 'open';
+    return this.#life.closing;
   }
 
   /**
@@ -985,7 +393,7 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * with `POOL_CLOSED`); then `closed`.
    */
   get state(): PoolState {
-    return this.#state;
+    return this.#life.state;
   }
 
   /**
@@ -1003,11 +411,8 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
       v.knownKeys('options', v.object('options', options), ['timeout', 'signal']);
       const signal = checkSignal('signal', options.signal);
       signal?.throwIfAborted();
-      if (this.#closePromise === undefined) {
-        const timeout = v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER);
-        this.#closePromise = this.#shutdown(timeout);
-      }
-      return abortable(this.#closePromise, signal);
+      const closed = this.#life.close(() => v.integer('timeout', options.timeout ?? this.#options.closeTimeout, 0, MAX_TIMER_MS));
+      return abortable(closed, signal);
     } catch (err) {
       return Promise.reject(asError(err));
     }
@@ -1019,56 +424,14 @@ export class UpstreamPool extends EventEmitter<UpstreamPoolEvents> {
    * a graceful close short.
    */
   destroy(): Promise<void> {
-    this.#beginShutdown();
-    this.#stalls?.close();
-    this.#registry.destroyAll(this.#table.entries.values(), 'pool-destroyed', false);
-    return (this.#closePromise ??= this.#shutdown(0));
+    return this.#life.destroy();
   }
 
   /** `await using pool = new UpstreamPool(…)`: the same as `await pool.close()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-
-  #beginShutdown(): void {
-    if (this.#state !== 'open') return;
-    this.#state = 'closing';
-    log('open -> closing');
-    for (const entry of Array.from(this.#evacuations.keys())) this.#stopEvacuation(entry);
-    this.#placement.abortAll(new PoolClosedError());
-  }
-
-  async #shutdown(timeout: number): Promise<void> {
-    this.#beginShutdown();
-    // Ask first: what can leave now (idle agent sockets) leaves before we
-    // count. A member's own deadline is set past the pool's, so what is still
-    // open at the pool's deadline is counted there, as `pool-closed`.
-    const memberTimeout = Math.min(timeout + MEMBER_CLOSE_MARGIN, MAX_TIMER);
-    for (const entry of this.#table.entries.values()) {
-      if (entry.members.size > 0) this.#registry.closeAll(entry, 'pool-closing', memberTimeout);
-    }
-    if (this.#registry.active > 0) {
-      const { clock } = this.#options;
-      let timer: unknown;
-      await new Promise<void>((resolve) => {
-        this.#idle = resolve;
-        timer = clock.setTimeout(() => {
-          this.#registry.destroyAll(this.#table.entries.values(), 'pool-closed', false);
-        }, timeout);
-      });
-      clock.clearTimeout(timer);
-      this.#idle = undefined;
-    }
-    this.#stalls?.close();
-    await this.#registry.swept();
-    for (const entry of this.#table.entries.values()) this.#stopDrain(entry);
-    this.#state = 'closed';
-    log('closing -> closed');
-    this.emit('closed');
-  }
 }
-
-function noop(): void {}
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

@@ -18,6 +18,7 @@ import createDebug from 'debug';
 import { InvalidArgumentError } from './errors.js';
 import type { PoolMember } from './pool-member.js';
 import * as v from './validate.js';
+import { MAX_TIMER_MS } from './limits.js';
 
 const log = createDebug('failover-proxy:stall');
 /** Lateness of a sweep that is ordinary timer jitter, not a stall of this process. */
@@ -88,7 +89,7 @@ export class WriteStallDetector {
       throw new InvalidArgumentError('Expected `pool` to be an UpstreamPool');
     }
     this.#pool = pool;
-    this.#timeout = v.integer('timeout', options.timeout ?? 15_000, 100, 2 ** 31 - 1);
+    this.#timeout = v.integer('timeout', options.timeout ?? 15_000, 100, MAX_TIMER_MS);
     this.#now = options.now === undefined ? Date.now : v.func<() => number>('now', options.now);
     this.#every = Math.max(25, Math.floor(this.#timeout / 4));
     this.#timer = setInterval(() => this.sweep(), this.#every);

@@ -3,11 +3,11 @@
  *
  * @module
  */
-import { isIP } from 'node:net';
 import { connect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import createDebug from 'debug';
 import type { Backend } from '../backend.js';
 import { InvalidArgumentError } from '../errors.js';
+import { servernameFor } from '../servername.js';
 import * as v from '../validate.js';
 import { abortError, type CheckContext, type CheckFunction } from './check.js';
 import { superviseSocket } from './socket-supervision.js';
@@ -121,7 +121,7 @@ export function resolveTlsOptions(options: TlsCheckOptions, name: string): Resol
  * @internal
  */
 export function tlsServername(backend: Backend, options: TlsCheckOptions): string | undefined {
-  return options.servername ?? backend.servername ?? (isIP(backend.host) === 0 ? backend.host : undefined);
+  return servernameFor(backend, options.servername);
 }
 
 /**

@@ -7,9 +7,10 @@
 import type { BackendInput } from '../backend.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { BackendStatus } from '../backend-status.js';
-import type { ReconcileOptions, ReconcileResult, DrainOptions } from '../upstream-pool.js';
+import type { ReconcileOptions, ReconcileResult, DrainOptions } from '../pool-call-options.js';
 import * as v from '../validate.js';
 import type { DiscoverySource } from './source.js';
+import { MAX_TIMER_MS } from '../limits.js';
 
 /** What the layer needs of a pool: {@link UpstreamPool} fits. */
 export interface DiscoveryPool {
@@ -70,7 +71,6 @@ export interface ResolvedDiscoveryOptions {
 /** Defaults of {@link DiscoveryOptions}. */
 export const discoveryDefaults = Object.freeze({ debounce: 1000, maxDelay: 5000, drainTimeout: 30_000 });
 
-const MAX_TIMER = 2 ** 31 - 1;
 
 /** Validates and fills in defaults. Throws `INVALID_ARGUMENT`. */
 export function resolveDiscoveryOptions(options: DiscoveryOptions): ResolvedDiscoveryOptions {
@@ -92,15 +92,15 @@ export function resolveDiscoveryOptions(options: DiscoveryOptions): ResolvedDisc
   });
   const statics: readonly BackendInput[] = options.static ?? [];
   if (!isArray(statics)) throw v.invalid('static', 'an array of backends', statics);
-  const debounce = v.integer('debounce', options.debounce ?? discoveryDefaults.debounce, 0, MAX_TIMER);
-  const maxDelay = v.integer('maxDelay', options.maxDelay ?? Math.max(discoveryDefaults.maxDelay, debounce), debounce, MAX_TIMER);
+  const debounce = v.integer('debounce', options.debounce ?? discoveryDefaults.debounce, 0, MAX_TIMER_MS);
+  const maxDelay = v.integer('maxDelay', options.maxDelay ?? Math.max(discoveryDefaults.maxDelay, debounce), debounce, MAX_TIMER_MS);
   return Object.freeze({
     pool,
     sources: Object.freeze([...sources]),
     static: Object.freeze([...statics]),
     debounce,
     maxDelay,
-    drainTimeout: v.integer('drainTimeout', options.drainTimeout ?? discoveryDefaults.drainTimeout, 0, MAX_TIMER),
+    drainTimeout: v.integer('drainTimeout', options.drainTimeout ?? discoveryDefaults.drainTimeout, 0, MAX_TIMER_MS),
     stateFile: options.stateFile === undefined ? undefined : v.string('stateFile', options.stateFile),
     clock: options.clock ?? systemClock,
   });

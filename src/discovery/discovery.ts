@@ -12,11 +12,12 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import { backendId, parseHostPort, type BackendInput, type BackendSpec } from '../backend.js';
 import { DiscoveryClosedError, DiscoverySourceError, errorCode } from '../errors.js';
-import type { ReconcileResult } from '../upstream-pool.js';
+import type { ReconcileResult } from '../pool-call-options.js';
 import * as v from '../validate.js';
 import { resolveDiscoveryOptions, type DiscoveryOptions, type ResolvedDiscoveryOptions } from './discovery-options.js';
 import type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './source.js';
 import { loadState, saveState } from './state-file.js';
+import { noop } from '../noop.js';
 
 const log = createDebug('failover-proxy:discovery');
 
@@ -453,7 +454,6 @@ function keyOf(list: readonly DiscoveredBackend[]): string {
   return JSON.stringify(list);
 }
 
-function noop(): void {}
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

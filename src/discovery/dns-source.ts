@@ -16,6 +16,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { DiscoveryClosedError, DiscoverySourceError } from '../errors.js';
 import * as v from '../validate.js';
 import type { DiscoveredBackend, DiscoverySink, DiscoverySource } from './source.js';
+import { MAX_TIMER_MS } from '../limits.js';
 
 const log = createDebug('failover-proxy:discovery:dns');
 
@@ -57,7 +58,6 @@ interface Answer {
   readonly ttl: number | undefined;
 }
 
-const MAX_TIMER = 2 ** 31 - 1;
 
 /**
  * Re-resolves one DNS name and reports its addresses.
@@ -101,12 +101,12 @@ export class DnsSource implements DiscoverySource {
     const family = options.family ?? 4;
     if (family !== 0 && family !== 4 && family !== 6) throw v.invalid('family', '0, 4 or 6', family);
     this.#family = family;
-    this.#floor = v.integer('ttlFloor', options.ttlFloor ?? 1000, 0, MAX_TIMER);
-    this.#ceiling = v.integer('ttlCeiling', options.ttlCeiling ?? 60_000, Math.max(1, this.#floor), MAX_TIMER);
-    this.#holdNx = v.integer('holdNx', options.holdNx ?? 30_000, 0, MAX_TIMER);
-    this.#holdTimeout = v.integer('holdTimeout', options.holdTimeout ?? 30_000, 0, MAX_TIMER);
-    this.#retry = v.integer('retryInterval', options.retryInterval ?? Math.max(this.#floor, 100), 1, MAX_TIMER);
-    const timeout = v.integer('timeout', options.timeout ?? 2000, 1, MAX_TIMER);
+    this.#floor = v.integer('ttlFloor', options.ttlFloor ?? 1000, 0, MAX_TIMER_MS);
+    this.#ceiling = v.integer('ttlCeiling', options.ttlCeiling ?? 60_000, Math.max(1, this.#floor), MAX_TIMER_MS);
+    this.#holdNx = v.integer('holdNx', options.holdNx ?? 30_000, 0, MAX_TIMER_MS);
+    this.#holdTimeout = v.integer('holdTimeout', options.holdTimeout ?? 30_000, 0, MAX_TIMER_MS);
+    this.#retry = v.integer('retryInterval', options.retryInterval ?? Math.max(this.#floor, 100), 1, MAX_TIMER_MS);
+    const timeout = v.integer('timeout', options.timeout ?? 2000, 1, MAX_TIMER_MS);
     const tries = v.integer('tries', options.tries ?? 2, 1, 10);
     this.#clock = options.clock ?? systemClock;
     this.name =

@@ -15,11 +15,13 @@ import { EventEmitter } from 'eventemitter3';
 import type { Backend } from '../backend.js';
 import type { BackendStatus } from '../backend-status.js';
 import { DiscoveryClosedError, type DiscoverySourceError } from '../errors.js';
-import type { DrainOptions } from '../upstream-pool.js';
+import type { DrainOptions } from '../pool-call-options.js';
 import * as v from '../validate.js';
 import { kubeConnectionKeys, resolveKubeConnectionOptions, type KubeConnectionOptions, type ResolvedKubeConnectionOptions } from './kube-options.js';
 import { KubeTransport } from './kube-transport.js';
 import { KubeWatch, type KubeObject } from './kube-watch.js';
+import { MAX_TIMER_MS } from '../limits.js';
+import { noop } from '../noop.js';
 
 const log = createDebug('failover-proxy:discovery:intent');
 
@@ -117,7 +119,7 @@ export class ClusterIntent extends EventEmitter<ClusterIntentEvents> {
     this.#target = target;
     this.#namespace = v.string('namespace', options.namespace ?? 'kube-system');
     this.#name = v.string('configMap', options.configMap ?? 'failover-proxy-intent');
-    this.#drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? 30_000, 0, 2 ** 31 - 1);
+    this.#drainTimeout = v.integer('drainTimeout', options.drainTimeout ?? 30_000, 0, MAX_TIMER_MS);
   }
 
   /** Starts watching. Rejects with `DISCOVERY_CLOSED` after `close()`, `KUBECONFIG_INVALID` when the access cannot be loaded. */
@@ -236,4 +238,3 @@ export class ClusterIntent extends EventEmitter<ClusterIntentEvents> {
   }
 }
 
-function noop(): void {}

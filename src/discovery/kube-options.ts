@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../clock.js';
 import * as v from '../validate.js';
 import type { KubeAccess } from './kubeconfig.js';
 import type { KubeTransportPool } from './kube-transport.js';
+import { MAX_TIMER_MS } from '../limits.js';
 
 /** How to reach the Kubernetes API. */
 export interface KubeConnectionOptions {
@@ -58,7 +59,6 @@ export interface ResolvedKubeConnectionOptions {
 /** @internal */
 export const kubeConnectionKeys = ['access', 'pool', 'bootstrap', 'connectTimeout', 'watchSilence', 'backoffBase', 'backoffMax', 'clock', 'random'] as const;
 
-const MAX_TIMER = 2 ** 31 - 1;
 
 /** @internal */
 export function resolveKubeConnectionOptions(o: KubeConnectionOptions): ResolvedKubeConnectionOptions {
@@ -68,15 +68,15 @@ export function resolveKubeConnectionOptions(o: KubeConnectionOptions): Resolved
   }
   const bootstrap: readonly string[] = o.bootstrap ?? [];
   if (!Array.isArray(bootstrap)) throw v.invalid('bootstrap', 'an array of HOST:PORT', bootstrap);
-  const backoffBase = v.integer('backoffBase', o.backoffBase ?? 500, 1, MAX_TIMER);
+  const backoffBase = v.integer('backoffBase', o.backoffBase ?? 500, 1, MAX_TIMER_MS);
   return {
     access: o.access,
     pool: o.pool,
     bootstrap: bootstrap.map((b, i) => parseAddress(v.string(`bootstrap[${i}]`, b), `bootstrap[${i}]`)),
-    connectTimeout: v.integer('connectTimeout', o.connectTimeout ?? 5000, 1, MAX_TIMER),
-    watchSilence: v.integer('watchSilence', o.watchSilence ?? 120_000, 1, MAX_TIMER),
+    connectTimeout: v.integer('connectTimeout', o.connectTimeout ?? 5000, 1, MAX_TIMER_MS),
+    watchSilence: v.integer('watchSilence', o.watchSilence ?? 120_000, 1, MAX_TIMER_MS),
     backoffBase,
-    backoffMax: v.integer('backoffMax', o.backoffMax ?? 30_000, backoffBase, MAX_TIMER),
+    backoffMax: v.integer('backoffMax', o.backoffMax ?? 30_000, backoffBase, MAX_TIMER_MS),
     clock: o.clock ?? systemClock,
     random: o.random === undefined ? Math.random : v.func<() => number>('random', o.random),
   };
