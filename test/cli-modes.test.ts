@@ -10,16 +10,8 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { TOKEN, api, tempDir, type ApiReply } from './helpers/admin.js';
-import { startCli, type RunningCli } from './helpers/cli.js';
+import { modes, startMode, type RunningCli } from './helpers/cli.js';
 import { HOST, connect, namedServer, readLine, waitFor } from './helpers/net.js';
-
-export const modes = ['single', 'workers'] as const;
-export type Mode = (typeof modes)[number];
-
-/** The balancer in `mode`: the same flags, plus `--workers 2` for the multi-core mode. */
-export function startMode(t: TestContext, mode: Mode, args: readonly string[]): Promise<RunningCli> {
-  return startCli(t, mode === 'workers' ? [...args, '--workers', '2'] : args);
-}
 
 /** `promtool check metrics` on `text`: its complaints, or why it could not run. */
 function promtool(text: string): { ran: boolean; output: string } {
