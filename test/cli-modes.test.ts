@@ -2,12 +2,14 @@
 // and `--workers 2` (a primary and two workers). The same test bodies run in
 // each, so `--workers` stays the same balancer: /livez and /readyz, the admin
 // API (drain and its second deadline, maintenance, weight, remove, re-add),
-// a SIGHUP reload (kept, updated, drained, added; an invalid file refused), a
-// reload's drain deadline on SIGTERM, a backend failing while it drains for
-// removal, and the second signal.
+// the admin socket and the Host allow-list, a SIGHUP reload (kept, updated,
+// drained, added; an invalid file refused), a reload's drain deadline on
+// SIGTERM, a backend failing while it drains for removal, and the second
+// signal.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -71,6 +73,19 @@ async function poll<T>(get: () => Promise<T>, ok: (value: T) => boolean, what: s
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+/** One request over the admin socket: its status and body. */
+function overSocket(socketPath: string, method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method, agent: false, headers: method === 'POST' ? { 'content-type': 'application/json', 'content-length': '0' } : {} }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 function status(reply: ApiReply, expected: number): ApiReply {
@@ -347,6 +362,33 @@ for (const mode of modes) {
     const [code] = await cli.exited;
     assert.equal(code, 0, cli.stderr());
     assert.equal(cli.stderr(), '');
+  });
+
+  test(`${mode}: --admin-socket is mode 0600, serves the API without a token and is removed at exit; a foreign Host is refused, probes answer any`, { timeout: 90_000 }, async (t) => {
+    const a = await namedServer(t, 'a');
+    const dir = tempDir(t);
+    const path = join(dir, 'admin.sock');
+    // No token file: over TCP the API is read-only; over the socket its permissions are the credential.
+    const cli = await startMode(t, mode, ['--listen', `${HOST}:0`, '--backend', `a=${HOST}:${a.port}`, '--check', 'tcp', '--interval', '300', '--rise', '1', '--status', '0', '--admin-socket', path]);
+    assert.ok(lstatSync(path).isSocket());
+    assert.equal(lstatSync(path).mode & 0o777, 0o600);
+    status(await api(cli.status, 'POST', '/api/backends/a/drain', { token: TOKEN, body: {} }), 403);
+    const drained = await overSocket(path, 'POST', '/api/backends/a/drain');
+    assert.equal(drained.status, 202, drained.body);
+    assert.equal((JSON.parse(drained.body) as { admin: string }).admin, 'draining');
+    await poll(() => stats(cli.status), (s) => s.backends.find((x) => x.id === 'a')?.admin === 'draining', 'a draining in every process');
+    assert.equal((await overSocket(path, 'GET', '/livez')).status, 200);
+    // DNS rebinding: a page served under another name must not read the API, /stats or /metrics.
+    for (const route of ['/', '/stats', '/metrics', '/api/backends']) {
+      const refused = await api(cli.status, 'GET', route, { headers: { host: 'evil.example' } });
+      assert.equal(refused.status, 421, route);
+      assert.equal(refused.json.error, 'HOST_NOT_ALLOWED');
+    }
+    for (const probe of ['/livez', '/readyz']) assert.notEqual((await api(cli.status, 'GET', probe, { headers: { host: 'evil.example' } })).status, 421, probe);
+    cli.child.kill('SIGTERM');
+    const [code] = await cli.exited;
+    assert.equal(code, 0, cli.stderr());
+    assert.equal(existsSync(path), false, 'the socket file is removed at exit');
   });
 
   test(`${mode}: /metrics passes promtool with build, process, event-loop, bytes, check-latency and verdict families; the access log has one line per closed connection`, { timeout: 120_000 }, async (t) => {
