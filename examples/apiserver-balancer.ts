@@ -21,7 +21,8 @@
  * balancer/process-guards.ts). A closed stdout or stderr (EPIPE) drops log
  * lines and changes nothing else. With
  * `--workers N` the process is a `node:cluster` primary and the same program
- * runs in each worker (see balancer/workers.ts).
+ * runs in each worker (see balancer/workers.ts); a worker ignores SIGHUP,
+ * SIGUSR1 and SIGUSR2 sent to it (the primary reloads and logs the state).
  *
  * @module
  */
@@ -60,6 +61,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (!sigusr1Disabled()) guardInspector();
     process.on('SIGUSR1', () => {});
     process.on('SIGUSR2', () => {});
+    // Node's default for SIGHUP ends the process, and a terminal's hangup (or
+    // `pkill -HUP` by the program's name) reaches the workers too: the reload
+    // is the primary's, which sends it on to every worker.
+    process.on('SIGHUP', () => {});
     runWorker({ log });
     return;
   }

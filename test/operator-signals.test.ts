@@ -2,7 +2,8 @@
  * The balancer process and its surroundings, in one process and with
  * `--workers 2` (the same bodies): SIGUSR1 never opens Node's inspector,
  * sent to the balancer or to one of its workers; SIGUSR2 logs the state;
- * SIGHUP without `--config` is refused in the log and changes nothing;
+ * SIGHUP without `--config` is refused in the log and changes nothing, and
+ * a worker that gets one too (a terminal's hangup) carries on;
  * SIGINT drains and a second SIGINT closes what is left, also when a
  * terminal's Ctrl-C reaches every process of the group; and a closed stdout
  * or stderr (the reader exited) neither crashes nor stops it, in the primary
@@ -72,7 +73,7 @@ async function workerView(status: number): Promise<{ pids: number[]; restarts: n
 const quick = ['--check', 'tcp', '--interval', '300', '--rise', '1', '--status', '0'];
 
 for (const mode of modes) {
-  test(`${mode}: SIGUSR1 opens no inspector (balancer or worker); SIGUSR2 logs the state; SIGHUP without --config is refused and changes nothing`, { skip: process.platform !== 'linux', timeout: 90_000 }, async (t) => {
+  test(`${mode}: SIGUSR1 opens no inspector (balancer or worker); SIGUSR2 logs the state; SIGHUP without --config is refused and changes nothing, also sent to every worker`, { skip: process.platform !== 'linux', timeout: 90_000 }, async (t) => {
     const backend = await echoServer(t);
     const cli = await startMode(t, mode, ['--listen', `${HOST}:0`, '--backend', `b1=${HOST}:${backend.port}`, ...quick]);
     const processes = await processesOf(cli, mode);
@@ -84,10 +85,13 @@ for (const mode of modes) {
     await waitFor(() => cli.lines.some((l) => / SIGUSR2 state: /.test(l)), { what: 'the SIGUSR2 state line' });
     const line = cli.lines.find((l) => / SIGUSR2 state: /.test(l))!;
     assert.match(line, /b1 up\/active 0 active/);
-    // The workers handle their own SIGUSR1 on their own clock: one more round
-    // trip through each (a SIGHUP logged by the balancer, then a stats
-    // request every worker answers) before the ports are compared.
-    cli.child.kill('SIGHUP');
+    // A SIGHUP to every process, as a terminal's hangup (or `pkill -HUP` by
+    // the program's name) sends it: the balancer refuses the reload (no
+    // config), a worker has nothing to reload and must not die of it. It is
+    // also one more round trip through each process (its line, then a stats
+    // request every worker answers) before the ports are compared: the
+    // workers handle their own SIGUSR1 on their own clock.
+    for (const pid of processes) process.kill(pid, 'SIGHUP');
     await waitFor(() => cli.lines.some((l) => / reload refused, running config kept: no config file/.test(l)), { what: 'the SIGHUP refusal' });
     assert.equal(await get(cli.status, '/stats'), 200);
     assert.deepEqual(processes.map(listeningPorts), before, 'a port opened after SIGUSR1');
