@@ -35,7 +35,7 @@ import { ConfigError, parseBalancerArgs, usage, type BalancerConfig } from './ba
 import { packageVersion, programName } from './balancer/program-info.js';
 import { guardInspector, resilientWriter, sigusr1Disabled } from './balancer/process-guards.js';
 import { ReloadError } from './balancer/reload.js';
-import { runWorker, startWorkers } from './balancer/workers.js';
+import { WorkerStartError, runWorker, startWorkers } from './balancer/workers.js';
 
 const name = programName(process.argv[1]);
 
@@ -144,6 +144,14 @@ export async function main(argv: readonly string[]): Promise<void> {
     balancer = parsed.config.workers > 1 ? await startWorkers(parsed.config, io) : await startBalancer(parsed.config, io);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
+    // A Ctrl-C during a --workers start reaches the workers too, and one that
+    // dies of it (or drains its empty pool and exits 0) before listening
+    // fails the start. The operator asked to stop: a stop, exit 0, as one
+    // process does when the signal comes during its first checks.
+    if (signals > 0 && err instanceof WorkerStartError && (err.exitCode === 0 || err.signal === 'SIGINT' || err.signal === 'SIGTERM')) {
+      log(`${new Date().toISOString()} stopped while starting (${err.message})`);
+      process.exit(0);
+    }
     die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);
   }
   if (signals > 0) {

@@ -3,19 +3,23 @@
  * `--workers 2` (the same bodies): SIGUSR1 never opens Node's inspector,
  * sent to the balancer or to one of its workers; SIGUSR2 logs the state;
  * SIGHUP without `--config` is refused in the log and changes nothing, and
- * a worker that gets one too (a terminal's hangup) carries on;
+ * a worker that gets one too (a terminal's hangup) carries on; a Ctrl-C
+ * while it starts is a stop, exit 0;
  * SIGINT drains and a second SIGINT closes what is left, also when a
  * terminal's Ctrl-C reaches every process of the group; and a closed stdout
  * or stderr (the reader exited) neither crashes nor stops it, in the primary
  * or in the workers that write to the same pipe.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, readdirSync as readdir, readlinkSync as readlink } from 'node:fs';
 import { request } from 'node:http';
+import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { api } from './helpers/admin.js';
-import { modes, startMode, type RunningCli } from './helpers/cli.js';
+import { cliEntry, modes, startMode, type RunningCli } from './helpers/cli.js';
 import { HOST, connect, echoServer, readLine, waitFor } from './helpers/net.js';
 
 /** Listening TCP ports of `pid`, from /proc (inodes of its sockets matched against /proc/net/tcp). */
@@ -64,12 +68,29 @@ async function processesOf(cli: RunningCli, mode: string): Promise<number[]> {
   return [cli.child.pid!, ...cli.pids];
 }
 
+/** The pids whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // `pid (comm) state ppid …`; comm may hold spaces, so read after its last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(entry));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
 /** Worker pids and restarts as `/stats` lists them (none in one process). */
 async function workerView(status: number): Promise<{ pids: number[]; restarts: number }> {
   const doc = JSON.parse((await api(status, 'GET', '/stats')).text) as { workers?: { pid: number }[]; restarts?: number };
   return { pids: (doc.workers ?? []).map((w) => w.pid).sort(), restarts: doc.restarts ?? 0 };
 }
 
+const root = fileURLToPath(new URL('..', import.meta.url));
 const quick = ['--check', 'tcp', '--interval', '300', '--rise', '1', '--status', '0'];
 
 for (const mode of modes) {
@@ -102,6 +123,46 @@ for (const mode of modes) {
     cli.child.kill('SIGTERM');
     assert.deepEqual(await cli.exited, [0, null]);
     assert.equal(cli.stderr(), '');
+  });
+
+  test(`${mode}: SIGINT to every process while it starts: it stops, exit 0, nothing on stderr`, { timeout: 90_000 }, async (t) => {
+    const backend = await echoServer(t);
+    const args = ['--listen', `${HOST}:0`, '--backend', `a=${HOST}:${backend.port}`, ...quick, ...(mode === 'workers' ? ['--workers', '2'] : [])];
+    const child = spawn(process.execPath, ['--import', 'tsx', cliEntry, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const seen = new Set<number>();
+    t.after(() => {
+      // By pid, and only while that pid still runs this program (pids are reused).
+      for (const pid of [child.pid!, ...seen]) {
+        try {
+          if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(cliEntry)) process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const lines: string[] = [];
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    // The first verdict is logged while it starts: during the first checks in
+    // one process, and with workers by the first worker to get its settings,
+    // before it listens (the other may still be loading the program).
+    let sent = false;
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      lines.push(line);
+      if (sent || !/ backend a unknown -> up/.test(line)) return;
+      sent = true;
+      // What a terminal's Ctrl-C does: the signal to every process of the group.
+      const group = [child.pid!, ...childrenOf(child.pid!)];
+      for (const pid of group) seen.add(pid);
+      for (const pid of group) process.kill(pid, 'SIGINT');
+    });
+    const [code, signal] = await exited;
+    assert.ok(sent, lines.join('\n'));
+    assert.deepEqual([code, signal], [0, null], `${stderr}\n${lines.join('\n')}`);
+    assert.equal(stderr, '');
+    assert.match(lines.at(-1)!, / stopped/);
+    t.diagnostic(`${mode}: ${lines.at(-1)!}`);
   });
 
   // One process has no group to speak of: the Ctrl-C form is the workers' alone.
