@@ -1,7 +1,7 @@
 // The reference balancer's admin API (/api/ on the status listener) on real
 // loopback sockets: every route's happy path, every bad input refused with its
-// code and nothing changed, the status server's limits, and reload by
-// SIGHUP of the real CLI with connections open.
+// code and nothing changed, and the status server's limits. Reload by SIGHUP
+// of the real CLI is in test/cli-modes.test.ts, in both modes.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
@@ -13,7 +13,6 @@ import { RecentEvents } from '../src/cli/recent-events.js';
 import { MAX_CONNECTIONS } from '../src/cli/status-server.js';
 import { UpstreamPool } from '../src/index.js';
 import { TOKEN, api, startAdminBalancer, tempDir, type ApiReply, type Doc } from './helpers/admin.js';
-import { startCli } from './helpers/cli.js';
 import { HOST, connect, echoServer, namedServer, readLine, waitFor } from './helpers/net.js';
 
 
@@ -432,74 +431,6 @@ test('the status listener holds at most MAX_CONNECTIONS connections: one more is
   await waitFor(() => idle[0]!.destroyed || idle[0]!.readableEnded, { what: 'the oldest idle connection closed' });
   assert.equal(idle.slice(1).filter((s) => s.destroyed || s.readableEnded).length, 0, 'only the oldest was evicted');
   for (const s of idle) s.destroy();
-});
-
-// ---------------------------------------------------------------- SIGHUP
-
-test('CLI: SIGHUP reloads --config; the unchanged backend keeps its connections, the changed one updates live, the removed one drains, the new one is probed; an invalid file changes nothing', { timeout: 90_000 }, async (t) => {
-  const servers = { a: await namedServer(t, 'a'), b: await namedServer(t, 'b'), c: await namedServer(t, 'c'), d: await namedServer(t, 'd') };
-  const dir = tempDir(t);
-  const file = join(dir, 'balancer.json');
-  writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
-  const write = (backend: unknown): void =>
-    writeFileSync(
-      file,
-      JSON.stringify({ backend, listen: `${HOST}:0`, check: 'tcp', interval: 300, rise: 1, fall: 3, status: '0', 'admin-token-file': 'admin.token', 'drain-timeout': 400, strategy: 'round-robin' }),
-    );
-  const at = (name: keyof typeof servers): string => `${HOST}:${servers[name].port}`;
-  write([`a=${at('a')}`, { name: 'b', address: at('b'), weight: 1 }, `c=${at('c')}`]);
-
-  const cli = await startCli(t, ['--config', file]);
-  const { child, lines, exited } = cli;
-  const ports = { listen: cli.listen, status: cli.status };
-  const backends = async (): Promise<Record<string, { admin: string; health: string; weight: number; members: number }>> => {
-    const list = (await api(ports.status, 'GET', '/api/backends')).json.backends;
-    return Object.fromEntries(list.map((b) => [b.id, b]));
-  };
-  await waitFor(() => lines.filter((l) => / backend [abc] unknown -> up/.test(l)).length === 3, { what: 'three backends up' });
-
-  // Two clients on each backend (round-robin), every one answering.
-  const clients: { socket: Socket; backend: string }[] = [];
-  for (let i = 0; i < 40 && ['a', 'b', 'c'].some((n) => clients.filter((c) => c.backend === n).length < 2); i++) clients.push(await client(t, ports.listen));
-  const on = (name: string): Socket[] => clients.filter((c) => c.backend === name).map((c) => c.socket);
-  assert.ok(on('a').length >= 2 && on('b').length >= 2 && on('c').length >= 2, JSON.stringify(clients.map((c) => c.backend)));
-  const cClosed = Promise.all(on('c').map((s) => new Promise((resolve) => s.once('close', resolve))));
-  const survivors = [...on('a'), ...on('b')];
-  let lost = 0;
-  for (const s of survivors) s.once('close', () => lost++);
-
-  // b's weight changes, c goes, d comes: SIGHUP.
-  write([`a=${at('a')}`, { name: 'b', address: at('b'), weight: 3 }, `d=${at('d')}`]);
-  child.kill('SIGHUP');
-  await waitFor(() => lines.some((l) => l.includes(' reload: ')), { what: 'the reload line' });
-  assert.match(lines.find((l) => l.includes(' reload: '))!, / reload: added d; updated b; draining c \(400 ms\); replaced -; unchanged a$/);
-  await cClosed;
-  await waitFor(() => lines.some((l) => / backend c removed$/.test(l)), { what: 'c removed' });
-  await waitFor(() => lines.some((l) => / backend d unknown -> up/.test(l)), { what: 'd probed up' });
-  const after = await backends();
-  assert.deepEqual(Object.keys(after).sort(), ['a', 'b', 'd']);
-  assert.equal(after['b']!.weight, 3);
-  assert.equal(lost, 0, 'no connection of an unchanged or updated backend was closed');
-  for (const s of survivors) {
-    s.write('still here\n');
-    assert.equal(await readLine(s), 'still here');
-  }
-
-  // An invalid file: one line with the reason, the running config stays.
-  writeFileSync(file, '{"backend": ["a=127.0.0.1:1"], "rise": 0}');
-  child.kill('SIGHUP');
-  await waitFor(() => lines.some((l) => l.includes('reload refused')), { what: 'the refusal line' });
-  assert.match(lines.find((l) => l.includes('reload refused'))!, /reload refused, running config kept: .*"rise": expected an integer from 1 to 1000, got 0$/);
-  assert.deepEqual(Object.keys(await backends()).sort(), ['a', 'b', 'd']);
-  assert.equal(lost, 0);
-  const refused = await api(ports.status, 'POST', '/api/reload', { token: TOKEN });
-  assert.equal(refused.status, 422);
-  assert.equal(refused.json.error, 'CONFIG_INVALID');
-
-  child.kill('SIGTERM');
-  const [code] = await exited;
-  assert.equal(code, 0, cli.stderr());
-  assert.equal(cli.stderr(), '');
 });
 
 test('DELETE then ready: the removal is called off and logged as such, never as "drained and removed"', async (t) => {

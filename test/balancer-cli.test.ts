@@ -24,7 +24,7 @@ import { ApiserverBackend } from '../examples/support/apiserver-backend.js';
 import { certPaths } from '../examples/support/certs.js';
 import { WatchFleet } from '../examples/support/watch-client.js';
 import { Rebalancer, UpstreamPool } from '../src/index.js';
-import { startCli } from './helpers/cli.js';
+import { modes, startMode } from './helpers/cli.js';
 import { HOST, closedPort, connect, echoServer, frontend, readLine, waitFor } from './helpers/net.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -797,10 +797,11 @@ test('status endpoint: /livez while the process answers; /readyz 503 with no bac
   await closing;
 });
 
-test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions, drains and exits 0 on SIGTERM', { timeout: 60_000 }, async (t) => {
+for (const mode of modes) {
+test(`${mode}: CLI runs, serves watches, /stats and /metrics read-only, logs transitions, drains and exits 0 on SIGTERM`, { timeout: 90_000 }, async (t) => {
   const backends = await Promise.all(['b1', 'b2'].map((name) => ApiserverBackend.start({ name })));
   t.after(() => Promise.all(backends.map((b) => b.close())));
-  const cli = await startCli(t, [
+  const cli = await startMode(t, mode, [
       '--listen', `${HOST}:0`,
       '--backend', `b1=${HOST}:${backends[0]!.port}`,
       '--backend', `b2=${HOST}:${backends[1]!.port}`,
@@ -815,7 +816,9 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   assert.ok(addresses.status > 0, 'the status address is printed before listening');
   // On a loaded machine a first check may time out; the backend then rises a moment later.
   assert.match(lines.join('\n'), /first checks: [0-2] of 2 backends up/);
-  await waitFor(() => lines.filter((l) => / backend b[12] unknown -> up \(probe-passed\)$/.test(l)).length === 2, { what: 'both backends up' });
+  // With workers, each logs its own transitions (`worker N: backend …`).
+  const processes = mode === 'workers' ? 2 : 1;
+  await waitFor(() => lines.filter((l) => / backend b[12] unknown -> up \(probe-passed\)$/.test(l)).length === 2 * processes, { what: 'both backends up' });
 
   const fleet = new WatchFleet({ size: 4, host: HOST, port: addresses.listen, backoffMs: 20 });
   t.after(() => fleet.stop());
@@ -854,9 +857,12 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   backends[0]!.setReady(false);
   await fleet.waitFor((f) => (f.byBackend()['b2'] ?? 0) === 4, 15_000);
   backends[0]!.setReady(true);
-  await waitFor(() => lines.some((l) => / backend b1 down -> up \(probe-passed\)$/.test(l)), { what: 'b1 back up' });
-  const down = lines.find((l) => l.includes('backend b1 up -> down'));
-  assert.match(down ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z backend b1 up -> down \(probe-failed: PROBE_BAD_RESPONSE: .*\), \d+ connections? torn down$/);
+  await waitFor(() => lines.filter((l) => / backend b1 down -> up \(probe-passed\)$/.test(l)).length === processes, { what: 'b1 back up' });
+  const down = lines.filter((l) => l.includes('backend b1 up -> down'));
+  assert.equal(down.length, processes, lines.join('\n'));
+  for (const line of down) {
+    assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (worker \d+: )?backend b1 up -> down \(probe-failed: PROBE_BAD_RESPONSE: .*\), \d+ connections? torn down$/);
+  }
 
   // SIGTERM with watches still open: stop accepting, ask every connection to
   // close (a FIN both ways: the watch clients end their streams and leave
@@ -865,6 +871,8 @@ test('CLI: runs, serves watches, /stats and /metrics read-only, logs transitions
   const [code] = await exited;
   assert.equal(code, 0, cli.stderr());
   assert.equal(cli.stderr(), '');
-  assert.match(lines.join('\n'), /shutting down: not accepting; 4 connections open, 300 ms to finish/);
+  assert.match(lines.join('\n'), mode === 'workers' ? /shutting down: not accepting; 2 workers draining, 300 ms to finish/ : /shutting down: not accepting; 4 connections open, 300 ms to finish/);
+  assert.doesNotMatch(lines.join('\n'), /closed at the deadline/, 'every watch left on the FIN; none waited for the deadline');
   assert.match(lines.at(-1)!, /stopped$/, 'every watch left on the FIN; none waited for the deadline');
 });
+}

@@ -1,25 +1,21 @@
 // The reference balancer as an operator runs it, in both modes: one process,
 // and `--workers 2` (a primary and two workers). The same test bodies run in
 // each, so `--workers` stays the same balancer: /livez and /readyz, the admin
-// API (drain, remove, re-add), a reload's drain deadline on SIGTERM, a
-// backend failing while it drains for removal, and the second signal.
+// API (drain and its second deadline, maintenance, weight, remove, re-add),
+// the admin socket and the Host allow-list, a SIGHUP reload (kept, updated,
+// drained, added; an invalid file refused), a reload's drain deadline on
+// SIGTERM, a backend failing while it drains for removal, and the second
+// signal.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { TOKEN, api, tempDir, type ApiReply } from './helpers/admin.js';
-import { startCli, type RunningCli } from './helpers/cli.js';
+import { modes, startMode, type RunningCli } from './helpers/cli.js';
 import { HOST, connect, namedServer, readLine, waitFor } from './helpers/net.js';
-
-export const modes = ['single', 'workers'] as const;
-export type Mode = (typeof modes)[number];
-
-/** The balancer in `mode`: the same flags, plus `--workers 2` for the multi-core mode. */
-export function startMode(t: TestContext, mode: Mode, args: readonly string[]): Promise<RunningCli> {
-  return startCli(t, mode === 'workers' ? [...args, '--workers', '2'] : args);
-}
 
 /** `promtool check metrics` on `text`: its complaints, or why it could not run. */
 function promtool(text: string): { ran: boolean; output: string } {
@@ -30,9 +26,35 @@ function promtool(text: string): { ran: boolean; output: string } {
 const hasPromtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' }).error === undefined;
 
 interface Stats {
+  readonly total: number;
+  readonly teardowns: Record<string, number>;
   readonly backends: { id: string; state: string; admin: string; members: number }[];
   /** Only with --workers. */
-  readonly workers?: { worker: number; members: Record<string, number> }[];
+  readonly workers?: { worker: number; total: number; members: Record<string, number> }[];
+}
+
+/** Clients each process accepted so far (one entry in one process). */
+function totals(s: Stats): number[] {
+  return s.workers === undefined ? [s.total] : s.workers.map((w) => w.total);
+}
+
+/**
+ * New clients until every process that accepts (both workers, or the one
+ * process) took at least `each` of them (bounded: 200 clients); the backends
+ * they landed on.
+ */
+async function clientsEverywhere(t: TestContext, cli: RunningCli, into: { socket: Socket; backend: string }[], each: number): Promise<string[]> {
+  const before = totals(await stats(cli.status));
+  const landed: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    const socket = await connect(t, cli.listen);
+    const backend = await readLine(socket);
+    into.push({ socket, backend });
+    landed.push(backend);
+    const now = totals(await stats(cli.status));
+    if (now.length === before.length && now.every((n, k) => n - before[k]! >= each)) return landed;
+  }
+  assert.fail(`every process took ${each} new clients: ${JSON.stringify(await stats(cli.status))}`);
 }
 
 async function stats(port: number): Promise<Stats> {
@@ -51,6 +73,19 @@ async function poll<T>(get: () => Promise<T>, ok: (value: T) => boolean, what: s
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+/** One request over the admin socket: its status and body. */
+function overSocket(socketPath: string, method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method, agent: false, headers: method === 'POST' ? { 'content-type': 'application/json', 'content-length': '0' } : {} }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 function status(reply: ApiReply, expected: number): ApiReply {
@@ -179,6 +214,181 @@ for (const mode of modes) {
     const [code] = await cli.exited;
     assert.equal(code, 0, cli.stderr());
     assert.equal(cli.stderr(), '');
+  });
+
+  test(`${mode}: drain through the admin API: no process places on it, a sooner second deadline applies, what is left is closed as drained; maintenance tears down every process's clients and says how many; weight 0 takes none`, { timeout: 180_000 }, async (t) => {
+    const a = await namedServer(t, 'a');
+    const b = await namedServer(t, 'b');
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
+    const cli = await startMode(t, mode, [
+      '--listen', `${HOST}:0`,
+      '--backend', `a=${HOST}:${a.port}`,
+      '--backend', `b=${HOST}:${b.port}`,
+      // Quick to rise, slow to fall: a check timing out on a loaded machine must not take a backend down here.
+      '--check', 'tcp', '--interval', '300', '--rise', '1', '--fall', '5',
+      '--status', '0', '--admin-token-file', join(dir, 'admin.token'),
+      '--strategy', 'round-robin', '--slow-start', '0', '--drain-timeout', '60000', '--no-rebalance',
+    ]);
+    await poll(() => stats(cli.status), (s) => s.backends.every((x) => x.state === 'up'), 'both backends up');
+    const clients: { socket: Socket; backend: string }[] = [];
+    await clientsOn(t, cli, 'a', clients);
+    const onA = clients.filter((c) => c.backend === 'a');
+    const aClosed = Promise.all(onA.map((c) => new Promise((resolve) => c.socket.once('close', resolve))));
+    // The clients answer a FIN: the drain's deadline, not the clients, decides when they go.
+    for (const c of onA) c.socket.resume();
+
+    // A 60 s drain: still listed, its clients stay, no process places on it.
+    const drained = status(await api(cli.status, 'POST', '/api/backends/a/drain', { token: TOKEN, body: { timeoutMs: 60_000 } }), 202);
+    assert.equal(drained.json.admin, 'draining');
+    assert.equal(drained.json.members, onA.length, 'members are every process\'s');
+    const meanwhile = await clientsEverywhere(t, cli, clients, 2);
+    assert.ok(!meanwhile.includes('a'), `nothing placed on a draining backend: ${meanwhile.join(' ')}`);
+    assert.equal(onA.filter((c) => c.socket.closed).length, 0, 'a drain closes nothing before its deadline');
+
+    // A second drain with a sooner deadline brings it forward; what is left closes then, as drained.
+    status(await api(cli.status, 'POST', '/api/backends/a/drain', { token: TOKEN, body: { timeoutMs: 300 } }), 202);
+    const sooner = Date.now();
+    await aClosed;
+    const took = Date.now() - sooner;
+    // Far below the first deadline of 60 s (a bound against it, not a speed claim).
+    assert.ok(took < 30_000, `the drained clients closed ${took} ms after the 300 ms deadline was asked for`);
+    t.diagnostic(`${mode}: ${onA.length} drained clients closed ${took} ms after the second drain (300 ms)`);
+    const afterDrain = await poll(() => stats(cli.status), (s) => (s.teardowns['drained'] ?? 0) === onA.length, `${onA.length} closed as drained`);
+    assert.equal(afterDrain.backends.find((x) => x.id === 'a')?.members, 0);
+    assert.ok(cli.lines.some((l) => l.endsWith('admin: backend a already draining (deadline 300 ms applies if sooner)')), cli.lines.join('\n'));
+
+    // Ready: every process places on a again.
+    status(await api(cli.status, 'POST', '/api/backends/a/ready', { token: TOKEN }), 200);
+    const before = clients.length;
+    await clientsOn(t, cli, 'a', clients);
+    assert.ok(clients.slice(before).some((c) => c.backend === 'a'));
+
+    // Maintenance: every process's clients of a torn down now, and the answer counts them all.
+    const aOpen = clients.filter((c) => c.backend === 'a' && !c.socket.closed);
+    const aGone = Promise.all(aOpen.map((c) => new Promise((resolve) => c.socket.once('close', resolve))));
+    for (const c of aOpen) c.socket.resume();
+    const maintenance = status(await api(cli.status, 'POST', '/api/backends/a/maintenance', { token: TOKEN }), 200);
+    assert.equal(maintenance.json.admin, 'maintenance');
+    assert.equal(maintenance.json.tornDown, aOpen.length);
+    await aGone;
+    const logged = cli.lines.filter((l) => / backend a up -> maintenance \(maintenance\), \d+ connections? torn down$/.test(l));
+    assert.equal(logged.length, mode === 'workers' ? 2 : 1, `each process logs its own:\n${cli.lines.join('\n')}`);
+    status(await api(cli.status, 'POST', '/api/backends/a/ready', { token: TOKEN }), 200);
+
+    // Weight 0 on b: no process places on it (a takes everything).
+    const weighed = status(await api(cli.status, 'PATCH', '/api/backends/b', { token: TOKEN, body: { weight: 0 } }), 200);
+    assert.equal(weighed.json.weight, 0);
+    const weightless = await clientsEverywhere(t, cli, clients, 2);
+    assert.deepEqual([...new Set(weightless)], ['a'], 'a backend of weight 0 takes no new client');
+    assert.ok(!cli.lines.some((l) => l.includes('did not apply')), cli.lines.join('\n'));
+
+    // Two signals sent at once may arrive as one: the second after the first is handled.
+    cli.child.kill('SIGTERM');
+    await waitFor(() => cli.lines.some((l) => l.includes('shutting down: not accepting')), { what: 'the shutdown line' });
+    cli.child.kill('SIGTERM');
+    const [code] = await cli.exited;
+    assert.equal(code, 0, cli.stderr());
+    assert.equal(cli.stderr(), '');
+  });
+
+  test(`${mode}: SIGHUP reloads --config; the unchanged backend keeps its connections, the changed one updates live, the removed one drains, the new one is probed; an invalid file changes nothing`, { timeout: 120_000 }, async (t) => {
+    const servers = { a: await namedServer(t, 'a'), b: await namedServer(t, 'b'), c: await namedServer(t, 'c'), d: await namedServer(t, 'd') };
+    const dir = tempDir(t);
+    const file = join(dir, 'balancer.json');
+    writeFileSync(join(dir, 'admin.token'), TOKEN, { mode: 0o600 });
+    // No rebalancing: once d's slow start is half over, moves toward it would
+    // close survivors, and `lost` counts only what the reload closes.
+    const write = (backend: unknown): void =>
+      writeFileSync(
+        file,
+        JSON.stringify({
+          backend, listen: `${HOST}:0`, check: 'tcp', interval: 300, rise: 1, fall: 3, status: '0', 'admin-token-file': 'admin.token', 'drain-timeout': 400, strategy: 'round-robin', 'no-rebalance': true,
+        }),
+      );
+    const at = (name: keyof typeof servers): string => `${HOST}:${servers[name].port}`;
+    write([`a=${at('a')}`, { name: 'b', address: at('b'), weight: 1 }, `c=${at('c')}`]);
+
+    const cli = await startMode(t, mode, ['--config', file]);
+    const { child, lines } = cli;
+    const processes = mode === 'workers' ? 2 : 1;
+    const backends = async (): Promise<Record<string, { admin: string; health: string; weight: number; members: number }>> => {
+      const list = (await api(cli.status, 'GET', '/api/backends')).json.backends;
+      return Object.fromEntries(list.map((b) => [b.id, b]));
+    };
+    await poll(() => stats(cli.status), (s) => s.backends.length === 3 && s.backends.every((x) => x.state === 'up'), 'three backends up');
+
+    // Clients on every backend in every process (round-robin), every one answering.
+    const clients: { socket: Socket; backend: string }[] = [];
+    for (const name of ['a', 'b', 'c']) await clientsOn(t, cli, name, clients);
+    const on = (name: string): Socket[] => clients.filter((c) => c.backend === name).map((c) => c.socket);
+    const cClosed = Promise.all(on('c').map((s) => new Promise((resolve) => s.once('close', resolve))));
+    // They answer the drain's FIN, or are closed at its 400 ms deadline.
+    for (const s of on('c')) s.resume();
+    const survivors = [...on('a'), ...on('b')];
+    let lost = 0;
+    for (const s of survivors) s.once('close', () => lost++);
+
+    // b's weight changes, c goes, d comes: SIGHUP.
+    write([`a=${at('a')}`, { name: 'b', address: at('b'), weight: 3 }, `d=${at('d')}`]);
+    child.kill('SIGHUP');
+    await waitFor(() => lines.some((l) => l.includes(' reload: ')), { what: 'the reload line' });
+    assert.match(lines.find((l) => l.includes(' reload: '))!, / reload: added d; updated b; draining c \(400 ms\); replaced -; unchanged a$/);
+    await cClosed;
+    await waitFor(() => lines.filter((l) => / backend c removed$/.test(l)).length === processes, { what: 'c removed in every process' });
+    await waitFor(() => lines.filter((l) => / backend d unknown -> up/.test(l)).length === processes, { what: 'd probed up in every process' });
+    const after = await poll(backends, (b) => Object.keys(b).sort().join() === 'a,b,d', 'a, b and d listed');
+    assert.equal(after['b']!.weight, 3);
+    await clientsOn(t, cli, 'd', clients);
+    assert.equal(lost, 0, 'no connection of an unchanged or updated backend was closed');
+    for (const s of survivors) {
+      s.write('still here\n');
+      assert.equal(await readLine(s), 'still here');
+    }
+
+    // An invalid file: one line with the reason, the running config stays.
+    writeFileSync(file, '{"backend": ["a=127.0.0.1:1"], "rise": 0}');
+    child.kill('SIGHUP');
+    await waitFor(() => lines.some((l) => l.includes('reload refused')), { what: 'the refusal line' });
+    assert.match(lines.find((l) => l.includes('reload refused'))!, /reload refused, running config kept: .*"rise": expected an integer from 1 to 1000, got 0$/);
+    assert.deepEqual(Object.keys(await backends()).sort(), ['a', 'b', 'd']);
+    assert.equal(lost, 0);
+    const refused = await api(cli.status, 'POST', '/api/reload', { token: TOKEN });
+    assert.equal(refused.status, 422);
+    assert.equal(refused.json.error, 'CONFIG_INVALID');
+    assert.ok(!lines.some((l) => l.includes('did not apply')), lines.join('\n'));
+
+    child.kill('SIGTERM');
+    const [code] = await cli.exited;
+    assert.equal(code, 0, cli.stderr());
+    assert.equal(cli.stderr(), '');
+  });
+
+  test(`${mode}: --admin-socket is mode 0600, serves the API without a token and is removed at exit; a foreign Host is refused, probes answer any`, { timeout: 90_000 }, async (t) => {
+    const a = await namedServer(t, 'a');
+    const dir = tempDir(t);
+    const path = join(dir, 'admin.sock');
+    // No token file: over TCP the API is read-only; over the socket its permissions are the credential.
+    const cli = await startMode(t, mode, ['--listen', `${HOST}:0`, '--backend', `a=${HOST}:${a.port}`, '--check', 'tcp', '--interval', '300', '--rise', '1', '--status', '0', '--admin-socket', path]);
+    assert.ok(lstatSync(path).isSocket());
+    assert.equal(lstatSync(path).mode & 0o777, 0o600);
+    status(await api(cli.status, 'POST', '/api/backends/a/drain', { token: TOKEN, body: {} }), 403);
+    const drained = await overSocket(path, 'POST', '/api/backends/a/drain');
+    assert.equal(drained.status, 202, drained.body);
+    assert.equal((JSON.parse(drained.body) as { admin: string }).admin, 'draining');
+    await poll(() => stats(cli.status), (s) => s.backends.find((x) => x.id === 'a')?.admin === 'draining', 'a draining in every process');
+    assert.equal((await overSocket(path, 'GET', '/livez')).status, 200);
+    // DNS rebinding: a page served under another name must not read the API, /stats or /metrics.
+    for (const route of ['/', '/stats', '/metrics', '/api/backends']) {
+      const refused = await api(cli.status, 'GET', route, { headers: { host: 'evil.example' } });
+      assert.equal(refused.status, 421, route);
+      assert.equal(refused.json.error, 'HOST_NOT_ALLOWED');
+    }
+    for (const probe of ['/livez', '/readyz']) assert.notEqual((await api(cli.status, 'GET', probe, { headers: { host: 'evil.example' } })).status, 421, probe);
+    cli.child.kill('SIGTERM');
+    const [code] = await cli.exited;
+    assert.equal(code, 0, cli.stderr());
+    assert.equal(existsSync(path), false, 'the socket file is removed at exit');
   });
 
   test(`${mode}: /metrics passes promtool with build, process, event-loop, bytes, check-latency and verdict families; the access log has one line per closed connection`, { timeout: 120_000 }, async (t) => {

@@ -54,6 +54,11 @@ function bump(record: Map<string, number>, key: string, by = 1): void {
   else record.set(key, n);
 }
 
+/** One backend's teardowns for one reason, as a map key (an id holds no NUL). */
+function teardownKey(id: string, reason: string): string {
+  return `${id}\0${reason}`;
+}
+
 /** A check failure in a few words: its code and message. */
 export function describeCheck(result: Pick<CheckResult, 'ok' | 'error' | 'durationMs' | 'outcome' | 'message'>): string {
   if (result.ok) return `passed in ${Math.round(result.durationMs)} ms`;
@@ -81,6 +86,18 @@ export class EventLog {
   readonly #timer: NodeJS.Timeout;
   /** Closed connections by reason, not yet reported (transition teardowns are reported with their transition). */
   readonly #closed = new Map<string, number>();
+  /**
+   * Closes counted in {@link EventLog.#closed} since the last flush, by
+   * backend and reason: a teardown of up to the pool's `teardown.syncMax`
+   * members closes them inside the call, before the transition's event.
+   */
+  readonly #recent = new Map<string, number>();
+  /**
+   * Closes a transition's line reported before they came, by backend and
+   * reason: past `teardown.syncMax` the sockets are closed in slices on the
+   * next turns, after the event. Each one that comes is not counted again.
+   */
+  readonly #owed = new Map<string, number>();
   readonly #connectFailures = new Map<string, number>();
   readonly #refused = new Map<string, number>();
   /** Checks and dials that failed in this process (EMFILE...), by code: no verdict, reported in the summary. */
@@ -94,7 +111,15 @@ export class EventLog {
   readonly #onDraining = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onLeaving = (backend: Backend, change: StateChange): void => this.#transition(backend, change, undefined);
   readonly #onDown = (backend: Backend, change: DownChange): void => this.#transition(backend, change, change.tornDown);
-  readonly #onConnectionClosed = (_conn: PoolMember, info: ConnectionClosedInfo): void => bump(this.#closed, info.reason);
+  readonly #onConnectionClosed = (member: PoolMember, info: ConnectionClosedInfo): void => {
+    const key = teardownKey(member.backend?.id ?? '', info.reason);
+    if ((this.#owed.get(key) ?? 0) > 0) {
+      bump(this.#owed, key, -1);
+      return;
+    }
+    bump(this.#closed, info.reason);
+    bump(this.#recent, key);
+  };
   readonly #onConnectFailed = (backend: Backend, _error: ConnectError | ConnectTimeoutError): void => bump(this.#connectFailures, backend.id);
   readonly #onPinFailed = (error: FailoverProxyError): void => bump(this.#refused, error.code);
   readonly #onAdded = (backend: Backend): void => this.info(`backend ${backend.id} added (${formatAddress(backend)})`);
@@ -145,6 +170,8 @@ export class EventLog {
       this.info(`in the last ${seconds} s: ${parts.join('; ')}`);
     }
     this.#closed.clear();
+    // A transition's own closes come in its call or after it, never across a flush.
+    this.#recent.clear();
     this.#connectFailures.clear();
     this.#refused.clear();
     this.#local.clear();
@@ -187,8 +214,13 @@ export class EventLog {
     let line = `backend ${backend.id} ${change.from} -> ${change.to} (${reason})`;
     if (tornDown !== undefined) {
       line += `, ${plural(tornDown, 'connection')} torn down`;
-      // Reported here; keep them out of the periodic counters.
-      bump(this.#closed, change.reason, -Math.min(tornDown, this.#closed.get(change.reason) ?? 0));
+      // Reported here; keep them out of the periodic counters: those closed
+      // already come off, those still to close (in slices) are owed.
+      const key = teardownKey(backend.id, change.reason);
+      const seen = Math.min(tornDown, this.#recent.get(key) ?? 0);
+      bump(this.#recent, key, -seen);
+      bump(this.#closed, change.reason, -seen);
+      if (tornDown > seen) bump(this.#owed, key, tornDown - seen);
     }
     this.info(line);
   }

@@ -12,7 +12,9 @@
  * SIGUSR2: log the state (never Node's inspector; see process-guards.ts). A
  * closed stdout or stderr (EPIPE) drops log lines and changes nothing else.
  * With `--workers N` the process is a `node:cluster` primary and the same
- * program runs in each worker (see primary.ts and worker.ts). Usage and error
+ * program runs in each worker (see primary.ts and worker.ts); a worker
+ * ignores SIGHUP, SIGUSR1 and SIGUSR2 sent to it (the primary reloads and
+ * logs the state). Usage and error
  * lines name the command as it was invoked (`process.argv[1]`).
  *
  * @module
@@ -22,7 +24,7 @@ import type { PoolStats } from '../index.js';
 import { formatAddress } from './address.js';
 import { startBalancer, type RunningBalancer } from './balancer.js';
 import { ConfigError } from './config.js';
-import { startWorkers } from './primary.js';
+import { WorkerStartError, startWorkers } from './primary.js';
 import { guardInspector, resilientWriter, sigusr1Disabled } from './process-guards.js';
 import { packageVersion, programName } from './program-info.js';
 import { ReloadError } from './reload.js';
@@ -56,6 +58,10 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (!sigusr1Disabled()) guardInspector();
     process.on('SIGUSR1', () => {});
     process.on('SIGUSR2', () => {});
+    // Node's default for SIGHUP ends the process, and a terminal's hangup (or
+    // `pkill -HUP` by the program's name) reaches the workers too: the reload
+    // is the primary's, which sends it on to every worker.
+    process.on('SIGHUP', () => {});
     runWorker({ log });
     return;
   }
@@ -123,6 +129,14 @@ export async function main(argv: readonly string[]): Promise<void> {
     balancer = parsed.config.workers > 1 ? await startWorkers(parsed.config, io) : await startBalancer(parsed.config, io);
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
+    // A Ctrl-C during a --workers start reaches the workers too, and one that
+    // dies of it (or drains its empty pool and exits 0) before listening
+    // fails the start. The operator asked to stop: a stop, exit 0, as one
+    // process does when the signal comes during its first checks.
+    if (signals > 0 && err instanceof WorkerStartError && (err.exitCode === 0 || err.signal === 'SIGINT' || err.signal === 'SIGTERM')) {
+      log(`${new Date().toISOString()} stopped while starting (${err.message})`);
+      process.exit(0);
+    }
     die(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);
   }
   if (signals > 0) {

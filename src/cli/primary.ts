@@ -94,6 +94,22 @@ function describeCommand(command: AdminCommand): string {
   }
 }
 
+/**
+ * {@link startWorkers} failed because a worker exited before it listened;
+ * how it exited, for a program that asked it to stop meanwhile (a Ctrl-C
+ * reaches the workers too, and one still loading dies of it).
+ */
+export class WorkerStartError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+  ) {
+    super(message);
+    this.name = 'WorkerStartError';
+  }
+}
+
 /** A running multi-core balancer. */
 export interface RunningWorkers {
   /** Where clients connect. */
@@ -357,7 +373,7 @@ export async function startWorkers(config: BalancerConfig, io: BalancerIo, optio
         return;
       }
       if (startup !== undefined) {
-        startup.reject(new Error(`worker ${slot.id} (pid ${slot.pid}) exited before listening (${how})`));
+        startup.reject(new WorkerStartError(`worker ${slot.id} (pid ${slot.pid}) exited before listening (${how})`, code, signal as NodeJS.Signals | null));
         return;
       }
       // Its connections are gone with it; the other workers' are untouched.

@@ -1,7 +1,8 @@
 /**
  * The reference balancer as a child process: spawned, its `status` and
  * `listening` lines awaited, killed after the test (with every worker it
- * reported, for `--workers`).
+ * reported, for `--workers`). {@link modes} and {@link startMode} run one
+ * test body in one process and with `--workers 2`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -73,4 +74,13 @@ export async function startCli(t: TestContext, args: readonly string[], program 
     });
   });
   return { child, lines, exited, pids, ...ports, stderr: () => stderr };
+}
+
+/** The two ways the balancer runs: one process, and a primary with workers. */
+export const modes = ['single', 'workers'] as const;
+export type Mode = (typeof modes)[number];
+
+/** The balancer in `mode`: the same flags, plus `--workers 2` for the multi-core mode. */
+export function startMode(t: TestContext, mode: Mode, args: readonly string[], program = cliEntry): Promise<RunningCli> {
+  return startCli(t, mode === 'workers' ? [...args, '--workers', '2'] : args, program);
 }
