@@ -28,6 +28,10 @@ interface ProbeResult {
   readonly userPct: number;
   readonly systemPct: number;
   readonly checksPerSecond: number;
+  /** New connections per second (each a TLS handshake); none once every kept connection is open. */
+  readonly dialsPerSecond: number;
+  /** This thread's CPU between two 1 ms ticks, p99: the loop delay's p99 with a core to itself. */
+  readonly turnCpuP99Ms: number;
   readonly failures: number;
   readonly failureCodes: Record<string, number>;
   readonly loopDelayP99Ms: number;
@@ -95,6 +99,8 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
             userPct: NaN,
             systemPct: NaN,
             checksPerSecond: NaN,
+            dialsPerSecond: NaN,
+            turnCpuP99Ms: NaN,
             failures: NaN,
             failureCodes: {},
             loopDelayP99Ms: NaN,
@@ -117,12 +123,14 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       title,
       count,
       med(p, (r) => r.checksPerSecond),
+      med(p, (r) => r.dialsPerSecond),
       med(p, (r) => r.failures),
       med(p, (r) => r.cpuPct),
       med(p, (r) => r.userPct),
       med(p, (r) => r.systemPct),
       med(p, (r) => r.loopDelayP99Ms),
       maxOf(p, (r) => r.loopDelayMaxMs),
+      med(p, (r) => r.turnCpuP99Ms),
       med(p, (r) => r.targetsCpuPct),
     ];
     const rows: Cell[][] = [
@@ -130,7 +138,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       probeRow('probe-fresh', 'HealthProbe (reuseConnection: false)'),
     ];
     if (probers.includes('haproxy')) {
-      rows.push(['HAProxy (httpchk, check-ssl verify none)', count, undefined, undefined, med('haproxy', (r) => r.cpuPct), undefined, undefined, undefined, undefined, med('haproxy', (r) => r.targetsCpuPct)]);
+      rows.push(['HAProxy (httpchk, check-ssl verify none)', count, undefined, undefined, undefined, med('haproxy', (r) => r.cpuPct), undefined, undefined, undefined, undefined, undefined, med('haproxy', (r) => r.targetsCpuPct)]);
     } else {
       rows.push([`HAProxy (${skipped.get('haproxy') ?? 'skipped'})`]);
     }
@@ -163,12 +171,14 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
             { title: 'prober' },
             { title: 'backends', digits: 0 },
             { title: 'checks/s', digits: 0 },
+            { title: 'new conns/s', digits: 0 },
             { title: 'failed', digits: 0 },
             { title: 'CPU % of a core', digits: 1 },
             { title: 'user %', digits: 1 },
             { title: 'sys %', digits: 1 },
             { title: 'loop delay p99 ms', digits: 1 },
             { title: 'loop delay max ms', digits: 1 },
+            { title: 'turn CPU p99 ms', digits: 2 },
             { title: "backends' CPU %", digits: 1 },
           ],
           rows,
@@ -177,6 +187,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       goals,
       notes: [
         'CPU %: CPU seconds per second of the probing process (100% = one core). Loop delay: monitorEventLoopDelay (10 ms resolution) in the probing process; max is the largest over every round.',
+        "turn CPU p99: the probing thread's CPU time between two ticks of a 1 ms timer, 99th percentile: the loop delay it would see with a core to itself. new conns/s: TLS handshakes; above 0 the window still saw the first round (or kept connections that expired).",
         "backends' CPU %: the process serving all the backends, during the same window: the TLS handshakes each prober makes the servers do.",
         'connection kept: each check is a request on the connection the last check left open (the default); reuseConnection: false: a new connection and a resumed TLS handshake per check.',
         ...(Object.keys(failureCodes).length > 0 ? [`Failed checks by layer (all rounds): ${JSON.stringify(failureCodes)}`] : []),

@@ -51,6 +51,25 @@ const log = createDebug('failover-proxy:probe');
 const STALL_TOLERANCE = 10;
 /** The most a check is started early to share a wake-up with others (see `coalesce` below). */
 const MAX_COALESCE = 10;
+/**
+ * The least time between two backends' first checks. Periods run from start
+ * to start, so the phases of the first round last: first checks of 1,000
+ * backends all within `interval × jitter` (100 ms) kept coming back as one
+ * burst every interval, and an HTTPS check on a new connection costs this
+ * process 1.3–2.4 ms of CPU (a TLS handshake under OpenSSL 3.5; a request
+ * on a kept connection 0.2–0.35 ms): the burst held the event loop for
+ * hundreds of ms (bench/probe-cost.ts). One per ms spreads 1,000 first
+ * checks over a second, as HAProxy spreads its first checks over `inter`.
+ */
+const FIRST_CHECK_SPACING = 1;
+/**
+ * Checks started (and deadlines fired) per wake-up of the probe's timer at
+ * most; the rest start on the next wake-up, after the loop has read its
+ * sockets. Coalescing (a tenth of the jitter) and a stall (every check due
+ * meanwhile) otherwise start dozens in one turn, each dial a TLS handshake
+ * to come. Eight per 1 ms timer still starts up to 8,000 checks a second.
+ */
+const MAX_STARTS_PER_PASS = 8;
 
 /**
  * The reason a probe passes to `markDown` when a backend crosses `fall`.
@@ -261,6 +280,8 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
   #closed = false;
   #stopping: Promise<void> | undefined;
   #pool: ProbeTarget | undefined;
+  /** Clock time before which no other first check starts (see FIRST_CHECK_SPACING). */
+  #nextFirstAt = -Infinity;
 
   /**
    * @param options see {@link HealthProbeOptions}; throws `INVALID_ARGUMENT`.
@@ -283,13 +304,15 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
       // early (a tenth of the jitter, at most 10 ms) changes nothing that the
       // jitter does not already blur. No jitter, no coalescing: exact times.
       coalesce: Math.min(MAX_COALESCE, Math.floor((Math.min(interval, fastInterval, downInterval) * jitter) / 10)),
+      maxPerPass: MAX_STARTS_PER_PASS,
     });
     this.#started = this.#options.autoStart;
   }
 
   /**
    * Starts checking a backend; returns it resolved. Its first check comes
-   * within `interval × jitter` (when started). It starts `unknown`: the first
+   * within `interval × jitter` (when started), and at least 1 ms after the
+   * previous backend's first check (so within a second for 1,000 added at once). It starts `unknown`: the first
    * result decides.
    *
    * @throws `INVALID_ARGUMENT`, `DUPLICATE_BACKEND`, `PROBE_CLOSED`
@@ -868,10 +891,20 @@ export class HealthProbe extends EventEmitter<HealthProbeEvents> {
     this.#timers.clear(entry.timer);
   }
 
-  /** The first check of a backend: spread over the jitter window, so a pool of many does not probe in one burst. */
+  /**
+   * The first check of a backend: spread over the jitter window, and no
+   * sooner than FIRST_CHECK_SPACING after the previous backend's first check,
+   * so a pool of many does not probe in one burst. Past one interval the
+   * spacing starts over from now: a second layer rather than a first round
+   * longer than the period.
+   */
   #firstDelay(): number {
-    const { interval, jitter, random } = this.#options;
-    return Math.max(0, Math.round(random() * jitter * interval));
+    const { interval, jitter, random, clock } = this.#options;
+    const now = clock.now();
+    let at = now + Math.max(0, Math.round(random() * jitter * interval));
+    if (at < this.#nextFirstAt) at = this.#nextFirstAt - now < interval ? this.#nextFirstAt : at;
+    this.#nextFirstAt = at + FIRST_CHECK_SPACING;
+    return at - now;
   }
 
   #nextDelay(entry: Entry): number {

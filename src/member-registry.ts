@@ -18,7 +18,7 @@ import type { ReadonlyBackendEntry } from './backend-entry.js';
 import { refusal, type PoolGate } from './admission.js';
 import { BackendDownError, MemberRegisteredError, PoolClosedError } from './errors.js';
 import type { ConnectionClosedInfo, TeardownReason } from './events.js';
-import { isPoolMember, kOwner, kQuiesce, type PoolMember } from './pool-member.js';
+import { isPoolMember, kGate, kOwner, kQuiesce, type MemberGate, type PoolMember } from './pool-member.js';
 import * as v from './validate.js';
 import { publishTeardown } from './diagnostics.js';
 
@@ -31,6 +31,7 @@ type Registered = PoolMember & {
   [kOwner]?: unknown;
   [kEntry]?: ReadonlyBackendEntry | undefined;
   [kQuiesce]?: () => void;
+  [kGate]?: MemberGate;
 };
 
 /** How teardown of many members is spread over event-loop turns. */
@@ -76,6 +77,8 @@ export class MemberRegistry {
   #doomedHead = 0;
   #sweep: NodeJS.Immediate | undefined;
   #onSwept: (() => void)[] = [];
+  /** The gate the pairs of each backend share until it is taken out (see `kGate`). */
+  readonly #gates = new WeakMap<ReadonlyBackendEntry, MemberGate>();
 
   constructor(hooks: RegistryHooks, ledger: MemberLedger, slicing: TeardownSlicing) {
     this.#hooks = hooks;
@@ -136,6 +139,11 @@ export class MemberRegistry {
     m[kOwner] = this;
     m[kEntry] = entry;
     this.#ledger.joined(entry, member);
+    if (m[kGate] !== undefined && member.kind === 'connection') {
+      let gate = this.#gates.get(entry);
+      if (gate === undefined) this.#gates.set(entry, (gate = { shut: false }));
+      m[kGate] = gate;
+    }
     this.active++;
     this.total++;
     member.on('closed', onMemberClosed);
@@ -158,16 +166,26 @@ export class MemberRegistry {
       for (const member of entry.members) member.destroy(reason, { reset });
       return n;
     }
+    // One store silences every pair that shares the backend's gate; later
+    // pairs get a new one.
+    const gate = this.#gates.get(entry);
+    if (gate !== undefined) {
+      gate.shut = true;
+      this.#gates.delete(entry);
+    }
     for (const member of Array.from(entry.members)) {
-      const quiesce = (member as Registered)[kQuiesce];
-      if (quiesce === undefined || member.kind !== 'connection') {
-        // Only pairs can be silenced without closing; anything else (an idle
-        // agent socket a request could still take from the free list) is
-        // closed now, and accounted for by its `closed` event.
-        member.destroy(reason, { reset });
-        continue;
+      if (gate === undefined || (member as Registered)[kGate] !== gate) {
+        const quiesce = (member as Registered)[kQuiesce];
+        if (quiesce === undefined || member.kind !== 'connection') {
+          // Only pairs can be silenced without closing; anything else (an idle
+          // agent socket a request could still take from the free list) is
+          // closed now, and accounted for by its `closed` event.
+          member.destroy(reason, { reset });
+          continue;
+        }
+        // A pair without this gate (from another copy of the package, say).
+        quiesce.call(member);
       }
-      quiesce.call(member);
       this.#ledger.left(entry, member, reason);
       this.active--;
       this.#count(reason);

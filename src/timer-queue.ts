@@ -51,6 +51,11 @@ function before(a: QueuedTimer, b: QueuedTimer): boolean {
  * rather than waking once per timer (a wake-up costs more than the JavaScript
  * of a check on a busy host). Their callbacks must tolerate an early call.
  *
+ * At most `maxPerPass` timers fire in one wake-up; the rest fire on the next
+ * one (a 0 ms clock timer, so I/O is read in between): a burst of due timers
+ * (after a stall, or many falling due together) becomes several short turns
+ * instead of one long one.
+ *
  * It also measures the process's own stalls. Each time its clock timer fires,
  * the lateness beyond `tolerance` (the loop was blocked, or the process had
  * no CPU) is added to {@link stalledMs}. While anything is held with
@@ -64,6 +69,7 @@ export class TimerQueue {
   readonly #tolerance: number;
   readonly #sampleEvery: number;
   readonly #coalesce: number;
+  readonly #maxPerPass: number;
   readonly #heap: QueuedTimer[] = [];
   #seq = 0;
   #handle: unknown;
@@ -77,12 +83,18 @@ export class TimerQueue {
 
   constructor(
     clock: Clock,
-    { tolerance, sampleEvery, coalesce = 0 }: { readonly tolerance: number; readonly sampleEvery: number; readonly coalesce?: number },
+    {
+      tolerance,
+      sampleEvery,
+      coalesce = 0,
+      maxPerPass = Infinity,
+    }: { readonly tolerance: number; readonly sampleEvery: number; readonly coalesce?: number; readonly maxPerPass?: number },
   ) {
     this.#clock = clock;
     this.#tolerance = tolerance;
     this.#sampleEvery = Math.max(1, sampleEvery);
     this.#coalesce = Math.max(0, coalesce);
+    this.#maxPerPass = Math.max(1, maxPerPass);
   }
 
   /** Milliseconds the process was measurably stalled since this queue was made; only grows. */
@@ -154,10 +166,12 @@ export class TimerQueue {
       // A timer set by a callback of this pass fires early only on a later
       // pass: one that re-sets itself for a moment later would loop here.
       const lastSeq = this.#seq;
-      while (heap.length > 0 && heap[0]!.at <= until) {
+      let fired = 0;
+      while (heap.length > 0 && heap[0]!.at <= until && fired < this.#maxPerPass) {
         const timer = heap[0]!;
         if (timer.at > now && timer.seq > lastSeq) break;
         this.#remove(timer);
+        fired++;
         timer.fire();
       }
     } finally {

@@ -935,3 +935,23 @@ test('await using stops the probe at the end of the scope', async () => {
   assert.equal(stopped, true);
   assert.equal(clock.pending, 0);
 });
+
+test('scheduling: first checks start at least 1 ms apart, so many backends do not start in one burst; past an interval the spacing starts over', async (t) => {
+  const clock = new FakeClock();
+  const t0 = clock.now();
+  const started: number[] = [];
+  const probe = probeWith(t, {
+    clock,
+    check: () => {
+      started.push(clock.now() - t0);
+      return Promise.resolve();
+    },
+    interval: 10,
+    // Every first check would fall due at once.
+    jitter: 0,
+  });
+  for (let port = 1; port <= 14; port++) probe.add({ host: '127.0.0.1', port });
+  await runFor(clock, 9);
+  // Ten first checks 1 ms apart fill the interval; the eleventh starts over at 0.
+  assert.deepEqual(started, [0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 8, 9]);
+});

@@ -174,3 +174,27 @@ void test('coalesce: timers due within the window fire with the one that fires, 
   assert.deepEqual(fired.slice(3), ['a@200', 'self@200', 'self@205']);
   assert.equal(clock.pending, 0);
 });
+
+void test('maxPerPass: a burst of due timers fires a few per wake-up, the rest on the next ones, in due order', () => {
+  const log: string[] = [];
+  // Each wake-up of the clock timer is marked `|`.
+  class MarkingClock extends FakeClock {
+    override setTimeout(callback: () => void, ms: number): unknown {
+      return super.setTimeout(() => {
+        log.push('|');
+        callback();
+      }, ms);
+    }
+  }
+  const clock = new MarkingClock(0);
+  const queue = new TimerQueue(clock, { tolerance: 10, sampleEvery: 100, coalesce: 10, maxPerPass: 2 });
+  for (const [i, name] of ['a', 'b', 'c', 'd', 'e'].entries()) queue.set(new QueuedTimer(() => log.push(name)), 100 + i);
+  // A stall: every timer is overdue when the clock timer fires.
+  clock.stall(200);
+  clock.advance(0);
+  assert.deepEqual(log, ['|', 'a', 'b', '|', 'c', 'd', '|', 'e']);
+  assert.equal(queue.size, 0);
+  assert.equal(clock.pending, 0);
+  // 100 ms late (less the 10 ms tolerance), once: the passes right after it are not stalls.
+  assert.equal(queue.stalledMs, 90);
+});

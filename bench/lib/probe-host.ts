@@ -2,8 +2,9 @@
  * The probe-cost bench's subject: a {@link HealthProbe} checking every given
  * backend over HTTPS (`/readyz`, fixture CA) in a process of its own, which
  * measures itself: CPU time (`process.cpuUsage`), checks completed and
- * failed, and event-loop delay (`monitorEventLoopDelay`, 10 ms resolution,
- * reported as the excess over those 10 ms) over a window after a warm-up.
+ * failed, new connections, and event-loop delay (`monitorEventLoopDelay`, `--resolution` ms, 10 by default,
+ * reported as the excess over it) and the CPU time of each loop turn over a
+ * window after a warm-up.
  *
  * ```sh
  * node --import tsx bench/lib/probe-host.ts --ports 4000,4001,... --interval 1000 --warmup 3000 --window 10000 [--reuse false]
@@ -12,6 +13,7 @@
  *
  * @module
  */
+import { subscribe } from 'node:diagnostics_channel';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadCerts } from '../../examples/support/certs.js';
@@ -21,6 +23,12 @@ function int(name: string, text: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0) throw new TypeError(`Expected \`--${name}\` to be an integer >= 0, got \`${text}\``);
   return n;
+}
+
+/** This thread's CPU time in ms (the process's where Node has no threadCpuUsage, before 23.9). */
+function threadCpuMs(): number {
+  const u = (process as { threadCpuUsage?: () => NodeJS.CpuUsage }).threadCpuUsage?.() ?? process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -34,6 +42,7 @@ async function main(argv: string[]): Promise<void> {
       warmup: { type: 'string', default: '3000' },
       window: { type: 'string', default: '10000' },
       reuse: { type: 'string', default: 'true' },
+      resolution: { type: 'string', default: '10' },
     },
     strict: true,
   });
@@ -52,6 +61,11 @@ async function main(argv: string[]): Promise<void> {
     ...(values.concurrency === undefined ? {} : { concurrency: int('concurrency', values.concurrency) }),
   });
   let checks = 0;
+  // New connections (each a TLS handshake): what keeping connections saves.
+  let dials = 0;
+  subscribe('net.client.socket', () => {
+    dials++;
+  });
   let failures = 0;
   const failureCodes: Record<string, number> = {};
   let slowest = 0;
@@ -67,12 +81,23 @@ async function main(argv: string[]): Promise<void> {
   for (const port of ports) probe.add({ host: '127.0.0.1', port });
 
   await new Promise((r) => setTimeout(r, warmup));
-  // The histogram records the time between two ticks of a 10 ms timer: the
-  // delay is what exceeds the 10 ms.
-  const RESOLUTION = 10;
+  // The histogram records the time between two ticks of a timer of this
+  // period: the delay is what exceeds it.
+  const RESOLUTION = int('resolution', values.resolution);
   const eld = monitorEventLoopDelay({ resolution: RESOLUTION });
   eld.enable();
+  // This thread's CPU time between two ticks of a 1 ms timer: the work of the
+  // loop turns in between, which a loaded machine stretches in wall time but
+  // not in CPU. Its p99 is what the loop delay's would be with a core to itself.
+  const turnCpu: number[] = [];
+  let lastCpu = threadCpuMs();
+  const sampler = setInterval(() => {
+    const cpu = threadCpuMs();
+    turnCpu.push(cpu - lastCpu);
+    lastCpu = cpu;
+  }, 1);
   checks = 0;
+  dials = 0;
   failures = 0;
   slowest = 0;
   for (const k of Object.keys(failureCodes)) delete failureCodes[k];
@@ -84,6 +109,8 @@ async function main(argv: string[]): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
   eld.disable();
+  clearInterval(sampler);
+  turnCpu.sort((a, b) => a - b);
   await probe.stop();
   const result = {
     backends: ports.length,
@@ -93,12 +120,15 @@ async function main(argv: string[]): Promise<void> {
     systemPct: (cpu.system / 1e6 / seconds) * 100,
     eventLoopUtilization: elu.utilization,
     checksPerSecond: checks / seconds,
+    dialsPerSecond: dials / seconds,
     failures,
     failureCodes,
     slowestCheckMs: slowest,
     loopDelayP50Ms: Math.max(0, eld.percentile(50) / 1e6 - RESOLUTION),
     loopDelayP99Ms: Math.max(0, eld.percentile(99) / 1e6 - RESOLUTION),
     loopDelayMaxMs: Math.max(0, eld.max / 1e6 - RESOLUTION),
+    turnCpuP99Ms: turnCpu[Math.floor(turnCpu.length * 0.99)] ?? 0,
+    turnCpuMaxMs: turnCpu[turnCpu.length - 1] ?? 0,
     rssBytes: process.memoryUsage().rss,
   };
   process.stdout.write(`probe-result ${JSON.stringify(result)}\n`);
