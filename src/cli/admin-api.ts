@@ -17,6 +17,7 @@ import { MAX_WEIGHT, backendNamePattern } from './config.js';
 import { formatAddress, parseAddress } from './address.js';
 import type { RecentEvents } from './recent-events.js';
 import { ReloadError, type ReloadSummary } from './reload.js';
+import { MAX_MS } from './limits.js';
 
 /** A request as the status server hands it over: the body already read, within its limit. */
 export interface AdminRequest {
@@ -73,9 +74,6 @@ export type AdminErrorCode =
   | 'CONFIG_INVALID'
   | 'POOL_CLOSED'
   | 'INTERNAL';
-
-/** Largest drain deadline a call may ask for (the longest Node timer). */
-const MAX_MS = 2 ** 31 - 1;
 
 /** The SHA-256 digest tokens are compared by. */
 export function tokenDigest(token: string): Buffer {

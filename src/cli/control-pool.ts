@@ -21,6 +21,7 @@ import { backendId } from '../index.js';
 import type { ConnectError, ConnectTimeoutError, ProbeTargetEvents, Backend, BackendInput, BackendSpec, BackendTunables, PoolStats, ReconcileOptions, ReconcileResult, RemoveOptions, RemoveResult, DrainOptions, StateChange, UpstreamPool } from '../index.js';
 import type { BackendAddress } from './config.js';
 import type { AdminCommand, ControlSnapshot, HealthMessage, WorkerReply } from './ipc.js';
+import { MAX_MS } from './limits.js';
 
 /** How the control pool reaches the workers. */
 export interface ControlPoolLinks {
@@ -50,9 +51,6 @@ interface Removal {
   readonly finish: (result?: RemoveResult) => void;
 }
 
-/** The longest Node timer: a drain deadline above it is refused by the pool. */
-const MAX_TIMER = 2 ** 31 - 1;
-
 function specOf(b: Backend): BackendSpec {
   return { id: b.id, host: b.host, port: b.port, weight: b.weight, maxConnections: b.maxConnections };
 }
@@ -64,7 +62,7 @@ function idOf(spec: BackendInput): string {
 }
 
 function validTimeout(timeout: number | undefined): boolean {
-  return timeout === undefined || (Number.isSafeInteger(timeout) && timeout >= 0 && timeout <= MAX_TIMER);
+  return timeout === undefined || (Number.isSafeInteger(timeout) && timeout >= 0 && timeout <= MAX_MS);
 }
 
 /**
@@ -258,7 +256,6 @@ export class ControlPool {
   #cancelRemoval(id: string, reason = 'relisted'): void {
     this.#removals.get(id)?.finish({ removed: false, reason });
   }
-
 
   /**
    * The reload: sent to every worker as one `reconcile` of the same list.

@@ -35,9 +35,9 @@ import {
   text,
   type Given,
 } from './config-values.js';
+import { MAX_MS } from './limits.js';
 
 const strategies: readonly BalancerName[] = ['least-connections', 'round-robin', 'random-two', 'hash'];
-const MAX_MS = 2 ** 31 - 1;
 /** More clients than this is a typo: it would take 20 million descriptors. */
 const MAX_CLIENTS = 10_000_000;
 /** More processes than this is a typo, not a machine. */
