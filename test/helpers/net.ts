@@ -11,7 +11,11 @@ import type { ConnectionClosedInfo } from '../../src/index.js';
 export const HOST = '127.0.0.1';
 
 /** Listens on 127.0.0.1:0 and closes the server (and every socket it accepted) after the test. */
-export async function listen(t: TestContext, onConnection: (socket: Socket) => void = () => {}, options: net.ServerOpts = {}): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
+export async function listen(
+  t: TestContext,
+  onConnection: (socket: Socket) => void = () => {},
+  { backlog, ...options }: net.ServerOpts & { readonly backlog?: number } = {},
+): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
   const sockets = new Set<Socket>();
   const server = net.createServer({ allowHalfOpen: true, ...options }, (socket) => {
     sockets.add(socket);
@@ -19,7 +23,7 @@ export async function listen(t: TestContext, onConnection: (socket: Socket) => v
     socket.once('close', () => sockets.delete(socket));
     onConnection(socket);
   });
-  server.listen(0, HOST);
+  server.listen({ port: 0, host: HOST, ...(backlog !== undefined && { backlog }) });
   await once(server, 'listening');
   t.after(async () => {
     for (const s of sockets) s.destroy();
@@ -167,8 +171,8 @@ export async function unresponsiveBackend(t: TestContext): Promise<number> {
 }
 
 /** A front listener that hands every client to `pool.accept`, paused so early bytes stay queued. */
-export async function frontend(t: TestContext, pool: { accept(socket: Socket): void }): Promise<number> {
-  const { port } = await listen(t, (socket) => pool.accept(socket), { pauseOnConnect: true });
+export async function frontend(t: TestContext, pool: { accept(socket: Socket): void }, options: { readonly backlog?: number } = {}): Promise<number> {
+  const { port } = await listen(t, (socket) => pool.accept(socket), { pauseOnConnect: true, ...options });
   return port;
 }
 
