@@ -140,10 +140,16 @@ export async function gracefulShutdown(t: { after(fn: () => unknown): void }, li
   // (it stays leaving); give the checks time to see the closed listener.
   // Wait until a check has met the closed listener (refused: an answer while
   // leaving; a failure to an older build), so the figures include what it did.
+  // `failed` only once the victim is down: a single connect failure that is
+  // not a refusal (a check whose connection the closing backend broke off,
+  // seen once under six busy loops) counts toward `fall`, and the next check,
+  // refused, is read as leaving; an older build takes refusals for failures
+  // and goes down.
   const refusedCheck = (): string | undefined => {
     const last = probe.health(victim.name)?.lastResult;
     if (last?.message?.startsWith('stopped listening while leaving') === true) return 'leaving';
-    if (last?.error?.code === 'PROBE_CONNECT_FAILED') return 'failed';
+    const down = pool.stats().backends.find((b) => b.id === victim.name)?.health === 'down';
+    if (last?.error?.code === 'PROBE_CONNECT_FAILED' && down) return 'failed';
     return undefined;
   };
   if (options.failing !== 'etcd') {
