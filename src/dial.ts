@@ -29,74 +29,135 @@ export interface DialOptions {
  * half-open capable so FINs can be forwarded.
  */
 export function dialBackend(backend: Backend, options: DialOptions): Promise<Socket> {
-  const { signal, preamble } = options;
-  const tlsOptions = backend.tls === false ? undefined : (backend.tls ?? options.tls);
-  return new Promise<Socket>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    let socket: Socket;
-    let readyEvent: 'connect' | 'secureConnect';
-    if (tlsOptions === undefined) {
-      socket = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
-      // Queued until the connection is up, and ahead of anything the caller writes.
-      if (preamble !== undefined) socket.write(preamble);
-      readyEvent = 'connect';
-    } else {
-      const servername = servernameFor(backend, tlsOptions.servername);
-      // allowHalfOpen is honoured by tls.connect but missing from its typings.
-      const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
-        ...tlsOptions,
-        host: backend.host,
-        port: backend.port,
-        allowHalfOpen: true,
-        ...(servername === undefined ? {} : { servername }),
-      };
-      if (preamble === undefined) {
-        socket = tls.connect(connectOptions);
-      } else {
-        // The preamble goes in clear ahead of the ClientHello, so TLS is
-        // layered over a TCP socket that has already queued it.
-        const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
-        raw.write(preamble);
-        socket = tls.connect({ ...connectOptions, socket: raw });
-      }
-      readyEvent = 'secureConnect';
-    }
-
-    const onAbort = (): void => {
-      cleanup();
-      abandon(socket);
-      reject(signal.reason as Error);
-    };
-    const onError = (err: Error): void => {
-      cleanup();
-      abandon(socket);
-      reject(err);
-    };
-    const onReady = (): void => {
-      cleanup();
-      resolve(socket);
-    };
-    const onClose = (): void => {
-      // Closed without an error before it was ready (e.g. the TLS peer hung up).
-      cleanup();
-      reject(Object.assign(new Error('Socket closed before it was ready'), { code: 'ECONNRESET' }));
-    };
-    function cleanup(): void {
-      signal.removeEventListener('abort', onAbort);
-      socket.off('error', onError);
-      socket.off(readyEvent, onReady);
-      socket.off('close', onClose);
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    socket.once('error', onError);
-    socket.once(readyEvent, onReady);
-    socket.once('close', onClose);
-  });
+  const { signal } = options;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  const attempt = new DialAttempt(backend, options.tls, options.preamble);
+  const onAbort = (): void => attempt.abort(signal.reason as Error);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const detach = (): void => signal.removeEventListener('abort', onAbort);
+  attempt.promise.then(detach, detach);
+  return attempt.promise;
 }
 
+// A dialling socket finds its attempt through this back-reference, so its
+// listeners are shared functions and a dial allocates no closure for them.
+const kAttempt = Symbol('failover-proxy.dial');
+type DiallingSocket = Socket & { [kAttempt]?: DialAttempt | undefined };
+
+/**
+ * One dial by the built-in dialler, started when built: {@link promise}
+ * settles once the socket can carry bytes (resolved) or cannot (rejected),
+ * and {@link abort} cancels it. The pool uses it directly rather than
+ * through an `AbortSignal`: an `AbortController`, its `EventTarget` and the
+ * listeners on it were a measurable part of a connection's cost.
+ *
+ * @internal
+ */
+export class DialAttempt {
+  readonly promise: Promise<Socket>;
+  #socket: DiallingSocket | undefined;
+  readonly #ready: 'connect' | 'secureConnect';
+  #resolve!: (socket: Socket) => void;
+  #reject!: (error: Error) => void;
+  #settled = false;
+
+  constructor(backend: Backend, defaults: UpstreamTlsOptions | undefined, preamble: Buffer | undefined) {
+    this.promise = new Promise<Socket>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    const tlsOptions = backend.tls === false ? undefined : (backend.tls ?? defaults);
+    this.#ready = tlsOptions === undefined ? 'connect' : 'secureConnect';
+    let socket: DiallingSocket | undefined;
+    try {
+      socket = open(backend, tlsOptions, preamble);
+    } catch (err) {
+      // Options the TLS layer refuses: a failed dial, like any other.
+      this.#settled = true;
+      this.#reject(err as Error);
+      return;
+    }
+    this.#socket = socket;
+    socket[kAttempt] = this;
+    socket.once('error', onDialError);
+    socket.once(this.#ready, onDialReady);
+    socket.once('close', onDialClose);
+  }
+
+  /** Destroys the socket and rejects with `reason`, unless already settled. */
+  abort(reason: Error): void {
+    const socket = this.#settle();
+    if (socket === undefined) return;
+    abandon(socket);
+    this.#reject(reason);
+  }
+
+  /** @internal */
+  ready(): void {
+    const socket = this.#settle();
+    if (socket !== undefined) this.#resolve(socket);
+  }
+
+  /** @internal */
+  failed(error: Error): void {
+    const socket = this.#settle();
+    if (socket === undefined) return;
+    abandon(socket);
+    this.#reject(error);
+  }
+
+  /** Marks it settled and lets the socket go: the socket, or undefined if it already was settled. */
+  #settle(): DiallingSocket | undefined {
+    const socket = this.#socket;
+    if (this.#settled || socket === undefined) return undefined;
+    this.#settled = true;
+    socket.off('error', onDialError);
+    socket.off(this.#ready, onDialReady);
+    socket.off('close', onDialClose);
+    // Not `delete`: deleting a property turns the socket into a slow
+    // dictionary-mode object for the rest of its life.
+    socket[kAttempt] = undefined;
+    return socket;
+  }
+}
+
+/** Starts the connection: TCP, or TLS over it, with `preamble` queued first. */
+function open(backend: Backend, tlsOptions: UpstreamTlsOptions | undefined, preamble: Buffer | undefined): Socket {
+  if (tlsOptions === undefined) {
+    const socket = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    // Queued until the connection is up, and ahead of anything the caller writes.
+    if (preamble !== undefined) socket.write(preamble);
+    return socket;
+  }
+  const servername = servernameFor(backend, tlsOptions.servername);
+  // allowHalfOpen is honoured by tls.connect but missing from its typings.
+  const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+    ...tlsOptions,
+    host: backend.host,
+    port: backend.port,
+    allowHalfOpen: true,
+    ...(servername === undefined ? {} : { servername }),
+  };
+  if (preamble === undefined) return tls.connect(connectOptions);
+  // The preamble goes in clear ahead of the ClientHello, so TLS is layered
+  // over a TCP socket that has already queued it.
+  const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+  raw.write(preamble);
+  return tls.connect({ ...connectOptions, socket: raw });
+}
+
+function onDialError(this: DiallingSocket, err: Error): void {
+  this[kAttempt]?.failed(err);
+}
+
+function onDialReady(this: DiallingSocket): void {
+  this[kAttempt]?.ready();
+}
+
+function onDialClose(this: DiallingSocket): void {
+  // Closed without an error before it was ready (e.g. the TLS peer hung up).
+  this[kAttempt]?.failed(Object.assign(new Error('Socket closed before it was ready'), { code: 'ECONNRESET' }));
+}
 
 /**
  * Destroys a socket nobody will listen to again. A TLS socket layered over a

@@ -59,6 +59,15 @@ export const pinnedConnectionDefaults: ResolvedPinnedConnectionOptions = Object.
 
 const connectionKeys = ['keepAlive', 'keepAliveInitialDelay', 'noDelay', 'idleTimeout'] as const;
 
+/**
+ * Where a pool hands a connection the options it resolved once for all of
+ * them: a symbol key, so it is no option anyone can pass by name, and the
+ * connection skips validating per connection what was validated up front.
+ *
+ * @internal
+ */
+export const kResolvedOptions = Symbol('failover-proxy.resolved-options');
+
 /** Validates connection options and fills in defaults. Throws `INVALID_ARGUMENT`. */
 export function resolvePinnedConnectionOptions(
   options: PinnedConnectionOptions = {},

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { TeardownReason } from './events.js';
 import { closeTimeoutOf, MemberBase, type MemberInit } from './member-base.js';
-import { resolvePinnedConnectionOptions, type PinnedConnectionOptions } from './options.js';
+import { kResolvedOptions, resolvePinnedConnectionOptions, type PinnedConnectionOptions, type ResolvedPinnedConnectionOptions } from './options.js';
 import { kGate, kMember, kQuiesce, OPEN_GATE, type DestroyOptions, type MemberCloseOptions, type MemberGate } from './pool-member.js';
 import { readBufferPool, type ReadBufferPool } from './read-buffer-pool.js';
 import { readInto, readThroughStream } from './read-into.js';
@@ -47,7 +47,10 @@ const EMPTY = Buffer.alloc(0);
 let nextTarget: Buffer | undefined;
 
 /** Options of a {@link PinnedConnection} built by hand. */
-export interface PinnedConnectionInit extends PinnedConnectionOptions, MemberInit {}
+export interface PinnedConnectionInit extends PinnedConnectionOptions, MemberInit {
+  /** A pool's options, resolved once (see {@link kResolvedOptions}). @internal */
+  readonly [kResolvedOptions]?: ResolvedPinnedConnectionOptions | undefined;
+}
 
 export type { DestroyOptions } from './pool-member.js';
 
@@ -115,7 +118,7 @@ export class PinnedConnection extends MemberBase {
   constructor(client: Socket, upstream: Socket, init: PinnedConnectionInit = {}) {
     if (!isSocketLike(client)) throw v.invalid('client', 'a net.Socket', client);
     if (!isSocketLike(upstream)) throw v.invalid('upstream', 'a net.Socket', upstream);
-    const options = resolvePinnedConnectionOptions(init, 'init');
+    const options = init[kResolvedOptions] ?? resolvePinnedConnectionOptions(init, 'init');
     super(init, client);
     this.client = client;
     this.upstream = upstream;

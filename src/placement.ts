@@ -15,7 +15,8 @@
  */
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
-import type { Backend } from './backend.js';
+import type { Backend, UpstreamTlsOptions } from './backend.js';
+import { DialAttempt } from './dial.js';
 import { refusal, type PoolGate } from './admission.js';
 import type { ReadonlyBackendEntry } from './backend-entry.js';
 import type { Balancer, PickContext } from './balancers/balancer.js';
@@ -88,7 +89,10 @@ export interface PlacementHost {
   /** The PROXY protocol header the pool sends first, if any. */
   readonly proxyProtocol: false | 'v1' | 'v2';
   readonly balancer: Balancer;
-  readonly dial: DialFunction;
+  /** A dialler of the caller's; the built-in one when undefined. */
+  readonly dial: DialFunction | undefined;
+  /** The built-in dialler's TLS settings for backends without their own. */
+  readonly tls: UpstreamTlsOptions | undefined;
   /** Every backend, in the order added. */
   readonly entries: ReadonlyMap<string, ReadonlyBackendEntry>;
   /** The pool's side of the admission rule (read live). */
@@ -127,7 +131,7 @@ export class Placement {
   /** Why it was cancelled, once it was. */
   aborted: Error | undefined = undefined;
   /** The dial in flight. */
-  attempt: AbortController | undefined = undefined;
+  attempt: { abort(reason: Error): void } | undefined = undefined;
   /** Set while parked in the queue: wakes it (to re-pick) or fails it. */
   wake: ((error?: Error) => void) | undefined = undefined;
   /** Woken alone for one freed slot: if it cannot take it, the wake-up goes to the next waiter. */
@@ -222,6 +226,21 @@ export class PlacementEngine implements LeaseOwner {
     } finally {
       if (watch) this.unwatch(client);
       if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * {@link placeFor} for a client the pool accepts (`pin`): watched while it
+   * is placed, no signal, and no options to validate but the pick's, which
+   * the picker reads as given.
+   */
+  async placeClient<T>(client: Socket, options: PinOptions, use: (lease: Lease) => T): Promise<T> {
+    const placement = new Placement(new ClientPickContext(client, options), this.#preambleFor(client));
+    this.watch(client, placement);
+    try {
+      return await this.placeWith(placement, use);
+    } finally {
+      this.unwatch(client);
     }
   }
 
@@ -455,13 +474,16 @@ export class PlacementEngine implements LeaseOwner {
   async #dial(entry: ReadonlyBackendEntry, placement: Placement): Promise<Socket> {
     const { backend } = entry;
     const { clock, connectTimeout, dial } = this.#host;
-    const controller = new AbortController();
-    placement.attempt = controller;
-    const timer = clock.setTimeout(() => controller.abort(new ConnectTimeoutError(backend.id, connectTimeout)), connectTimeout);
+    // The built-in dialler is cancelled directly; a caller's gets a signal.
+    const attempt = dial === undefined ? new DialAttempt(backend, this.#host.tls, placement.preamble) : new AbortController();
+    placement.attempt = attempt;
+    let timedOut: ConnectTimeoutError | undefined;
+    const timer = clock.setTimeout(() => attempt.abort((timedOut = new ConnectTimeoutError(backend.id, connectTimeout))), connectTimeout);
     try {
-      return await dialWithin(dial, backend, controller.signal, placement.preamble);
+      return await (attempt instanceof DialAttempt ? attempt.promise : dialWithin(dial!, backend, attempt.signal, placement.preamble));
     } catch (err) {
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (timedOut !== undefined) throw timedOut;
+      if (placement.aborted !== undefined) throw placement.aborted;
       throw err instanceof FailoverProxyError ? err : new ConnectError(backend.id, { cause: err });
     } finally {
       clock.clearTimeout(timer);

@@ -18,11 +18,10 @@ import type { BackendTable } from './backend-table.js';
 import { BackendSet, partsOf } from './backend-set.js';
 import type { PickContext } from './balancers/balancer.js';
 import { createBalancer } from './balancers/create-balancer.js';
-import { dialBackend } from './dial.js';
 import { ConnectError, FailoverProxyError, PoolClosedError } from './errors.js';
 import type { ConnectionClosedInfo } from './events.js';
 import { MemberRegistry } from './member-registry.js';
-import { resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
+import { kResolvedOptions, resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
 import { PinnedConnection } from './pinned-connection.js';
 import { PinnedSocket } from './pinned-socket.js';
 import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js';
@@ -96,8 +95,6 @@ export class UpstreamPool extends BackendSet {
     const { table, evacuations, allDown } = partsOf(this);
     this.#table = table;
     this.#allDown = allDown;
-    const tls = o.tls;
-    const dial = o.dial ?? ((backend, { signal, preamble }) => dialBackend(backend, { signal, tls, preamble }));
     const registry = (late.registry = this.#registry = new MemberRegistry(
       {
         opened: (member) => {
@@ -118,7 +115,8 @@ export class UpstreamPool extends BackendSet {
       maxConnections: o.maxConnections,
       proxyProtocol: o.proxyProtocol,
       balancer: createBalancer(o.balancer, { random: o.random }),
-      dial,
+      dial: o.dial,
+      tls: o.tls,
       entries: table.entries,
       gate: (this.#admission = this.#gate()),
       dialStarted: (entry) => table.dialStarted(entry),
@@ -207,8 +205,9 @@ export class UpstreamPool extends BackendSet {
     const connection = this.#options.connection;
     const clock = this.#options.clock;
     try {
-      return await this.#place({ key: options.key, meta: options.meta, client }, (lease) =>
-        lease.attach(new PinnedConnection(client, lease.upstream, { ...connection, backend: lease.backend, id: this.#newId(), clock })),
+      this.#assertOpen();
+      return await this.#placement.placeClient(client, options, (lease) =>
+        lease.attach(new PinnedConnection(client, lease.upstream, { [kResolvedOptions]: connection, backend: lease.backend, id: this.#newId(), clock })),
       );
     } catch (err) {
       const error = err instanceof FailoverProxyError ? err : new ConnectError('?', { cause: err });
