@@ -1,5 +1,6 @@
 /**
  * Before and after, in one run: the bulk download of the throughput bench
+ * (or, with `connections`, the short exchanges of the connection-rate bench)
  * through `UpstreamPool` (bench/lib/node-proxy.ts, through tsx) and the
  * reference balancer (built, and through tsx) of another checkout of this
  * repository and of this one, with HAProxy and nginx, in alternating rounds.
@@ -7,17 +8,18 @@
  *
  * ```sh
  * git worktree add /tmp/before c0cffb5 && (cd /tmp/before && npm ci && npm run build)
- * npm run build && npx tsx bench/before-after.ts /tmp/before
+ * npm run build && npx tsx bench/before-after.ts /tmp/before [connections]
  * ```
  *
- * BENCH_ROUNDS (default 5) and BENCH_THROUGHPUT_BYTES (default 2 GiB) apply.
+ * BENCH_ROUNDS (default 5), BENCH_THROUGHPUT_BYTES (default 2 GiB) and
+ * BENCH_EXCHANGES (exchanges per round with `connections`, default 5,000) apply.
  *
  * @module
  */
 import { resolve } from 'node:path';
 import { startBackends, startContender, type Contender } from './lib/contenders.js';
 import { benchContext, roundsFor } from './lib/context.js';
-import { download } from './lib/loadgen.js';
+import { download, exchanges } from './lib/loadgen.js';
 import { peersFor, type Upstream } from './lib/peers.js';
 import { cpuSeconds, minorFaults, repoRoot, startChild, systemSeconds } from './lib/proc.js';
 import { alternate, median, ratio } from './lib/stats.js';
@@ -41,6 +43,81 @@ async function nodeProxy(label: string, cwd: string, args: readonly string[]): P
 
 function fromContender(label: string, c: Contender): Proxy {
   return { label, host: c.host, port: c.port, pid: c.pid!, tree: true, stop: () => c.stop() };
+}
+
+/** The short exchanges of the connection-rate bench, before and after. */
+async function connections(before: string): Promise<void> {
+  const started = Date.now();
+  const ctx = benchContext();
+  const rounds = roundsFor(ctx, 5);
+  const envCount = Number(process.env['BENCH_EXCHANGES'] ?? '');
+  const perRound = Number.isInteger(envCount) && envCount > 0 ? envCount : 5000;
+  const concurrency = 50;
+  const backends = await startBackends(['echo-close@127.0.0.1:0']);
+  const echo: Upstream = backends.get('echo-close');
+  const target = `${echo.host}:${echo.port}`;
+  const cli = ['--listen', '127.0.0.1:0', '--backend', target, '--check', 'tcp'];
+  const proxies: Proxy[] = [];
+  try {
+    for (const [tag, root] of [
+      ['before', resolve(before)],
+      ['after', repoRoot],
+    ] as const) {
+      proxies.push(await nodeProxy(`UpstreamPool (tsx), ${tag}`, root, ['--expose-gc', '--import', 'tsx', 'bench/lib/node-proxy.ts', '--mode', 'pool', '--backend', target]));
+      proxies.push(await nodeProxy(`apiserver-balancer, built, ${tag}`, root, ['dist/apiserver-balancer.js', ...cli]));
+    }
+    proxies.push(await nodeProxy('two Node sockets (floor)', repoRoot, ['--expose-gc', '--import', 'tsx', 'bench/lib/node-proxy.ts', '--mode', 'sockets', '--backend', target]));
+    const { run: peers } = peersFor(ctx);
+    for (const peer of peers) proxies.push(fromContender(peer === 'haproxy' ? 'HAProxy mode tcp' : 'nginx stream', await startContender(ctx, peer, echo)));
+    for (const p of proxies) await exchanges(p.host, p.port, 500, concurrency);
+
+    const byLabel = new Map(proxies.map((p) => [p.label, p]));
+    const results = await alternate([...byLabel.keys()], rounds, async (label, round) => {
+      const p = byLabel.get(label)!;
+      const cpu0 = cpuSeconds(p.pid, p.tree);
+      const r = await exchanges(p.host, p.port, perRound, concurrency);
+      const out = { rate: (r.completed / r.ms) * 1000, cpuPerK: ((cpuSeconds(p.pid, p.tree) - cpu0) / r.completed) * 1e6, errors: r.errors };
+      ctx.log(`before-after round ${round + 1}/${rounds} ${label}: ${out.rate.toFixed(0)}/s, ${out.cpuPerK.toFixed(0)} ms/1k`);
+      return out;
+    });
+    const med = (label: string): number => median(results.get(label)?.map((r) => r.rate) ?? []);
+    const haproxy = med('HAProxy mode tcp');
+    const rows: Cell[][] = [...results].map(([label, rs]) => [
+      label,
+      med(label),
+      `${Math.min(...rs.map((r) => r.rate)).toFixed(0)}–${Math.max(...rs.map((r) => r.rate)).toFixed(0)}`,
+      ratio(med(label), haproxy),
+      median(rs.map((r) => r.cpuPerK)),
+      rs.reduce((n, r) => n + r.errors, 0),
+    ]);
+    process.stdout.write(
+      `${renderReport({
+        name: 'before-after',
+        title: 'Connection rate, before and after, one run',
+        settings: { before: resolve(before), exchangesPerRound: perRound, concurrency, rounds },
+        tables: [
+          {
+            title: `${perRound.toLocaleString('en-US')} exchanges per round at concurrency ${concurrency}, median of ${rounds} alternating round(s)`,
+            columns: [
+              { title: 'path' },
+              { title: 'conn/s', digits: 0 },
+              { title: 'range' },
+              { title: '× HAProxy', digits: 2, unit: '×' },
+              { title: 'proxy CPU ms/1k', digits: 0 },
+              { title: 'errors', digits: 0 },
+            ],
+            rows,
+          },
+        ],
+        goals: [],
+        notes: ["Each tree runs its own src/ (through tsx) and its own dist/; the load generator, backends, floor and /proc counters are this tree's."],
+        durationMs: Date.now() - started,
+      })}\n`,
+    );
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await backends.stop();
+  }
 }
 
 async function main(before: string): Promise<void> {
@@ -124,12 +201,12 @@ async function main(before: string): Promise<void> {
   }
 }
 
-const before = process.argv[2];
-if (before === undefined) {
-  process.stderr.write('usage: npx tsx bench/before-after.ts <checkout of the code before>\n');
+const [before, mode] = process.argv.slice(2);
+if (before === undefined || (mode !== undefined && mode !== 'connections')) {
+  process.stderr.write('usage: npx tsx bench/before-after.ts <checkout of the code before> [connections]\n');
   process.exit(2);
 }
-main(before).then(
+(mode === 'connections' ? connections(before) : main(before)).then(
   () => process.exit(0),
   (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

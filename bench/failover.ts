@@ -152,6 +152,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         recovery.length > 0 ? Math.max(...recovery) / 1000 : undefined,
         detect === undefined ? undefined : detect / 1000,
         detect === undefined || recovery.length === 0 ? undefined : (p99! - detect) / 1000,
+        ok.reduce((n, t) => n + (t.listenDrops ?? 0), 0),
         ok.length < ts.length ? `${ts.length - ok.length} round(s) failed` : '',
       ]);
     }
@@ -169,6 +170,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         { title: 'max s', digits: 2 },
         { title: 'down after s', digits: 2 },
         { title: 'p99 − down s', digits: 2 },
+        { title: 'SYN drops', digits: 0 },
         { title: 'note' },
       ],
       rows,
@@ -228,7 +230,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       `stuck: streams on the cut backend that received nothing from a live backend within ${(windowMs / 1000).toFixed(1)} s of the cut. A reflector's watch has no read timeout, so without a proxy that closes it, it stays stuck until TCP gives up (keepalive or retransmission timeouts, minutes).`,
       `The balancer and HAProxy with shutdown-sessions run ${rounds} round(s) per size (recovery depends on where in the check cycle the cut falls); the others run one, as nothing in them can recover a stream.`,
       `Watch clients re-watch 50 ms after their stream ends; the backends send an event on every new watch at once and then every ${Math.max(...sizes) >= 1000 ? '1,000' : '200'} ms.`,
-      'reconnect floor: no balancer and no cut; a third of the streams open at one instant straight to the two live backends while the rest stream from them, timed from that instant to their first event. down after: median time from the cut to the balancer logging the backend down (detection); p99 − down: what the reconnect storm adds after the teardown.',
+      'reconnect floor: no balancer and no cut; a third of the streams open at one instant straight to the two live backends while the rest stream from them, timed from that instant to their first event. down after: median time from the cut to the balancer logging the backend down (detection); p99 − down: what the reconnect storm adds after the teardown. SYN drops: connection attempts dropped by a full accept queue (TcpExt ListenDrops in the namespace) during the trials, each a client waiting a second or more for its SYN to be sent again.',
       `Load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min; two cores shared with other work).`,
       ...notes,
     ],

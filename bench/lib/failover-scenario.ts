@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
@@ -60,6 +61,13 @@ export interface Trial {
   readonly stalledAtEnd: number;
   /** The balancer's: ms from the cut to its `up -> down` line for the cut backend (detection); the rest of a stream's recovery comes after it. */
   readonly downAfterMs?: number | undefined;
+  /**
+   * Connection attempts a listener in the namespace dropped from the cut (or
+   * the storm's start) to the end of the trial (TcpExt ListenDrops: its
+   * accept queue was full). Each is a client waiting for TCP's SYN
+   * retransmission, a second or more.
+   */
+  readonly listenDrops?: number | undefined;
   readonly error?: string | undefined;
 }
 
@@ -76,6 +84,15 @@ const OPEN_BATCH = 250;
 const cutRuleset = nftCutRuleset(victim.host);
 
 const ctx = benchContext();
+
+/** TcpExt ListenDrops of this network namespace (every listener in it). */
+function listenDrops(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf('ListenDrops');
+  return i < 0 ? 0 : Number(values[i]);
+}
 
 async function setUpNetwork(): Promise<void> {
   await setUpLoopback(backends.map((b) => b.host));
@@ -190,6 +207,7 @@ async function floorTrial(size: number, round: number, input: ScenarioInput): Pr
     }
     await sleep(1000);
     const firstAt = new Map<WatchClient, number>();
+    const drops0 = listenDrops();
     const startedAt = Date.now();
     let onAll: () => void = () => {};
     const all = new Promise<void>((resolve) => (onAll = resolve));
@@ -206,7 +224,7 @@ async function floorTrial(size: number, round: number, input: ScenarioInput): Pr
     ctx.log(`failover direct ${size} round ${round + 1}: ${moving} streams reconnect at once straight to the two live backends`);
     await Promise.race([all, sleep(input.windowMs)]);
     const recoveryMs = Array.from(firstAt.values(), (at) => at - startedAt).sort((a, b) => a - b);
-    return { contender: 'direct', size, round, victims: moving, recoveryMs, stuck: moving - firstAt.size, stalledAtEnd: 0 };
+    return { contender: 'direct', size, round, victims: moving, recoveryMs, stuck: moving - firstAt.size, stalledAtEnd: 0, listenDrops: listenDrops() - drops0 };
   } finally {
     await Promise.all(fleets.map((f) => f.stop()));
   }
@@ -252,6 +270,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
         }
       });
     }
+    const drops0 = listenDrops();
     await applyNftRuleset(cutRuleset);
     cut = true;
     faultAt = Date.now();
@@ -272,6 +291,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
       stuck: victims.size - recoveredAt.size,
       stalledAtEnd: stalled(2000),
       downAfterMs: downAt === undefined ? undefined : downAt - faultAt,
+      listenDrops: listenDrops() - drops0,
     };
   } finally {
     await Promise.all(fleets.map((x) => x.stop()));
