@@ -43,6 +43,17 @@ const labels: Readonly<Record<FailoverContender, string>> = {
   direct: 'reconnect floor: no balancer, straight to the live backends',
 };
 
+/** Median CPU seconds of the rounds, proxy / backends / clients. */
+function cpuText(trials: readonly Trial[]): string {
+  const measured = trials.flatMap((t) => (t.cpu === undefined ? [] : [t.cpu]));
+  if (measured.length === 0) return '';
+  const med = (pick: (c: NonNullable<Trial['cpu']>) => number): string => {
+    const xs = measured.map(pick).sort((a, b) => a - b);
+    return xs[Math.floor((xs.length - 1) / 2)]!.toFixed(2);
+  };
+  return `${med((c) => c.proxy)} / ${med((c) => c.backends)} / ${med((c) => c.clients)}`;
+}
+
 /** Runs the failover bench. */
 export async function run(ctx: BenchContext): Promise<BenchReport> {
   const started = Date.now();
@@ -153,6 +164,8 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         detect === undefined ? undefined : detect / 1000,
         detect === undefined || recovery.length === 0 ? undefined : (p99! - detect) / 1000,
         ok.reduce((n, t) => n + (t.listenDrops ?? 0), 0),
+        cpuText(ok),
+        ok.some((t) => t.clientLoopMaxMs !== undefined) ? Math.max(...ok.map((t) => t.clientLoopMaxMs ?? 0)) / 1000 : undefined,
         ok.length < ts.length ? `${ts.length - ok.length} round(s) failed` : '',
       ]);
     }
@@ -171,6 +184,8 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
         { title: 'down after s', digits: 2 },
         { title: 'p99 − down s', digits: 2 },
         { title: 'SYN drops', digits: 0 },
+        { title: 'CPU s: proxy / backends / clients' },
+        { title: 'clients longest turn s', digits: 2 },
         { title: 'note' },
       ],
       rows,
@@ -230,7 +245,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
       `stuck: streams on the cut backend that received nothing from a live backend within ${(windowMs / 1000).toFixed(1)} s of the cut. A reflector's watch has no read timeout, so without a proxy that closes it, it stays stuck until TCP gives up (keepalive or retransmission timeouts, minutes).`,
       `The balancer and HAProxy with shutdown-sessions run ${rounds} round(s) per size (recovery depends on where in the check cycle the cut falls); the others run one, as nothing in them can recover a stream.`,
       `Watch clients re-watch 50 ms after their stream ends; the backends send an event on every new watch at once and then every ${Math.max(...sizes) >= 1000 ? '1,000' : '200'} ms.`,
-      'reconnect floor: no balancer and no cut; a third of the streams open at one instant straight to the two live backends while the rest stream from them, timed from that instant to their first event. down after: median time from the cut to the balancer logging the backend down (detection); p99 − down: what the reconnect storm adds after the teardown. SYN drops: connection attempts dropped by a full accept queue (TcpExt ListenDrops in the namespace) during the trials, each a client waiting a second or more for its SYN to be sent again.',
+      'reconnect floor: no balancer and no cut; a third of the streams open at one instant straight to the two live backends while the rest stream from them, timed from that instant to their first event. down after: median time from the cut to the balancer logging the backend down (detection); p99 − down: what the reconnect storm adds after the teardown. CPU s: CPU seconds from the cut (the floor: from the start of the storm) until the last stream on the cut backend recovered, of the proxy (its whole process tree), the three backends and the process of the watch clients (median over the rounds). clients longest turn: the longest event-loop delay of the process of the watch clients over the same span (the load generator holding a turn: every stream it serves waits that long). SYN drops: connection attempts dropped by a full accept queue (TcpExt ListenDrops in the namespace) during the trials, each a client waiting a second or more for its SYN to be sent again.',
       `Load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min; two cores shared with other work).`,
       ...notes,
     ],

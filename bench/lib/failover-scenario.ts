@@ -17,6 +17,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { WatchEvent } from '../../examples/support/apiserver-backend.js';
@@ -26,7 +27,7 @@ import { WatchFleet, type WatchClient } from '../../examples/support/watch-clien
 import { startNodeProxy } from './contenders.js';
 import { benchContext } from './context.js';
 import { startPeer, waitForPort } from './peers.js';
-import { freePort, nodeTs, sleep, startChild, type Child } from './proc.js';
+import { cpuSeconds, freePort, nodeTs, sleep, startChild, type Child } from './proc.js';
 
 
 /** The contenders of the failover bench. */
@@ -68,6 +69,24 @@ export interface Trial {
    * retransmission, a second or more.
    */
   readonly listenDrops?: number | undefined;
+  /**
+   * CPU seconds spent from the cut (or the storm's start) until the last
+   * victim recovered (or the window closed), by the proxy's process tree,
+   * the backends' processes and this process (every watch client).
+   */
+  readonly cpu?: { readonly proxy: number; readonly backends: number; readonly clients: number } | undefined;
+  /**
+   * Milliseconds from the cut, p50/p99/max over the victims: when each saw
+   * its stream end (the proxy's teardown reaching it), and when its next
+   * watch was answered (HTTP 200 from a live backend: TLS handshake and
+   * request through the proxy done). Recovery is the first event after that.
+   */
+  readonly phases?: { readonly ended: readonly number[]; readonly answered: readonly number[] } | undefined;
+  /**
+   * The longest event-loop delay of this process (the watch clients) over
+   * the same span, in ms: how long the load generator itself held a turn.
+   */
+  readonly clientLoopMaxMs?: number | undefined;
   readonly error?: string | undefined;
 }
 
@@ -85,13 +104,52 @@ const cutRuleset = nftCutRuleset(victim.host);
 
 const ctx = benchContext();
 
+/** The backends' pids, for their CPU time. */
+const backendPids: number[] = [];
+
+/** Starts counting CPU seconds of the proxy (if any), the backends and this process. */
+function cpuMeter(proxyPid: number | undefined): () => NonNullable<Trial['cpu']> {
+  const proxy = (): number => (proxyPid === undefined ? 0 : cpuSeconds(proxyPid, true));
+  const backendsCpu = (): number => backendPids.reduce((n, pid) => n + cpuSeconds(pid, true), 0);
+  const clients = (): number => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
+  const p0 = proxy();
+  const b0 = backendsCpu();
+  const c0 = clients();
+  return () => ({ proxy: proxy() - p0, backends: backendsCpu() - b0, clients: clients() - c0 });
+}
+
+/** The TcpExt and Tcp counters of this network namespace (/proc/net/netstat and /proc/net/snmp). */
+function tcpCounters(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const file of ['/proc/net/netstat', '/proc/net/snmp']) {
+    const lines = readFileSync(file, 'utf8').split('\n');
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const names = lines[i]!.split(/\s+/);
+      const values = lines[i + 1]!.split(/\s+/);
+      const prefix = names[0]!;
+      if (prefix !== 'TcpExt:' && prefix !== 'Tcp:') continue;
+      for (let j = 1; j < names.length; j++) out.set(`${prefix.slice(0, -1)}.${names[j]!}`, Number(values[j]));
+    }
+  }
+  return out;
+}
+
 /** TcpExt ListenDrops of this network namespace (every listener in it). */
 function listenDrops(): number {
-  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
-  const names = lines[0]?.split(/\s+/) ?? [];
-  const values = lines[1]?.split(/\s+/) ?? [];
-  const i = names.indexOf('ListenDrops');
-  return i < 0 ? 0 : Number(values[i]);
+  return tcpCounters().get('TcpExt.ListenDrops') ?? 0;
+}
+
+/** The counters that moved between two readings, for the verbose log. */
+function movedCounters(before: Map<string, number>): string {
+  const moved: string[] = [];
+  for (const [k, v] of tcpCounters()) {
+    const d = v - (before.get(k) ?? 0);
+    if (d !== 0 && /Retrans|Timeout|Drop|Overflow|Syn|Cookie|Abort|Reset|Rst|QFull/i.test(k)) moved.push(`${k}=${d}`);
+  }
+  return moved.join(' ');
 }
 
 async function setUpNetwork(): Promise<void> {
@@ -128,6 +186,8 @@ async function until(what: string, timeoutMs: number, fn: () => Promise<boolean>
 
 interface Running {
   readonly port: number;
+  /** The proxy's main pid, its process tree counted. */
+  readonly pid: number;
   stop(): Promise<void>;
   /** Resolves when the balancer logs the cut backend down (this package's balancer only). */
   markedDown?: ((timeoutMs: number) => Promise<void>) | undefined;
@@ -161,16 +221,16 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
       return stats.backends.length === 3 && stats.backends.every((b) => b.state === 'up');
     });
     const down = new RegExp(`backend ${victim.host.replaceAll('.', '\\.')}:${BACKEND_PORT} up -> down`);
-    return { port, stop: () => child.stop(), markedDown: (timeoutMs) => child.waitForLine(down, timeoutMs).then(() => undefined) };
+    return { port, pid: child.pid, stop: () => child.stop(), markedDown: (timeoutMs) => child.waitForLine(down, timeoutMs).then(() => undefined) };
   }
   if (name === 'naive') {
     const child: Child = await startNodeProxy(ctx, 'naive', upstreams);
     const m = await child.waitForLine(/^listening (.+):(\d+)$/);
-    return { port: Number(m[2]), stop: () => child.stop() };
+    return { port: Number(m[2]), pid: child.pid, stop: () => child.stop() };
   }
   if (name === 'nginx') {
     const peer = await startPeer('nginx', { upstreams, connectTimeoutMs: input.connectTimeout });
-    return { port: peer.port, stop: () => peer.stop() };
+    return { port: peer.port, pid: peer.pid, stop: () => peer.stop() };
   }
   // HAProxy: the same probe as the balancer's, over TLS without verification.
   const shutdown = name === 'haproxy' ? ' on-marked-down shutdown-sessions' : '';
@@ -180,7 +240,7 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
     haproxyBackendLines: ['option httpchk GET /readyz', `timeout check ${timeout}ms`, 'option redispatch', 'retries 2'],
     haproxyServerOptions: `check check-ssl verify none inter ${interval} fall ${fall} rise ${rise}${shutdown}`,
   });
-  return { port: peer.port, stop: () => peer.stop() };
+  return { port: peer.port, pid: peer.pid, stop: () => peer.stop() };
 }
 
 /**
@@ -208,6 +268,9 @@ async function floorTrial(size: number, round: number, input: ScenarioInput): Pr
     await sleep(1000);
     const firstAt = new Map<WatchClient, number>();
     const drops0 = listenDrops();
+    const cpu = cpuMeter(undefined);
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
     const startedAt = Date.now();
     let onAll: () => void = () => {};
     const all = new Promise<void>((resolve) => (onAll = resolve));
@@ -223,8 +286,21 @@ async function floorTrial(size: number, round: number, input: ScenarioInput): Pr
     }
     ctx.log(`failover direct ${size} round ${round + 1}: ${moving} streams reconnect at once straight to the two live backends`);
     await Promise.race([all, sleep(input.windowMs)]);
+    const used = cpu();
+    loop.disable();
     const recoveryMs = Array.from(firstAt.values(), (at) => at - startedAt).sort((a, b) => a - b);
-    return { contender: 'direct', size, round, victims: moving, recoveryMs, stuck: moving - firstAt.size, stalledAtEnd: 0, listenDrops: listenDrops() - drops0 };
+    return {
+      contender: 'direct',
+      size,
+      round,
+      victims: moving,
+      recoveryMs,
+      stuck: moving - firstAt.size,
+      stalledAtEnd: 0,
+      listenDrops: listenDrops() - drops0,
+      cpu: used,
+      clientLoopMaxMs: loop.max / 1e6,
+    };
   } finally {
     await Promise.all(fleets.map((f) => f.stop()));
   }
@@ -259,10 +335,20 @@ async function trial(name: FailoverContender, size: number, round: number, input
 
     const victims = new Set<WatchClient>(f.clients.filter((c) => c.backend === victim.name));
     const recoveredAt = new Map<WatchClient, number>();
+    const endedAt = new Map<WatchClient, number>();
+    const answeredAt = new Map<WatchClient, number>();
     let faultAt = 0;
     let onAll: () => void = () => {};
     const all = new Promise<void>((resolve) => (onAll = resolve));
     for (const c of victims) {
+      const ended = (): void => {
+        if (faultAt > 0 && !endedAt.has(c)) endedAt.set(c, Date.now());
+      };
+      c.on('closed', ended);
+      c.on('error', ended);
+      c.on('connected', () => {
+        if (endedAt.has(c) && !answeredAt.has(c)) answeredAt.set(c, Date.now());
+      });
       c.on('received', (event: WatchEvent) => {
         if (faultAt > 0 && event.backend !== victim.name && !recoveredAt.has(c)) {
           recoveredAt.set(c, Date.now());
@@ -271,6 +357,10 @@ async function trial(name: FailoverContender, size: number, round: number, input
       });
     }
     const drops0 = listenDrops();
+    const counters0 = tcpCounters();
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    const cpu = cpuMeter(proxy.pid);
     await applyNftRuleset(cutRuleset);
     cut = true;
     faultAt = Date.now();
@@ -281,7 +371,16 @@ async function trial(name: FailoverContender, size: number, round: number, input
     );
     ctx.log(`failover ${name} ${size} round ${round + 1}: cut ${victim.host} with ${victims.size} streams on it`);
     await Promise.race([all, sleep(input.windowMs)]);
+    const used = cpu();
     const recoveryMs = Array.from(recoveredAt.values(), (at) => at - faultAt).sort((a, b) => a - b);
+    const spread = (m: Map<WatchClient, number>): number[] => {
+      const xs = Array.from(m.values(), (at) => at - faultAt).sort((a, b) => a - b);
+      return xs.length === 0 ? [] : [xs[Math.floor(0.5 * (xs.length - 1))]!, xs[Math.floor(0.99 * (xs.length - 1))]!, xs.at(-1)!];
+    };
+    const phases = { ended: spread(endedAt), answered: spread(answeredAt) };
+    loop.disable();
+    ctx.log(`failover ${name} ${size} round ${round + 1}: TCP counters that moved: ${movedCounters(counters0)}; this process's event loop delay max ${(loop.max / 1e6).toFixed(0)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(0)} ms`);
+    ctx.log(`failover ${name} ${size} round ${round + 1}: stream ended p50/p99/max ${phases.ended.join('/')} ms, next watch answered ${phases.answered.join('/')} ms, first event p99 ${recoveryMs[Math.floor(0.99 * (recoveryMs.length - 1))] ?? '-'} ms`);
     return {
       contender: name,
       size,
@@ -292,6 +391,9 @@ async function trial(name: FailoverContender, size: number, round: number, input
       stalledAtEnd: stalled(2000),
       downAfterMs: downAt === undefined ? undefined : downAt - faultAt,
       listenDrops: listenDrops() - drops0,
+      cpu: used,
+      phases,
+      clientLoopMaxMs: loop.max / 1e6,
     };
   } finally {
     await Promise.all(fleets.map((x) => x.stop()));
@@ -318,6 +420,7 @@ async function main(): Promise<void> {
       const [cmd, args] = nodeTs('examples/support/apiserver-backend.ts', ['--name', b.name, '--listen', `${b.host}:${BACKEND_PORT}`, '--watch-interval-ms', tick]);
       const child = startChild(cmd, args);
       procs.push(child);
+      backendPids.push(child.pid);
       await child.waitForLine(/^listening /, 20_000);
       await waitForPort(b.host, BACKEND_PORT);
     }
