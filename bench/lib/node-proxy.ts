@@ -9,7 +9,10 @@
  * - `naive`: `c.pipe(u); u.pipe(c)`, plus the two error handlers without which
  *   the first reset would crash it.
  * - `sockets`: the two sockets and nothing else (`'data'` written to the peer):
- *   the floor of the memory bench.
+ *   the floor of the memory bench. With `BENCH_FLOOR_SOCKET_OPTIONS=1` in its
+ *   environment, both sockets also get the options the pool sets on every
+ *   connection by default (TCP keepalive after 30 s, `TCP_NODELAY`): what
+ *   those syscalls cost by themselves.
  *
  * ```sh
  * node --expose-gc --import tsx bench/lib/node-proxy.ts --mode pool --backend 127.0.0.1:9000 [--backend ...]
@@ -113,9 +116,16 @@ function socketsClosed(): void {
 
 function startSockets(server: net.Server, targets: readonly Target[]): Host {
   let next = 0;
+  const options = process.env['BENCH_FLOOR_SOCKET_OPTIONS'] === '1';
   server.on('connection', (c: Peered) => {
     const target = targets[next++ % targets.length]!;
     const u: Peered = net.connect(target);
+    if (options) {
+      for (const s of [c, u]) {
+        s.setKeepAlive(true, 30_000);
+        s.setNoDelay(true);
+      }
+    }
     c[kPeer] = u;
     u[kPeer] = c;
     c.on('data', forwardToPeer);
