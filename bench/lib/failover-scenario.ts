@@ -87,6 +87,8 @@ export interface Trial {
    * the same span, in ms: how long the load generator itself held a turn.
    */
   readonly clientLoopMaxMs?: number | undefined;
+  /** The balancer's: connections each of its processes (each worker, with `--workers`) accepted from the cut to the end of the trial. */
+  readonly acceptedBy?: readonly number[] | undefined;
   readonly error?: string | undefined;
 }
 
@@ -189,6 +191,8 @@ interface Running {
   /** The proxy's main pid, its process tree counted. */
   readonly pid: number;
   stop(): Promise<void>;
+  /** Connections accepted so far by each of the balancer's processes, from its `/stats` (this package's balancer only). */
+  acceptedTotals?: (() => Promise<number[]>) | undefined;
   /** Resolves when the balancer logs the cut backend down (this package's balancer only). */
   markedDown?: ((timeoutMs: number) => Promise<void>) | undefined;
 }
@@ -221,7 +225,12 @@ async function startContender(name: FailoverContender, input: ScenarioInput): Pr
       return stats.backends.length === 3 && stats.backends.every((b) => b.state === 'up');
     });
     const down = new RegExp(`backend ${victim.host.replaceAll('.', '\\.')}:${BACKEND_PORT} up -> down`);
-    return { port, pid: child.pid, stop: () => child.stop(), markedDown: (timeoutMs) => child.waitForLine(down, timeoutMs).then(() => undefined) };
+    const acceptedTotals = async (): Promise<number[]> => {
+      const { body } = await get(`http://127.0.0.1:${status}/stats`, 5000);
+      const doc = JSON.parse(body) as { total: number; workers?: { total?: number }[] };
+      return doc.workers?.map((w) => w.total ?? 0) ?? [doc.total];
+    };
+    return { port, pid: child.pid, stop: () => child.stop(), acceptedTotals, markedDown: (timeoutMs) => child.waitForLine(down, timeoutMs).then(() => undefined) };
   }
   if (name === 'naive') {
     const child: Child = await startNodeProxy(ctx, 'naive', upstreams);
@@ -356,6 +365,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
         }
       });
     }
+    const accepted0 = await proxy.acceptedTotals?.();
     const drops0 = listenDrops();
     const counters0 = tcpCounters();
     const loop = monitorEventLoopDelay({ resolution: 10 });
@@ -379,6 +389,9 @@ async function trial(name: FailoverContender, size: number, round: number, input
     };
     const phases = { ended: spread(endedAt), answered: spread(answeredAt) };
     loop.disable();
+    const accepted1 = accepted0 === undefined ? undefined : await proxy.acceptedTotals?.();
+    const acceptedBy = accepted1?.map((t, i) => t - (accepted0?.[i] ?? 0));
+    if (acceptedBy !== undefined) ctx.log(`failover ${name} ${size} round ${round + 1}: connections accepted since the cut, by process: ${acceptedBy.join('/')}`);
     ctx.log(`failover ${name} ${size} round ${round + 1}: TCP counters that moved: ${movedCounters(counters0)}; this process's event loop delay max ${(loop.max / 1e6).toFixed(0)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(0)} ms`);
     ctx.log(`failover ${name} ${size} round ${round + 1}: stream ended p50/p99/max ${phases.ended.join('/')} ms, next watch answered ${phases.answered.join('/')} ms, first event p99 ${recoveryMs[Math.floor(0.99 * (recoveryMs.length - 1))] ?? '-'} ms`);
     return {
@@ -394,6 +407,7 @@ async function trial(name: FailoverContender, size: number, round: number, input
       cpu: used,
       phases,
       clientLoopMaxMs: loop.max / 1e6,
+      acceptedBy,
     };
   } finally {
     await Promise.all(fleets.map((x) => x.stop()));
