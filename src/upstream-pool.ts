@@ -21,7 +21,14 @@ import { createBalancer } from './balancers/create-balancer.js';
 import { ConnectError, FailoverProxyError, PoolClosedError } from './errors.js';
 import type { ConnectionClosedInfo } from './events.js';
 import { MemberRegistry } from './member-registry.js';
-import { kResolvedOptions, resolveUpstreamPoolOptions, type ResolvedUpstreamPoolOptions, type UpstreamPoolOptions } from './options.js';
+import {
+  kResolvedOptions,
+  resolveUpstreamPoolOptions,
+  type ResolvedPinnedConnectionOptions,
+  type ResolvedUpstreamPoolOptions,
+  type UpstreamPoolOptions,
+} from './options.js';
+import { KeepAliveSweep } from './keepalive-sweep.js';
 import { PinnedConnection } from './pinned-connection.js';
 import { PinnedSocket } from './pinned-socket.js';
 import { kReportWriteStall, WriteStallDetector } from './write-stall-detector.js';
@@ -76,6 +83,10 @@ export class UpstreamPool extends BackendSet {
   #localDialErrors = 0;
   #nextId = 1;
   readonly #stalls: WriteStallDetector | undefined;
+  /** Switches keepalive on for pinned connections that outlive a sweep period (when `connection.keepAlive`). */
+  readonly #keepAlive: KeepAliveSweep | undefined;
+  /** The options `pin()` builds connections with: keepalive left to {@link #keepAlive}. */
+  readonly #pinOptions: ResolvedPinnedConnectionOptions;
 
   constructor(options: UpstreamPoolOptions = {}) {
     const o = resolveUpstreamPoolOptions(options);
@@ -138,13 +149,19 @@ export class UpstreamPool extends BackendSet {
         evacuations.stopAll();
         placement.abortAll(new PoolClosedError());
       },
-      quiet: () => this.#stalls?.close(),
+      quiet: () => {
+        this.#stalls?.close();
+        this.#keepAlive?.close();
+      },
       closed: () => {
         table.endDrains();
         this.emit('closed');
       },
     });
     if (o.writeStallTimeout > 0) this.#stalls = new WriteStallDetector(this, { timeout: o.writeStallTimeout, now: () => clock.now() });
+    const connection = o.connection;
+    this.#keepAlive = connection.keepAlive ? new KeepAliveSweep(connection.keepAliveInitialDelay, clock) : undefined;
+    this.#pinOptions = connection.keepAlive ? Object.freeze({ ...connection, keepAlive: false }) : connection;
   }
 
   /** The pool's side of the admission rule, read live by placement. */
@@ -202,13 +219,15 @@ export class UpstreamPool extends BackendSet {
       throw v.invalid('client', 'a net.Socket', client);
     }
     if (typeof options !== 'object' || options === null) throw v.invalid('options', 'an object', options);
-    const connection = this.#options.connection;
+    const connection = this.#pinOptions;
     const clock = this.#options.clock;
     try {
       this.#assertOpen();
-      return await this.#placement.placeClient(client, options, (lease) =>
+      const pinned = await this.#placement.placeClient(client, options, (lease) =>
         lease.attach(new PinnedConnection(client, lease.upstream, { [kResolvedOptions]: connection, backend: lease.backend, id: this.#newId(), clock })),
       );
+      this.#keepAlive?.add(pinned);
+      return pinned;
     } catch (err) {
       const error = err instanceof FailoverProxyError ? err : new ConnectError('?', { cause: err });
       client.destroy();
@@ -331,6 +350,7 @@ export class UpstreamPool extends BackendSet {
   }
 
   #memberClosed(member: PoolMember, entry: ReadonlyBackendEntry, info: ConnectionClosedInfo): void {
+    if (member instanceof PinnedConnection) this.#keepAlive?.forget(member);
     this.emit('connectionClosed', member, info);
     publishConnectionClosed(this, member, info);
     this.#placement.slotFreed(entry);
