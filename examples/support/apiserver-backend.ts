@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import createDebug from 'debug';
 import { loadCerts } from './certs.js';
+import { resetSocket } from './reset-socket.js';
 
 const debug = createDebug('failover-proxy:support:apiserver');
 
@@ -437,8 +438,7 @@ export class ApiserverBackend {
     for (const socket of this.#sockets) {
       if (socket.destroyed) continue;
       n++;
-      if (socket.connecting) socket.destroy();
-      else socket.resetAndDestroy();
+      resetSocket(socket);
     }
     debug('%s: reset %d connection(s)', this.#name, n);
     return n;

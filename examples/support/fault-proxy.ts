@@ -21,6 +21,7 @@
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import createDebug from 'debug';
+import { resetSocket } from './reset-socket.js';
 
 const debug = createDebug('failover-proxy:support:fault-proxy');
 
@@ -128,13 +129,9 @@ async function handlesClosed(): Promise<void> {
   for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-/** Sends an RST where there is a connection to reset; just destroys otherwise. */
+/** Sends an RST where there is a connection to reset; just destroys otherwise (see {@link resetSocket}). */
 function abort(socket: Socket): void {
-  if (socket.destroyed) return;
-  // resetAndDestroy() on a socket still connecting would defer the reset to
-  // 'connect' with a closure; there is no connection to reset yet anyway.
-  if (socket.connecting) socket.destroy();
-  else socket.resetAndDestroy();
+  resetSocket(socket);
 }
 
 function silence(pair: Pair): void {
@@ -386,7 +383,7 @@ export class FaultProxy {
     tag(client, pair);
     if (this.#mode === 'refusing' && this.#closing === undefined) {
       pair.silent = true;
-      client.resetAndDestroy();
+      resetSocket(client);
       return;
     }
     if (this.#mode === 'cut' || this.#closing !== undefined) {
