@@ -143,7 +143,13 @@ function open(backend: Backend, tlsOptions: UpstreamTlsOptions | undefined, prea
   // over a TCP socket that has already queued it.
   const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
   raw.write(preamble);
-  return tls.connect({ ...connectOptions, socket: raw });
+  try {
+    return tls.connect({ ...connectOptions, socket: raw });
+  } catch (err) {
+    // TLS options refused: the TCP socket under it has no owner yet.
+    abandon(raw);
+    throw err;
+  }
 }
 
 function onDialError(this: DiallingSocket, err: Error): void {

@@ -40,7 +40,9 @@ export class KeepAliveSweep {
   #young = new Set<KeepAliveTarget>();
   /** Opened in the period before: switched on at the next sweep. */
   #due = new Set<KeepAliveTarget>();
+  /** The clock's handle of the pending sweep (opaque: only `armed` says whether one is pending). */
   #timer: unknown = undefined;
+  #armed = false;
   #closed = false;
 
   /** `delay`: idle time before the first probe, in ms (the `keepAliveInitialDelay` option). */
@@ -54,7 +56,7 @@ export class KeepAliveSweep {
   add(target: KeepAliveTarget): void {
     if (this.#closed || target.closed) return;
     this.#young.add(target);
-    this.#timer ??= this.#clock.setTimeout(() => this.#sweep(), this.#period);
+    if (!this.#armed) this.#arm();
   }
 
   /** A connection closed before its turn: drop it. */
@@ -65,7 +67,8 @@ export class KeepAliveSweep {
   /** Stops the sweep (the pool closed); connections still waiting get no keepalive. Idempotent. */
   close(): void {
     this.#closed = true;
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    if (this.#armed) this.#clock.clearTimeout(this.#timer);
+    this.#armed = false;
     this.#timer = undefined;
     this.#young.clear();
     this.#due.clear();
@@ -76,7 +79,13 @@ export class KeepAliveSweep {
     return this.#young.size + this.#due.size;
   }
 
+  #arm(): void {
+    this.#armed = true;
+    this.#timer = this.#clock.setTimeout(() => this.#sweep(), this.#period);
+  }
+
   #sweep(): void {
+    this.#armed = false;
     this.#timer = undefined;
     const due = this.#due;
     this.#due = this.#young;
@@ -86,7 +95,7 @@ export class KeepAliveSweep {
       enable(target.client, this.#delay);
       enable(target.upstream, this.#delay);
     }
-    if (this.#due.size > 0) this.#timer = this.#clock.setTimeout(() => this.#sweep(), this.#period);
+    if (this.#due.size > 0) this.#arm();
   }
 }
 

@@ -86,6 +86,31 @@ test('keepalive sweep: close() stops it and empties it; later adds are ignored',
   assert.deepEqual(t1.calls, []);
 });
 
+test('keepalive sweep: a clock whose timer handles are undefined still gets one timer per period, not one per connection', () => {
+  // The Clock contract makes the handle opaque: undefined is a valid one.
+  const fake = new FakeClock();
+  const handles = new Map<number, unknown>();
+  let next = 0;
+  const clock = {
+    now: () => fake.now(),
+    setTimeout(callback: () => void, ms: number): unknown {
+      handles.set(++next, fake.setTimeout(callback, ms));
+      return undefined;
+    },
+    clearTimeout(): void {},
+  };
+  const sweep = new KeepAliveSweep(30_000, clock);
+  const a = target();
+  sweep.add(a);
+  sweep.add(target());
+  sweep.add(target());
+  assert.equal(fake.pending, 1, 'one timer for three connections');
+  fake.advance(KEEPALIVE_SWEEP_MS);
+  assert.deepEqual(a.calls, [], 'not switched on before it lived a whole period');
+  fake.advance(KEEPALIVE_SWEEP_MS);
+  assert.equal(a.calls.length, 2);
+});
+
 /** Records every setKeepAlive on a real socket while the test runs. */
 function spyKeepAlive(t: { after(fn: () => void): void }): Map<Socket, unknown[][]> {
   const calls = new Map<Socket, unknown[][]>();

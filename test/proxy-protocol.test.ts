@@ -233,3 +233,38 @@ test("an agent's connections are the proxy's own: UNKNOWN (v1) or LOCAL (v2)", a
     req.destroy();
   }
 });
+
+test('PROXY header with TLS options the TLS layer refuses: the dial fails and leaves no TCP socket to the backend, nor an uncaught error', async (t) => {
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown): void => void uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  // The backend closes its side when the dialler's socket closes (a FIN).
+  const { port, sockets } = await listen(t, (s) => s.once('end', () => s.end()));
+  // The PROXY header is written on a TCP socket before TLS is layered over it; then tls.connect() throws.
+  const pool = new UpstreamPool({ backends: [{ host: HOST, port }], tls: { minVersion: 'TLSv9' } as never, proxyProtocol: 'v1', retries: 0 });
+  t.after(() => pool.destroy());
+  const { port: frontPort, server } = await listen(t, () => {}, { pauseOnConnect: true });
+  const accepted = once(server, 'connection');
+  const peer = net.connect({ host: HOST, port: frontPort });
+  peer.on('error', () => {});
+  t.after(() => peer.destroy());
+  const [client] = (await accepted) as [Socket];
+  const error = await pool.pin(client).then(
+    () => assert.fail('pinned'),
+    (e: { code: string }) => e,
+  );
+  assert.equal(error.code, 'CONNECT_FAILED');
+  await pool.close();
+  // A connection of ours, opened after the dial's: once the backend has
+  // accepted it, it has accepted the dial's TCP socket too, if that one was
+  // ever connected (loopback handshakes complete in order).
+  const marker = net.connect({ host: HOST, port });
+  marker.on('error', () => {});
+  await waitFor(() => [...sockets].some((s) => s.remotePort === marker.localPort), { what: 'the backend to accept our marker' });
+  marker.destroy();
+  await waitFor(() => sockets.size === 0, { timeout: 5000, what: 'no connection left at the backend (the dial leaked its TCP socket)' });
+  for (const s of sockets) s.resetAndDestroy();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(uncaught.map(String), []);
+});
