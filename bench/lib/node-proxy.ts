@@ -12,7 +12,9 @@
  *   the floor of the memory bench. With `BENCH_FLOOR_SOCKET_OPTIONS=1` in its
  *   environment, both sockets also get the options the pool sets on every
  *   connection by default (TCP keepalive after 30 s, `TCP_NODELAY`): what
- *   those syscalls cost by themselves.
+ *   those syscalls cost by themselves. With `--track` it also keeps its
+ *   pairs, so that the `teardown` command can close them all the way the
+ *   pool's sliced teardown does: the floor of the teardown bench.
  *
  * ```sh
  * node --expose-gc --import tsx bench/lib/node-proxy.ts --mode pool --backend 127.0.0.1:9000 [--backend ...]
@@ -26,12 +28,14 @@
  * `add HOST:PORT` → `added ID` (pool); `markdown ID` → `markdown {...}` (pool:
  * times `markDown` and the event loop around it). `--teardown sync` closes
  * every socket inside `markDown` (the pool's `teardown.syncMax: Infinity`);
- * the default, `sliced`, is the pool's default slicing.
+ * the default, `sliced`, is the pool's default slicing. `teardown` (`sockets
+ * --track`) resets every pair in slices of 5 ms per loop turn, as the pool's
+ * registry does, with nothing else, and is timed the same way.
  *
  * @module
  */
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { PerformanceObserver, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
@@ -50,6 +54,8 @@ function ignore(): void {}
 interface Host {
   active(): number;
   pool: UpstreamPool | undefined;
+  /** `sockets --track`: every open pair's client socket. */
+  pairs?: Set<Peered> | undefined;
 }
 
 /** `last`: the most recently added backend that is up (the teardown bench steers connections with it). */
@@ -114,9 +120,14 @@ function socketsClosed(): void {
   socketsOpen--;
 }
 
-function startSockets(server: net.Server, targets: readonly Target[]): Host {
+function startSockets(server: net.Server, targets: readonly Target[], track: boolean): Host {
   let next = 0;
   const options = process.env['BENCH_FLOOR_SOCKET_OPTIONS'] === '1';
+  // Only with --track: a Set entry per pair would change the memory floor.
+  const pairs = track ? new Set<Peered>() : undefined;
+  const untrack = function (this: Peered): void {
+    pairs?.delete(this);
+  };
   server.on('connection', (c: Peered) => {
     const target = targets[next++ % targets.length]!;
     const u: Peered = net.connect(target);
@@ -135,10 +146,37 @@ function startSockets(server: net.Server, targets: readonly Target[]): Host {
     c.on('end', destroyBoth);
     u.on('end', destroyBoth);
     c.once('close', socketsClosed);
+    if (pairs !== undefined) {
+      pairs.add(c);
+      c.once('close', untrack);
+    }
     socketsOpen++;
     c.resume();
   });
-  return { active: () => socketsOpen, pool: undefined };
+  return { active: () => socketsOpen, pool: undefined, pairs };
+}
+
+/**
+ * Resets every pair the way the pool's registry closes a taken-out backend's
+ * members: up to 5 ms of closing per loop turn, the clock read every 16.
+ * The floor under the pool's teardown: what closing the sockets costs with
+ * no library around them.
+ */
+function resetInSlices(pairs: readonly Peered[]): number {
+  let i = 0;
+  const slice = (): void => {
+    const deadline = performance.now() + 5;
+    while (i < pairs.length) {
+      const c = pairs[i]!;
+      i++;
+      c.resetAndDestroy();
+      c[kPeer]?.resetAndDestroy();
+      if ((i & 15) === 0 && performance.now() >= deadline) break;
+    }
+    if (i < pairs.length) setImmediate(slice);
+  };
+  setImmediate(slice);
+  return pairs.length;
 }
 
 function startNaive(server: net.Server, targets: readonly Target[]): Host {
@@ -170,21 +208,51 @@ function memory(): Record<string, number> {
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, young };
 }
 
-/**
- * Times `pool.markDown(id)`: how long the call takes, until every socket it
- * destroyed has emitted 'close', and the longest event-loop stall in that
- * window (a 1 ms interval timer measures the gaps).
- */
 /** This thread's CPU time in ms (the process's where Node has no threadCpuUsage, before 23.9). */
 function threadCpuMs(): number {
   const u = (process as { threadCpuUsage?: () => NodeJS.CpuUsage }).threadCpuUsage?.() ?? process.cpuUsage();
   return (u.user + u.system) / 1000;
 }
 
+/**
+ * Times `pool.markDown(id)` (see {@link timeTeardown}) and checks its
+ * contract: nothing of the backend left in the registry when it returns, the
+ * other backends' connections untouched.
+ */
 async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<string, number>> {
   const victims: Socket[] = [];
   for (const conn of pool.connections(id)) victims.push(conn.client, conn.upstream);
   const othersBefore = pool.stats().backends.filter((b) => b.id !== id).reduce((n, b) => n + b.active, 0);
+  let leftInRegistry = 0;
+  const r = await timeTeardown(victims, () => {
+    const tornDown = pool.markDown(id, 'bench');
+    // The contract, checked where it is measured: out of the registry when the call returns.
+    leftInRegistry = [...pool.members(id)].length;
+    return tornDown;
+  });
+  const othersAfter = pool.stats().backends.filter((b) => b.id !== id).reduce((n, b) => n + b.active, 0);
+  pool.markUp(id);
+  return { ...r, leftInRegistry, othersBefore, othersAfter };
+}
+
+/** Times `teardown` of a `sockets --track` floor: every pair reset in slices, nothing else. */
+async function timeFloorTeardown(pairs: Set<Peered>): Promise<Record<string, number>> {
+  const all = [...pairs];
+  const victims: Socket[] = [];
+  for (const c of all) {
+    victims.push(c);
+    if (c[kPeer] !== undefined) victims.push(c[kPeer]);
+  }
+  return timeTeardown(victims, () => resetInSlices(all));
+}
+
+/**
+ * Times `act()`, which closes `victims` now or later: the call, until every
+ * victim has emitted 'close', the longest event-loop stall in that window
+ * (and 200 ms after), the longest turn's CPU, and V8's garbage-collection
+ * pauses in the same window, so that a stall can be told apart from a GC.
+ */
+async function timeTeardown(victims: readonly Socket[], act: () => number): Promise<Record<string, number>> {
   let pending = victims.length;
   let allClosedAt = 0;
   let onAllClosed: () => void = ignore;
@@ -219,12 +287,17 @@ async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<stri
   const eld = monitorEventLoopDelay({ resolution: 1 });
   eld.enable();
 
+  // V8's pauses in the same window (main-thread time of each collection).
+  const gcs: number[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push(e.duration);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const tornDown = pool.markDown(id, 'bench');
+  const tornDown = act();
   const t1 = performance.now();
-  // The contract, checked where it is measured: out of the registry when the call returns.
-  const leftInRegistry = [...pool.members(id)].length;
   // Kernel vs user time of the call: closing a loopback socket runs the
   // peer's TCP receive path inside the close() syscall.
   const cpu = process.cpuUsage(cpu0);
@@ -233,11 +306,11 @@ async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<stri
   await new Promise((r) => setTimeout(r, 200));
   clearInterval(sampler);
   eld.disable();
-  const othersAfter = pool.stats().backends.filter((b) => b.id !== id).reduce((n, b) => n + b.active, 0);
-  pool.markUp(id);
+  // Entries are delivered asynchronously: take what is queued, then stop.
+  for (const e of gcObserver.takeRecords()) gcs.push(e.duration);
+  gcObserver.disconnect();
   return {
     tornDown,
-    leftInRegistry,
     syncMs: t1 - t0,
     userMs: cpu.user / 1000,
     systemMs: cpu.system / 1000,
@@ -247,8 +320,8 @@ async function timeMarkDown(pool: UpstreamPool, id: string): Promise<Record<stri
     maxTurnCpuMs: maxTurnCpu,
     eldP99Ms: Math.max(0, eld.percentile(99) / 1e6 - 1),
     baselineLoopDelayMs: Math.max(0, baselineGap - 1),
-    othersBefore,
-    othersAfter,
+    gcCount: gcs.length,
+    maxGcMs: gcs.length === 0 ? 0 : Math.max(...gcs),
   };
 }
 
@@ -261,6 +334,7 @@ async function main(argv: string[]): Promise<void> {
       backend: { type: 'string', multiple: true },
       balancer: { type: 'string', default: 'least-connections' },
       teardown: { type: 'string', default: 'sliced' },
+      track: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -277,7 +351,7 @@ async function main(argv: string[]): Promise<void> {
       : mode === 'pinned'
         ? startPinned(server, targets)
         : mode === 'sockets'
-          ? startSockets(server, targets)
+          ? startSockets(server, targets, values.track)
           : startNaive(server, targets);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -304,6 +378,11 @@ async function main(argv: string[]): Promise<void> {
         timeMarkDown(pool, arg).then(
           (r) => reply('markdown', r),
           (err: unknown) => reply('markdown', { error: String(err) }),
+        );
+      } else if (cmd === 'teardown' && host.pairs !== undefined) {
+        timeFloorTeardown(host.pairs).then(
+          (r) => reply('teardown', r),
+          (err: unknown) => reply('teardown', { error: String(err) }),
         );
       } else reply('error', `unknown command ${line}`);
     } catch (err) {
