@@ -46,7 +46,7 @@ const MODES: readonly TeardownMode[] = (process.env['BENCH_TEARDOWN_MODES'] ?? '
   return m;
 });
 
-interface MarkDownResult {
+interface TeardownResult {
   readonly tornDown: number;
   readonly syncMs: number;
   readonly userMs: number;
@@ -85,24 +85,24 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
   const other = backends.get('echo', 0);
   const victim = backends.get('echo', 1);
   const victimId = `${victim.host}:${victim.port}`;
-  const results = new Map<string, MarkDownResult[]>();
+  const results = new Map<string, TeardownResult[]>();
   const survivors = new Map<string, number[]>();
   const key = (mode: TeardownMode, n: number): string => `${mode}:${n}`;
   // One proxy per mode, alternating within each round, so drift hits both alike.
   const proxies: { mode: TeardownMode; child: Awaited<ReturnType<typeof startNodeProxy>>; host: string; port: number; others: Socket[] }[] = [];
   try {
     for (const mode of MODES) {
-      if (mode === 'floor') {
-        const child = await startNodeProxy(ctx, 'sockets', [victim], ['--track']);
-        const [, host, port] = (await child.waitForLine(/^listening (.+):(\d+)$/)) as unknown as [string, string, string];
-        proxies.push({ mode, child, host, port: Number(port), others: [] });
-        continue;
-      }
-      // `last`: new connections go to the most recently added backend that is up.
-      const child = await startNodeProxy(ctx, 'pool', [other], ['--balancer', 'last', '--teardown', mode]);
+      // The floor proxies straight to the victim; a pool starts with the
+      // other backend only, so that `last` steers its 50 there, then gets the
+      // victim, where every later connection goes.
+      const child =
+        mode === 'floor'
+          ? await startNodeProxy(ctx, 'sockets', [victim], ['--track'])
+          : await startNodeProxy(ctx, 'pool', [other], ['--balancer', 'last', '--teardown', mode]);
       const [, host, port] = (await child.waitForLine(/^listening (.+):(\d+)$/)) as unknown as [string, string, string];
       const proxy = { mode, child, host, port: Number(port), others: [] as Socket[] };
       proxies.push(proxy);
+      if (mode === 'floor') continue;
       proxy.others = await openIdle(host, Number(port), OTHERS);
       await child.request(`add ${victimId}`, 'added');
     }
@@ -114,7 +114,7 @@ export async function run(ctx: BenchContext): Promise<BenchReport> {
           const expected = floor ? n : n + OTHERS;
           const stats = JSON.parse(await proxy.child.request('stats', 'stats')) as { active: number };
           if (stats.active !== expected) throw new Error(`expected ${expected} proxied connections in ${proxy.mode}, it has ${stats.active}`);
-          const r = JSON.parse(await (floor ? proxy.child.request('teardown', 'teardown') : proxy.child.request(`markdown ${victimId}`, 'markdown'))) as MarkDownResult & { error?: string };
+          const r = JSON.parse(await (floor ? proxy.child.request('teardown', 'teardown') : proxy.child.request(`markdown ${victimId}`, 'markdown'))) as TeardownResult & { error?: string };
           if (r.error !== undefined) throw new Error(r.error);
           const alive = await pingAll(proxy.others);
           ctx.log(`teardown ${proxy.mode} round ${round + 1}/${rounds} n=${n}: call ${r.syncMs.toFixed(1)} ms, all closed ${r.allClosedMs.toFixed(1)} ms, max loop delay ${r.maxLoopDelayMs.toFixed(1)} ms (histogram max ${r.eldMaxMs.toFixed(1)}, p99 ${r.eldP99Ms.toFixed(1)}), longest turn ${r.maxTurnCpuMs.toFixed(1)} ms of CPU, ${r.gcCount} GCs, longest ${r.maxGcMs.toFixed(1)} ms${floor ? '' : `, others ${alive}/${OTHERS}`}`);

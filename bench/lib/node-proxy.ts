@@ -40,6 +40,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { PinnedConnection, UpstreamPool, parseHostPort, type BalancerName, type PickFunction } from '../../src/index.js';
+import { upstreamPoolDefaults } from '../../src/options.js';
 
 type Mode = 'pool' | 'pinned' | 'naive' | 'sockets';
 
@@ -158,14 +159,16 @@ function startSockets(server: net.Server, targets: readonly Target[], track: boo
 
 /**
  * Resets every pair the way the pool's registry closes a taken-out backend's
- * members: up to 5 ms of closing per loop turn, the clock read every 16.
+ * members: up to the pool's default budget (5 ms) of closing per loop turn,
+ * the clock read every 16.
  * The floor under the pool's teardown: what closing the sockets costs with
  * no library around them.
  */
 function resetInSlices(pairs: readonly Peered[]): number {
+  const { budgetMs } = upstreamPoolDefaults.teardown;
   let i = 0;
   const slice = (): void => {
-    const deadline = performance.now() + 5;
+    const deadline = performance.now() + budgetMs;
     while (i < pairs.length) {
       const c = pairs[i]!;
       i++;
